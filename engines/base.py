@@ -1,0 +1,114 @@
+"""The engine adapter contract. Adapters know nothing of HTTP or SQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class EngineError(Exception):
+    """A launch failed before any application existed; the message becomes the diagnostic."""
+
+
+class InvalidRequest(ValueError):
+    """A batch request this engine cannot run; `field` names the offending request field."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Everything an engine may know about a batch."""
+
+    batch_id: str
+    batch_type: str
+    user: str
+    real_user: str
+    name: str | None
+    resource: str
+    class_name: str | None
+    conf: dict[str, str]
+    args: list[str]
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """New facts about the application. None means unchanged."""
+
+    app_id: str | None = None
+    app_url: str | None = None
+    app_state: str | None = None
+    running: bool = False
+    diagnostic: str | None = None
+    handle: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class LogLines:
+    """Output lines, and the byte offset in the output reached after them (for exactly-once replay)."""
+
+    lines: list[str]
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line the gateway adds to the batch log about what the engine did ("launching: ...")."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The application ended. app_state is FINISHED, FAILED or KILLED."""
+
+    app_state: str
+    diagnostic: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Event = AppInfo | LogLines | Note | Exited
+
+
+class Run(Protocol):
+    """One launched (or re-attached) application."""
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        """JSON-serializable facts that recover() needs to find the application again."""
+        ...
+
+    def events(self) -> AsyncIterator[Event]:
+        """Events until (and including) Exited. Ends early only if the gateway detaches."""
+        ...
+
+    async def kill(self) -> None:
+        """Ask the application to stop; Exited follows."""
+        ...
+
+    async def detach(self) -> None:
+        """Stop watching, leave the application running (gateway shutdown)."""
+        ...
+
+
+class Engine(Protocol):
+    """An adapter for one or more batch types."""
+
+    batch_types: frozenset[str]
+
+    def validate(self, spec: LaunchSpec) -> None:
+        """Raise InvalidRequest for a request this engine cannot run."""
+        ...
+
+    async def submit(self, spec: LaunchSpec) -> Run:
+        """Launch and return at once; raise EngineError if nothing could be started."""
+        ...
+
+    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> Run | None:
+        """Re-attach after a restart; output is replayed from byte `offset`. None if it is gone."""
+        ...

@@ -1,0 +1,101 @@
+"""LOCAL: run a program on the gateway's machine, with no shell. appId = local-<pid>."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Collection
+from pathlib import Path
+from typing import Any
+
+from engines.base import AppInfo, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note
+from engines.process import ProcessRun, ProcessSupervisor, clean_env
+
+
+class LocalRun:
+    def __init__(self, process: ProcessRun, grace: float, *, announce: bool) -> None:
+        self._process = process
+        self._grace = grace
+        self._announce = announce
+
+    @property
+    def handle(self) -> dict[str, Any]:
+        return self._process.handle
+
+    @property
+    def process(self) -> ProcessRun:
+        return self._process
+
+    async def events(self) -> AsyncIterator[Event]:
+        if self._announce:
+            yield AppInfo(app_id=f"local-{self._process.pid}", app_state="RUNNING", running=True)
+        async for event in self._process.output():
+            if isinstance(event, Exited):
+                yield Exited(event.app_state, event.diagnostic, {"local": event.info})
+            else:
+                yield event
+
+    async def kill(self) -> None:
+        await self._process.terminate(self._grace)
+
+    async def detach(self) -> None:
+        self._process.detach()
+
+
+class LocalEngine:
+    batch_types = frozenset({"LOCAL"})
+
+    def __init__(
+        self, supervisor: ProcessSupervisor, *, allowed_programs: Collection[str] = (), kill_grace: float = 10.0
+    ) -> None:
+        self._sup = supervisor
+        self._allowed = {str(Path(p)) for p in allowed_programs}
+        self._grace = kill_grace
+
+    def _program(self, resource: str) -> str | None:
+        if "/" in resource:
+            path = Path(resource)
+            return str(path) if path.is_file() else None
+        return shutil.which(resource)
+
+    def validate(self, spec: LaunchSpec) -> None:
+        program = self._program(spec.resource)
+        if program is None:
+            raise InvalidRequest("resource", f"program {spec.resource!r} not found")
+        if self._allowed and program not in self._allowed and spec.resource not in self._allowed:
+            raise InvalidRequest("resource", f"program {spec.resource!r} is not in the LOCAL allow-list")
+
+    def argv(self, spec: LaunchSpec) -> list[str]:
+        program = self._program(spec.resource) or spec.resource
+        if program.endswith(".py"):
+            return [self._sup.python, program, *spec.args]
+        if program.endswith(".sh"):
+            return ["/bin/sh", program, *spec.args]
+        return [program, *spec.args]
+
+    async def submit(self, spec: LaunchSpec) -> LocalRun:
+        argv = self.argv(spec)
+        env = clean_env({"BATCHGATE_BATCH_ID": spec.batch_id, "BATCHGATE_USER": spec.user})
+        process = await self._sup.launch(argv, spec.workdir, env)
+        return _Announced(process, self._grace, argv)
+
+    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> LocalRun | None:
+        process = self._sup.attach(handle, offset)
+        if process is None:
+            return None
+        return LocalRun(process, self._grace, announce=False)
+
+
+class _Announced(LocalRun):
+    """A fresh launch: the log starts with the command line, then the app id is reported."""
+
+    def __init__(self, process: ProcessRun, grace: float, argv: list[str]) -> None:
+        super().__init__(process, grace, announce=True)
+        self._argv = argv
+
+    async def events(self) -> AsyncIterator[Event]:
+        yield Note(f"launched pid {self._process.pid}: {' '.join(self._argv)}")
+        async for event in super().events():
+            yield event
+
+
+__all__ = ["LocalEngine", "LocalRun", "LogLines"]

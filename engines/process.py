@@ -1,0 +1,283 @@
+"""Launching and watching detached processes: exit by pidfd, output by inotify, kill by process group.
+
+Every engine launches its process (a LOCAL program, spark-submit, flink run) through engines.runner,
+so the process survives a gateway restart and its output lands in a file that any later gateway
+process can replay from a byte offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from engines.base import EngineError, Exited, LogLines
+from engines.runner import EXIT, OUTPUT, PIDS
+
+try:
+    from asyncinotify import Inotify, Mask
+except ImportError:  # not Linux: fall back to a slow timer
+    Inotify = None  # type: ignore[assignment,misc]
+
+log = structlog.get_logger("engines.process")
+
+READ_CHUNK = 1 << 20
+MIN_FLUSH_INTERVAL = 0.02  # seconds between two reads of a chatty output, to batch database writes
+FALLBACK_POLL = 0.5  # only when inotify is unavailable or a change was missed
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces and parentheses; fields resume after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+class ProcessSupervisor:
+    """Shared by the engines of one gateway: one inotify descriptor for every watched output file."""
+
+    def __init__(self, python: str = sys.executable) -> None:
+        self.python = python
+        self._inotify: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._changed: dict[int, asyncio.Event] = {}
+
+    async def start(self) -> None:
+        if Inotify is not None:
+            self._inotify = Inotify()
+            self._reader = asyncio.create_task(self._dispatch(), name="inotify")
+
+    async def close(self) -> None:
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._inotify is not None:
+            self._inotify.close()
+
+    async def _dispatch(self) -> None:
+        async for event in self._inotify:
+            if event.watch is not None:
+                changed = self._changed.get(event.watch.wd)
+                if changed is not None:
+                    changed.set()
+
+    def watch(self, path: Path) -> tuple[asyncio.Event, Any]:
+        changed = asyncio.Event()
+        if self._inotify is None:
+            return changed, None
+        watch = self._inotify.add_watch(path, Mask.MODIFY)
+        self._changed[watch.wd] = changed
+        return changed, watch
+
+    def unwatch(self, watch: Any) -> None:
+        if watch is None or self._inotify is None:
+            return
+        self._changed.pop(watch.wd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self._inotify.rm_watch(watch)
+
+    async def launch(self, argv: list[str], workdir: Path, env: dict[str, str]) -> ProcessRun:
+        """Start argv under the runner in workdir; raises EngineError if it cannot start."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / OUTPUT).touch()
+        proc = await asyncio.create_subprocess_exec(
+            self.python, "-m", "engines.runner", str(workdir), "--", *argv,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+        )
+        assert proc.stdout is not None
+        line = (await proc.stdout.read()).decode(errors="replace").strip()
+        await proc.wait()
+        if line.startswith("error "):
+            raise EngineError(line[len("error "):])
+        parts = line.split()
+        if len(parts) != 3 or parts[0] != "started":
+            raise EngineError(f"launcher failed to start (said {line!r})")
+        runner_pid, child_pid = int(parts[1]), int(parts[2])
+        handle = {
+            "runner_pid": runner_pid,
+            "child_pid": child_pid,
+            "runner_start": _proc_start_ticks(runner_pid),
+            "workdir": str(workdir),
+        }
+        return ProcessRun(self, handle, offset=0)
+
+    def attach(self, handle: dict[str, Any], offset: int) -> ProcessRun | None:
+        """Re-attach to a runner started by an earlier gateway process, or None if nothing is left."""
+        workdir = Path(handle.get("workdir", ""))
+        if not (workdir / OUTPUT).exists():
+            return None
+        return ProcessRun(self, handle, offset=offset)
+
+
+class ProcessRun:
+    """One runner-supervised process, followed from a byte offset of its output."""
+
+    def __init__(self, supervisor: ProcessSupervisor, handle: dict[str, Any], offset: int) -> None:
+        self._sup = supervisor
+        self.handle = handle
+        self.workdir = Path(handle["workdir"])
+        self.child_pid: int = handle["child_pid"]
+        self._offset = offset
+        self._partial = b""
+        self._detached = asyncio.Event()
+        self._exited = asyncio.Event()
+        self.kill_requested = False
+
+    @property
+    def pid(self) -> int:
+        return self.child_pid
+
+    def _runner_alive(self) -> bool:
+        pid = self.handle["runner_pid"]
+        started = self.handle.get("runner_start")
+        return _proc_start_ticks(pid) == started if started is not None else Path(f"/proc/{pid}").exists()
+
+    async def _wait_exit(self) -> None:
+        """Resolves when the runner has exited: pidfd readability, no polling."""
+        pid = self.handle["runner_pid"]
+        if not self._runner_alive():
+            return
+        try:
+            fd = os.pidfd_open(pid)
+        except (ProcessLookupError, OSError):
+            return
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def ready() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        loop.add_reader(fd, ready)
+        try:
+            if self._runner_alive():  # it may have exited between the check and the pidfd
+                await done
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    def _read_available(self) -> tuple[list[str], int]:
+        with open(self.workdir / OUTPUT, "rb") as f:
+            f.seek(self._offset)
+            data = f.read(READ_CHUNK)
+        if not data:
+            return [], self._offset
+        self._offset += len(data)
+        data = self._partial + data
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._partial = data
+            return [], self._offset
+        self._partial = data[cut + 1:]
+        text = data[:cut].decode(errors="replace")
+        return text.split("\n"), self._offset - len(self._partial)
+
+    async def output(self) -> AsyncIterator[LogLines | Exited]:
+        """Output lines as they are written, then the exit status once the runner is gone."""
+        changed, watch = self._sup.watch(self.workdir / OUTPUT)
+        exit_task = asyncio.create_task(self._wait_exit())
+        detached = asyncio.create_task(self._detached.wait())
+        try:
+            last = 0.0
+            while True:
+                lines, offset = await asyncio.to_thread(self._read_available)
+                if lines:
+                    yield LogLines(lines, offset)
+                    last = time.monotonic()
+                    continue  # more may be waiting past READ_CHUNK
+                if exit_task.done():
+                    self._exited.set()
+                    break
+                changed.clear()
+                wait_for: set[asyncio.Future[Any]] = {exit_task, detached, asyncio.ensure_future(changed.wait())}
+                await asyncio.wait(wait_for, timeout=FALLBACK_POLL if watch is None else 30.0,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                for fut in wait_for - {exit_task, detached}:
+                    fut.cancel()
+                if detached.done():
+                    return
+                pause = MIN_FLUSH_INTERVAL - (time.monotonic() - last)
+                if pause > 0 and not exit_task.done():
+                    await asyncio.sleep(pause)  # coalesce a burst of small writes into one append
+            # Drain what was written between the last read and the exit.
+            while True:
+                lines, offset = await asyncio.to_thread(self._read_available)
+                if not lines:
+                    break
+                yield LogLines(lines, offset)
+            if self._partial:  # a last line without a newline is part of the log too
+                yield LogLines([self._partial.decode(errors="replace")], self._offset)
+                self._partial = b""
+            yield self._exit_status()
+        finally:
+            self._sup.unwatch(watch)
+            exit_task.cancel()
+            detached.cancel()
+
+    def _exit_status(self) -> Exited:
+        path = self.workdir / EXIT
+        try:
+            status = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return Exited("KILLED" if self.kill_requested else "FAILED",
+                          "the launcher died without recording an exit status")
+        code = status.get("exit_code")
+        if code is None:
+            return Exited("FAILED", status.get("error") or "the program could not be started", status)
+        if code == 0:
+            return Exited("FINISHED", None, status)
+        if self.kill_requested:
+            return Exited("KILLED", f"killed on request (exit code {code})", status)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            return Exited("FAILED", f"terminated by signal {name} (exit code {code})", status)
+        return Exited("FAILED", f"exit code {code}", status)
+
+    def signal_group(self, sig: signal.Signals) -> bool:
+        try:
+            os.killpg(self.child_pid, sig)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    async def terminate(self, grace: float) -> None:
+        """SIGTERM to the process group, then SIGKILL if it is still there after `grace` seconds."""
+        self.kill_requested = True
+        if not self.signal_group(signal.SIGTERM):
+            return
+        self.signal_group(signal.SIGCONT)  # a stopped group cannot act on SIGTERM
+        try:
+            await asyncio.wait_for(self._exited.wait(), grace)
+        except TimeoutError:
+            self.signal_group(signal.SIGKILL)
+
+    def detach(self) -> None:
+        self._detached.set()
+
+
+def read_pids(workdir: Path) -> dict[str, int] | None:
+    try:
+        data: dict[str, int] = json.loads((workdir / PIDS).read_text())
+        return data
+    except (OSError, ValueError):
+        return None
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The gateway's environment without its own settings (which may hold credentials)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    env.update(extra or {})
+    return env

@@ -1,0 +1,3 @@
+"""batchgate: a batch submission gateway with a Kyuubi-compatible REST API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP layer: parse and validate requests, call the service, shape responses. No business logic."""

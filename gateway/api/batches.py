@@ -1,0 +1,177 @@
+"""Handlers for /api/v1/batches (the Kyuubi v1 batch API) and log follow."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+from pydantic import ValidationError
+
+from gateway.api.middleware import principal
+from gateway.api.params import MAX_PAGE, int_param, list_filter, validation_message
+from gateway.errors import BadRequest, TooLarge
+from gateway.keys import SERVICE, SETTINGS
+from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
+from gateway.service import Upload
+from gateway.store import BatchRecord
+
+routes = web.RouteTableDef()
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _json(model: Any, status: int = 200) -> web.Response:
+    return web.json_response(model.model_dump(mode="json", by_alias=True), status=status)
+
+
+def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
+    batch = record.to_api()
+    if duplicated:
+        batch.batch_info["kyuubi.batch.duplicated"] = "true"
+    return batch
+
+
+def safe_file_name(name: str | None) -> str:
+    """A client's file name reduced to a plain name that cannot leave the batch's directory."""
+    base = os.path.basename((name or "").replace("\\", "/"))
+    base = _SAFE_NAME.sub("_", base).lstrip(".")
+    if not base:
+        raise BadRequest("resourceFile: the file name is empty or invalid")
+    return base[:200]
+
+
+def _parse_request(raw: bytes | str) -> BatchRequest:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object (a BatchRequest)")
+    try:
+        return BatchRequest.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchRequest, Upload | None]:
+    settings = request.app[SETTINGS]
+    reader = await request.multipart()
+    batch_request: BatchRequest | None = None
+    upload: Upload | None = None
+    while True:
+        part = await reader.next()
+        if part is None:
+            break
+        if not isinstance(part, BodyPartReader):
+            raise BadRequest("multipart: nested multipart is not supported")
+        if part.name == "batchRequest":
+            raw = await part.read(decode=True)
+            if len(raw) > settings.max_body_bytes:
+                raise TooLarge(f"batchRequest: larger than {settings.max_body_bytes} bytes")
+            batch_request = _parse_request(raw)
+        elif part.name == "resourceFile":
+            name = safe_file_name(part.filename)
+            target = spool / name
+            size = 0
+            with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks, spooled as they arrive
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > settings.max_upload_bytes:
+                        raise TooLarge(f"resourceFile: larger than {settings.max_upload_bytes} bytes")
+                    f.write(chunk)
+            upload = Upload(name=name, path=target)
+        else:
+            raise BadRequest(f"multipart: unexpected part {part.name!r}; send batchRequest and resourceFile")
+    if batch_request is None:
+        raise BadRequest("batchRequest: missing multipart part")
+    return batch_request, upload
+
+
+@routes.post("/api/v1/batches")
+async def submit(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    settings = request.app[SETTINGS]
+    who = principal(request)
+    if request.content_type.startswith("multipart/"):
+        spool_root = settings.data_dir / "spool"
+        spool_root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=spool_root) as spool:
+            batch_request, upload = await _read_multipart(request, Path(spool))
+            record, duplicated = await service.submit(who, batch_request, upload)
+    else:
+        if request.content_length is not None and request.content_length > settings.max_body_bytes:
+            raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+        raw = await request.read()
+        if not raw:
+            raise BadRequest("body: empty; send a JSON BatchRequest")
+        record, duplicated = await service.submit(who, _parse_request(raw))
+    return _json(_batch(record, duplicated))
+
+
+@routes.get("/api/v1/batches")
+async def list_batches(request: web.Request) -> web.Response:
+    flt = list_filter(request.query)
+    total, records = await request.app[SERVICE].list(principal(request), flt)
+    return _json(BatchList(**{"from": flt.offset}, total=total, batches=[r.to_api() for r in records]))
+
+
+@routes.get("/api/v1/batches/{batch_id}")
+async def get_batch(request: web.Request) -> web.Response:
+    record = await request.app[SERVICE].get(principal(request), request.match_info["batch_id"])
+    return _json(record.to_api())
+
+
+@routes.delete("/api/v1/batches/{batch_id}")
+async def kill_batch(request: web.Request) -> web.Response:
+    success, message, _ = await request.app[SERVICE].kill(principal(request), request.match_info["batch_id"])
+    return _json(CloseBatchResponse(success=success, msg=message))
+
+
+@routes.get("/api/v1/batches/{batch_id}/localLog")
+async def local_log(request: web.Request) -> web.Response:
+    size = int_param(request.query, "size", 100, minimum=0, maximum=MAX_PAGE)
+    start = int_param(request.query, "from", 0, minimum=-1, maximum=2**62)
+    service = request.app[SERVICE]
+    who = principal(request)
+    if start < 0:
+        # Kyuubi's -1: the last `size` lines.
+        record = await service.get(who, request.match_info["batch_id"])
+        start = max(record.log_lines - size, 0)
+    rows = await service.read_log(who, request.match_info["batch_id"], start, size)
+    return _json(LocalLog(logRowSet=rows, rowCount=len(rows)))
+
+
+@routes.get("/api/v1/batches/{batch_id}/log/follow")
+async def follow_log(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `log` events carry one line each (id = line number); `end` closes."""
+    start = int_param(request.query, "from", 0, minimum=0, maximum=2**62)
+    last_id = request.headers.get("Last-Event-ID")
+    if last_id is not None:
+        with contextlib.suppress(ValueError):
+            start = int(last_id) + 1  # a reconnecting EventSource resumes after the last line it got
+    service = request.app[SERVICE]
+    batch, lines = await service.follow_log(principal(request), request.match_info["batch_id"], start)
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    async for first, chunk in lines:
+        if not chunk:
+            await response.write(b": keepalive\n\n")
+            continue
+        out = []
+        for number, line in enumerate(chunk, first):
+            out.append(f"id: {number}\nevent: log\ndata: {line.replace(chr(13), '')}\n\n")
+        await response.write("".join(out).encode())  # awaiting the write is the backpressure
+    final = await service.current(batch.id)
+    if final is not None:
+        end = json.dumps(final.to_api().model_dump(mode="json", by_alias=True))
+        await response.write(f"event: end\ndata: {end}\n\n".encode())
+    await response.write_eof()
+    return response

@@ -1,0 +1,82 @@
+"""Strict parsing of query parameters: anything malformed is a 400 that names the parameter."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
+from gateway.errors import BadRequest
+from gateway.models import BatchState
+from gateway.settings import ALL_BATCH_TYPES
+from gateway.store import ListFilter
+
+MAX_PAGE = 10_000
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name}: must be an integer, not {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{name}: must be between {minimum} and {maximum}, not {value}")
+    return value
+
+
+def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name}: must be true or false, not {raw!r}")
+
+
+def list_filter(query: Mapping[str, str]) -> ListFilter:
+    batch_type = query.get("batchType") or None
+    if batch_type is not None:
+        batch_type = batch_type.upper()
+        if batch_type not in ALL_BATCH_TYPES:
+            raise BadRequest(f"batchType: must be one of {', '.join(ALL_BATCH_TYPES)}, not {query['batchType']!r}")
+    states: tuple[str, ...] = ()
+    raw_state = query.get("batchState")
+    if raw_state:
+        parts = [s.strip().upper() for s in raw_state.split(",") if s.strip()]
+        unknown = [s for s in parts if s not in BatchState.__members__]
+        if unknown:
+            raise BadRequest(
+                f"batchState: unknown state {unknown[0]!r}; known: {', '.join(BatchState.__members__)}"
+            )
+        states = tuple(parts)
+    create_time = int_param(query, "createTime", 0, minimum=0, maximum=2**62)
+    end_time = int_param(query, "endTime", 0, minimum=0, maximum=2**62)
+    if create_time and end_time and end_time < create_time:
+        raise BadRequest(f"endTime: {end_time} is before createTime {create_time}")
+    return ListFilter(
+        batch_type=batch_type,
+        states=states,
+        user=query.get("batchUser") or None,
+        name=query.get("batchName") or None,
+        create_time=create_time,
+        end_time=end_time,
+        offset=int_param(query, "from", 0, minimum=0, maximum=2**31),
+        size=int_param(query, "size", 100, minimum=1, maximum=MAX_PAGE),
+        desc=bool_param(query, "desc", False),
+    )
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first error of a pydantic validation, as 'field: what is wrong'."""
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in error["loc"]) or "body"
+        msg = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)

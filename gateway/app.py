@@ -1,0 +1,152 @@
+"""create_app(settings): assembles the gateway. Parts come up in order and go down in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from engines.local import LocalEngine
+from engines.process import ProcessSupervisor
+from engines.registry import EngineRegistry
+from gateway.api.batches import routes as batch_routes
+from gateway.api.health import routes as health_routes
+from gateway.api.middleware import authenticate, errors
+from gateway.auth import Authenticator
+from gateway.embedded import EmbeddedPostgres
+from gateway.heartbeat import Heartbeat
+from gateway.keys import AUTH, SERVICE, SETTINGS, STORE
+from gateway.listener import KILL, QUEUE, Hub, Listener
+from gateway.logs import LogStore
+from gateway.scheduler import Limits, Scheduler
+from gateway.service import BatchService
+from gateway.settings import Settings
+from gateway.store import Store
+from gateway.supervisor import Supervisor
+
+log = structlog.get_logger("gateway.app")
+
+
+@dataclass
+class Runtime:
+    """The running parts, for tests and for the shutdown sequence."""
+
+    instance: str
+    store: Store
+    hub: Hub
+    supervisor: Supervisor
+    scheduler: Scheduler
+    heartbeat: Heartbeat
+
+
+RUNTIME = web.AppKey("runtime", Runtime)
+
+
+def instance_id(settings: Settings) -> str:
+    if settings.instance_id:
+        return settings.instance_id
+    if settings.port == 0:
+        return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{settings.port}"
+
+
+def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRegistry:
+    engines = [
+        LocalEngine(supervisor, allowed_programs=settings.local_programs, kill_grace=settings.kill_grace_seconds),
+    ]
+    return EngineRegistry(engines, settings.enabled_engines)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[errors, authenticate],
+        client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + (1 << 20),
+    )
+    app[SETTINGS] = settings
+    app[AUTH] = Authenticator(settings.users_file, settings.admin)
+    app.add_routes(health_routes)
+    app.add_routes(batch_routes)
+    app.cleanup_ctx.append(_runtime)
+    return app
+
+
+async def _runtime(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedPostgres | None = None
+    dsn = settings.database_url
+    if dsn is None:
+        embedded = EmbeddedPostgres(settings.data_dir)
+        dsn = await embedded.start()
+    if settings.open_mode:
+        log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
+    store = await Store.connect(dsn)
+    processes = ProcessSupervisor()
+    listener: Listener | None = None
+    scheduler: Scheduler | None = None
+    supervisor: Supervisor | None = None
+    heartbeat: Heartbeat | None = None
+    try:
+        version = await store.apply_schema()
+        hub = Hub()
+        listener = Listener(dsn, hub)
+        await processes.start()
+        engines = build_engines(settings, processes)
+        logs = LogStore(store, hub)
+        instance = instance_id(settings)
+        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir)
+        limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
+        scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches)
+        heartbeat = Heartbeat(
+            store, instance, f"{settings.host}:{settings.port}",
+            every=settings.heartbeat_seconds, lease=settings.lease_seconds,
+        )
+        hub.on(QUEUE, scheduler.wake)
+        hub.on(KILL, _kill_handler(supervisor, store))
+        await listener.start()
+        await heartbeat.start()
+        app[STORE] = store
+        app[SERVICE] = BatchService(store, logs, engines, hub)
+        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat)
+        recovered = await supervisor.recover_owned()
+        scheduler.start()
+        log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
+                 engines=sorted(engines.enabled), embedded=embedded is not None)
+        yield
+    finally:
+        # Stop claiming, then let go of the applications without killing them.
+        if scheduler is not None:
+            await scheduler.stop()
+        if supervisor is not None:
+            await supervisor.detach_all()
+        if heartbeat is not None:
+            await heartbeat.stop()
+        if listener is not None:
+            await listener.close()
+        await processes.close()
+        await store.close()
+        if embedded is not None:
+            await embedded.stop()
+        log.info("gateway.stopped")
+
+
+def _kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
+    def handle(payload: str | None) -> None:
+        if payload is None:
+            asyncio.create_task(_resync_kills(supervisor, store))
+            return
+        owner, _, batch_id = payload.partition(" ")
+        if owner == supervisor.instance:
+            supervisor.kill(uuid.UUID(batch_id))
+
+    return handle
+
+
+async def _resync_kills(supervisor: Supervisor, store: Store) -> None:
+    for batch_id in await store.kill_requested_owned(supervisor.instance):
+        supervisor.kill(batch_id)

@@ -1,0 +1,55 @@
+"""The `batchgate` command."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.logconfig import configure_logging
+from gateway.settings import Settings
+
+
+@click.group()
+@click.version_option(package_name="batchgate")
+def main() -> None:
+    """batchgate: a batch submission gateway (Kyuubi-compatible REST API)."""
+
+
+@main.command()
+@click.option("--host", help="Address to bind (default 127.0.0.1). [BATCHGATE_HOST]")
+@click.option("--port", type=int, help="Port to listen on (default 10099). [BATCHGATE_PORT]")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Working files and the embedded Postgres.")
+@click.option("--database-url", help="postgresql://... ; without it an embedded Postgres is started.")
+@click.option("--users-file", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="htpasswd file with bcrypt hashes; without it the gateway runs in open mode.")
+@click.option("--admin", "admins", multiple=True, help="An admin user name (repeatable).")
+@click.option("--engines", help="Comma-separated batch types to enable, e.g. SPARK,PYSPARK.")
+@click.option("--spark-home", type=click.Path(path_type=Path), help="Spark home (default: pyspark's).")
+@click.option("--flink-home", type=click.Path(path_type=Path), help="Flink home (default: pyflink's).")
+@click.option("--instance-id", help="This instance's name in kyuubiInstance (default host:port).")
+def serve(**options: Any) -> None:
+    """Run the gateway until SIGTERM or Ctrl-C. Applications keep running across restarts."""
+    given: dict[str, Any] = {k: v for k, v in options.items() if v is not None and k != "admins"}
+    if options["admins"]:
+        given["admin"] = list(options["admins"])
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "settings"
+            click.echo(f"batchgate: {where}: {error['msg']}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_format, settings.log_level)
+    from gateway.app import create_app
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
+                shutdown_timeout=10.0)
+
+
+if __name__ == "__main__":
+    main()

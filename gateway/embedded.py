@@ -1,0 +1,34 @@
+"""The embedded default: a Postgres of our own under the data dir, through pgserver."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("gateway.embedded")
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "postgres").resolve()
+        self._server: Any = None
+
+    async def start(self) -> str:
+        """Start (or join) the server and return its connection URI."""
+        import pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # initdb and pg_ctl block; keep them off the event loop.
+        self._server = await asyncio.to_thread(pgserver.get_server, self.pgdata, cleanup_mode="stop")
+        uri: str = self._server.get_uri()
+        log.info("embedded_postgres.started", pgdata=str(self.pgdata))
+        return uri
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await asyncio.to_thread(self._server.cleanup)
+            self._server = None
+            log.info("embedded_postgres.stopped")

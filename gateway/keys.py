@@ -1,0 +1,15 @@
+"""Typed application keys: how handlers reach the parts that create_app() assembled."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth import Authenticator
+from gateway.service import BatchService
+from gateway.settings import Settings
+from gateway.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+SERVICE = web.AppKey("service", BatchService)
+AUTH = web.AppKey("auth", Authenticator)

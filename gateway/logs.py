@@ -1,0 +1,75 @@
+"""LogStore: durable batch logs. Append numbered lines, read exact windows, follow live."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from gateway.listener import LOG, STATE, Hub
+from gateway.models import TERMINAL_STATES
+from gateway.store import Store
+
+CHUNK_LINES = 2000
+FOLLOW_PAGE = 5000
+KEEPALIVE_SECONDS = 15.0
+
+
+def gateway_line(text: str) -> str:
+    """A line the gateway writes about a batch, told apart from program output by its prefix."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return f"{stamp} [batchgate] {text}"
+
+
+class LogStore:
+    def __init__(self, store: Store, hub: Hub) -> None:
+        self._store = store
+        self._hub = hub
+
+    async def append(self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None) -> None:
+        for start in range(0, len(lines), CHUNK_LINES):
+            part = lines[start:start + CHUNK_LINES]
+            last = start + CHUNK_LINES >= len(lines)
+            await self._store.append_log(batch_id, part, offset if last else None)
+
+    async def note(self, batch_id: uuid.UUID, text: str) -> None:
+        await self._store.append_log(batch_id, [gateway_line(text)])
+
+    async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
+        return await self._store.read_log(batch_id, start, size)
+
+    async def follow(self, batch_id: uuid.UUID, start: int) -> AsyncIterator[tuple[int, list[str]]]:
+        """Yield (first line number, lines) from `start` on, until the batch is terminal and read out.
+
+        An empty list is a keepalive: nothing new for a while, and the stream should say so.
+        """
+        position = start
+        key = str(batch_id)
+        with self._hub.subscribe(LOG, key) as grew, self._hub.subscribe(STATE, key) as changed:
+            while True:
+                # Clear before reading, so that a notification during the read is not lost.
+                grew.clear()
+                changed.clear()
+                lines = await self._store.read_log(batch_id, position, FOLLOW_PAGE)
+                if lines:
+                    yield position, lines
+                    position += len(lines)
+                    continue
+                batch = await self._store.get_batch(batch_id)
+                if batch is None or (batch.state in TERMINAL_STATES and position >= batch.log_lines):
+                    return
+                waited = time.monotonic()
+                await _first(grew, changed, timeout=KEEPALIVE_SECONDS)
+                if time.monotonic() - waited >= KEEPALIVE_SECONDS:
+                    yield position, []
+
+
+async def _first(*events: asyncio.Event, timeout: float) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -1,0 +1,192 @@
+"""The API contract as pydantic models. Field aliases live here and only here."""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.settings import ALL_BATCH_TYPES
+
+TERMINAL_STATES = frozenset({"FINISHED", "ERROR", "CANCELED"})
+ACTIVE_STATES = frozenset({"PENDING", "RUNNING"})
+
+CONF_BATCH_ID = "kyuubi.batch.id"
+CONF_PRIORITY = "kyuubi.batch.priority"
+CONF_PROXY_USERS = ("kyuubi.session.proxy.user", "hive.server2.proxy.user")
+MAX_NAME_LENGTH = 256
+
+
+class BatchState(StrEnum):
+    INITIALIZED = "INITIALIZED"
+    PAUSED = "PAUSED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    ERROR = "ERROR"
+    CANCELED = "CANCELED"
+
+
+class AppState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+    NOT_FOUND = "NOT_FOUND"
+    UNKNOWN = "UNKNOWN"
+
+
+def _has_control_chars(text: str) -> bool:
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class BatchRequest(ApiModel):
+    """What a client POSTs. Unknown fields are ignored, as Kyuubi does."""
+
+    batch_type: str = Field(alias="batchType")
+    resource: str | None = None
+    class_name: str | None = Field(default=None, alias="className")
+    name: str | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+    args: list[str] = Field(default_factory=list)
+
+    @field_validator("batch_type")
+    @classmethod
+    def _batch_type(cls, value: str) -> str:
+        upper = value.strip().upper()
+        if upper not in ALL_BATCH_TYPES:
+            raise ValueError(f"must be one of {', '.join(ALL_BATCH_TYPES)}, not {value!r}")
+        return upper
+
+    @field_validator("resource", "class_name")
+    @classmethod
+    def _no_blank(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip():
+                return None
+            if _has_control_chars(value):
+                raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if _has_control_chars(value):
+            raise ValueError("must not contain control characters")
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"must be at most {MAX_NAME_LENGTH} characters")
+        return value
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _conf(cls, value: Any) -> Any:
+        # Kyuubi's Java client sends strings, but hand-written clients send numbers and booleans.
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            for key, item in value.items():
+                if isinstance(item, bool):
+                    out[key] = "true" if item else "false"
+                elif isinstance(item, int | float):
+                    out[key] = str(item)
+                else:
+                    out[key] = item
+            return out
+        return value
+
+    @field_validator("conf")
+    @classmethod
+    def _conf_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key.strip() or _has_control_chars(key):
+                raise ValueError(f"key {key!r} is empty or has control characters")
+        batch_id = value.get(CONF_BATCH_ID)
+        if batch_id is not None:
+            try:
+                uuid.UUID(batch_id)
+            except ValueError:
+                raise ValueError(f"{CONF_BATCH_ID} must be a UUID, not {batch_id!r}") from None
+        priority = value.get(CONF_PRIORITY)
+        if priority is not None:
+            try:
+                int(priority)
+            except ValueError:
+                raise ValueError(f"{CONF_PRIORITY} must be an integer, not {priority!r}") from None
+        return value
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v for v in value]
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_nul(cls, value: list[str]) -> list[str]:
+        for i, arg in enumerate(value):
+            if "\x00" in arg:
+                raise ValueError(f"argument {i} contains a NUL byte")
+        return value
+
+    @property
+    def proxy_user(self) -> str | None:
+        for key in CONF_PROXY_USERS:
+            if self.conf.get(key):
+                return self.conf[key]
+        return None
+
+    @property
+    def priority(self) -> int:
+        return int(self.conf.get(CONF_PRIORITY, "0"))
+
+
+class Batch(ApiModel):
+    """A batch as Kyuubi's REST API shows it."""
+
+    id: str
+    user: str
+    batch_type: str = Field(alias="batchType")
+    name: str | None = None
+    app_start_time: int = Field(default=0, alias="appStartTime")
+    app_id: str | None = Field(default=None, alias="appId")
+    app_url: str | None = Field(default=None, alias="appUrl")
+    app_state: str | None = Field(default=None, alias="appState")
+    app_diagnostic: str | None = Field(default=None, alias="appDiagnostic")
+    kyuubi_instance: str | None = Field(default=None, alias="kyuubiInstance")
+    state: str
+    create_time: int = Field(alias="createTime")
+    end_time: int = Field(default=0, alias="endTime")
+    batch_info: dict[str, Any] = Field(default_factory=dict, alias="batchInfo")
+
+
+class BatchList(ApiModel):
+    from_: int = Field(alias="from")
+    total: int
+    batches: list[Batch]
+
+
+class LocalLog(ApiModel):
+    log_row_set: list[str] = Field(alias="logRowSet")
+    row_count: int = Field(alias="rowCount")
+
+
+class CloseBatchResponse(ApiModel):
+    success: bool
+    msg: str
+
+
+class ErrorBody(ApiModel):
+    message: str

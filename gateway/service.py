@@ -1,0 +1,189 @@
+"""BatchService: what the API may do with batches, and who may do it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from engines.base import InvalidRequest, LaunchSpec
+from engines.registry import EngineRegistry
+from gateway.auth import Principal
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.listener import STATE, Hub
+from gateway.logs import LogStore
+from gateway.models import CONF_BATCH_ID, TERMINAL_STATES, BatchRequest
+from gateway.store import BatchRecord, ListFilter, Store
+from gateway.store.records import mask_conf
+
+log = structlog.get_logger("gateway.service")
+
+KILL_WAIT_SECONDS = 3.0
+UPLOAD_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file received with a multipart submit, spooled to a temporary path."""
+
+    name: str
+    path: Path
+
+
+class BatchService:
+    def __init__(self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub) -> None:
+        self._store = store
+        self._logs = logs
+        self._engines = engines
+        self._hub = hub
+
+    # --- authorization -------------------------------------------------------------------
+
+    @staticmethod
+    def _may_see(principal: Principal, batch: BatchRecord) -> bool:
+        return principal.is_admin or principal.name in (batch.batch_user, batch.real_user)
+
+    async def _visible(self, principal: Principal, batch_id: str) -> BatchRecord:
+        bid = parse_batch_id(batch_id)
+        batch = await self._store.get_batch(bid)
+        if batch is None:
+            raise NotFound(f"batch {batch_id} not found")
+        if not self._may_see(principal, batch):
+            raise Forbidden(f"batch {batch_id} belongs to another user")
+        return batch
+
+    def _effective_user(self, principal: Principal, request: BatchRequest) -> str:
+        proxy = request.proxy_user
+        if proxy is None or proxy == principal.name:
+            return principal.name
+        if not principal.is_admin:
+            raise Forbidden(f"conf.{'kyuubi.session.proxy.user'}: user {principal.name} may not act as {proxy}")
+        return proxy
+
+    # --- commands ------------------------------------------------------------------------
+
+    async def submit(
+        self, principal: Principal, request: BatchRequest, upload: Upload | None = None
+    ) -> tuple[BatchRecord, bool]:
+        """Queue a batch. Returns (batch, duplicated)."""
+        engine = self._engines.get(request.batch_type)
+        if engine is None:
+            raise BadRequest(f"batchType: {request.batch_type} is not enabled on this gateway")
+        resource = upload.name if upload else request.resource
+        if not resource:
+            raise BadRequest("resource: required (or upload a resourceFile)")
+        user = self._effective_user(principal, request)
+        batch_id = uuid.UUID(request.conf[CONF_BATCH_ID]) if CONF_BATCH_ID in request.conf else uuid.uuid4()
+        spec = LaunchSpec(
+            batch_id=str(batch_id), batch_type=request.batch_type, user=user, real_user=principal.name,
+            name=request.name, resource=str(upload.path) if upload else resource,
+            class_name=request.class_name, conf=request.conf, args=request.args, workdir=Path("."),
+        )
+        try:
+            engine.validate(spec)
+        except InvalidRequest as exc:
+            raise BadRequest(str(exc)) from None
+        fields: dict[str, Any] = dict(
+            batch_id=batch_id, batch_type=request.batch_type, user=user, real_user=principal.name,
+            name=request.name, resource=resource, class_name=request.class_name, conf=request.conf,
+            args=request.args, priority=request.priority, project=None,
+            batch_info={"uploadedFile": upload.name} if upload else {},
+        )
+        if upload is None:
+            batch, created = await self._store.insert_batch(**fields)
+        else:
+            batch, created = await self._store.insert_batch_with_file(
+                upload.name, _file_chunks(upload.path), **fields
+            )
+        if not created and not self._may_see(principal, batch):
+            raise Forbidden(f"{CONF_BATCH_ID}: batch {batch_id} belongs to another user")
+        log.info(
+            "batch.submitted" if created else "batch.duplicate_submit",
+            batch_id=str(batch.id), user=user, real_user=principal.name, engine=request.batch_type,
+            conf=mask_conf(request.conf),
+        )
+        return batch, not created
+
+    async def kill(self, principal: Principal, batch_id: str) -> tuple[bool, str, BatchRecord]:
+        batch = await self._visible(principal, batch_id)
+        if batch.state in TERMINAL_STATES:
+            return False, f"batch {batch.id} is already {batch.state}", batch
+        canceled = await self._store.cancel_queued(batch.id)
+        if canceled is not None:
+            await self._logs.note(batch.id, f"canceled by {principal.name} before launch")
+            log.info("batch.canceled", batch_id=str(batch.id), user=principal.name)
+            return True, f"batch {batch.id} canceled", canceled
+        with self._hub.subscribe(STATE, str(batch.id)) as changed:
+            requested = await self._store.request_kill(batch.id)
+            if requested is None:
+                # It left the active states between the read and the kill: report what it is now.
+                current = await self._store.get_batch(batch.id)
+                assert current is not None
+                if current.state in TERMINAL_STATES:
+                    return False, f"batch {batch.id} is already {current.state}", current
+                return await self.kill(principal, batch_id)
+            await self._logs.note(batch.id, f"kill requested by {principal.name}")
+            log.info("batch.kill_requested", batch_id=str(batch.id), user=principal.name)
+            # Kyuubi clients expect the batch to be gone when DELETE returns; give it a moment.
+            final = await self._wait_terminal(batch.id, changed, KILL_WAIT_SECONDS)
+        return True, f"kill requested for batch {batch.id}", final
+
+    async def _wait_terminal(self, batch_id: uuid.UUID, changed: asyncio.Event, seconds: float) -> BatchRecord:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            changed.clear()
+            batch = await self._store.get_batch(batch_id)
+            assert batch is not None
+            remaining = deadline - loop.time()
+            if batch.state in TERMINAL_STATES or remaining <= 0:
+                return batch
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    # --- queries -------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, batch_id: str) -> BatchRecord:
+        return await self._visible(principal, batch_id)
+
+    async def list(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
+        if not principal.is_admin:
+            if flt.user and flt.user != principal.name:
+                raise Forbidden(f"batchUser: user {principal.name} may only list their own batches")
+            flt = ListFilter(**{**flt.__dict__, "user": principal.name})
+        return await self._store.list_batches(flt)
+
+    async def read_log(self, principal: Principal, batch_id: str, start: int, size: int) -> list[str]:
+        batch = await self._visible(principal, batch_id)
+        return await self._logs.read(batch.id, start, size)
+
+    async def follow_log(
+        self, principal: Principal, batch_id: str, start: int
+    ) -> tuple[BatchRecord, AsyncIterator[tuple[int, list[str]]]]:
+        batch = await self._visible(principal, batch_id)
+        return batch, self._logs.follow(batch.id, start)
+
+    async def current(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        return await self._store.get_batch(batch_id)
+
+
+def parse_batch_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadRequest(f"batchId: {value!r} is not a valid batch id (a UUID)") from None
+
+
+async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
+    with open(path, "rb") as f:  # noqa: ASYNC230 - reads go through a thread below
+        while True:
+            chunk = await asyncio.to_thread(f.read, UPLOAD_CHUNK)
+            if not chunk:
+                return
+            yield chunk

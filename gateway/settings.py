@@ -1,0 +1,120 @@
+"""Gateway settings: one pydantic-settings model, every field also read from BATCHGATE_<NAME>."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ALL_BATCH_TYPES = ("SPARK", "PYSPARK", "FLINK", "PYFLINK", "LOCAL")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything `batchgate serve` can be told, by flag or by environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCHGATE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=10099, ge=0, le=65535)
+    data_dir: Path = Path("./batchgate-data")
+    database_url: str | None = None
+    users_file: Path | None = None
+    admin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    engines: Annotated[list[str] | None, NoDecode] = None
+    instance_id: str | None = None
+
+    # Queue and limits. 0 means unlimited.
+    max_running: int = Field(default=0, ge=0)
+    max_running_per_user: int = Field(default=0, ge=0)
+    max_running_per_type: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    max_local_batches: int = Field(default=2000, ge=1)
+
+    # Leases: an instance that misses heartbeats for lease_seconds loses its batches to another.
+    heartbeat_seconds: float = Field(default=3.0, gt=0)
+    lease_seconds: float = Field(default=15.0, gt=0)
+
+    # Engines.
+    kill_grace_seconds: float = Field(default=10.0, ge=0)
+    local_programs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_home: Path | None = None
+    spark_master: str = "local[*]"
+    flink_home: Path | None = None
+
+    # Input limits.
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    max_upload_bytes: int = Field(default=256 << 20, ge=1024)
+
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = "info"
+
+    @field_validator("admin", "local_programs", mode="before")
+    @classmethod
+    def _csv_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _csv_engines(cls, value: object) -> object:
+        value = _split_csv(value)
+        if isinstance(value, list):
+            return [str(v).upper() for v in value]
+        return value
+
+    @field_validator("engines")
+    @classmethod
+    def _known_engines(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            unknown = sorted(set(value) - set(ALL_BATCH_TYPES))
+            if unknown:
+                raise ValueError(f"unknown batch types {unknown}; known: {list(ALL_BATCH_TYPES)}")
+        return value
+
+    @field_validator("max_running_per_type", mode="before")
+    @classmethod
+    def _type_limits(cls, value: object) -> object:
+        # "SPARK=4,LOCAL=100" from the environment or the command line.
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            return {k.strip().upper(): int(v) for k, v in pairs}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.users_file is None and not _is_loopback(self.host):
+            raise ValueError(
+                f"open mode (no users file) is only allowed on loopback, not on host {self.host!r}; "
+                "pass --users-file"
+            )
+        if self.lease_seconds <= self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be longer than heartbeat_seconds")
+        return self
+
+    @property
+    def open_mode(self) -> bool:
+        return self.users_file is None
+
+    @property
+    def enabled_engines(self) -> frozenset[str]:
+        if self.engines is not None:
+            return frozenset(self.engines)
+        if self.open_mode:
+            return frozenset(ALL_BATCH_TYPES)
+        return frozenset(t for t in ALL_BATCH_TYPES if t != "LOCAL")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

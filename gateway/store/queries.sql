@@ -1,0 +1,162 @@
+-- Every query the gateway runs, by name. Loaded once by gateway.store.queries.
+-- Dynamic list filters are assembled in store.py from the fragments at the end of this file.
+
+-- name: lock_schema
+-- Serialize schema application across instances that start together.
+select pg_advisory_xact_lock(8317000001);
+
+-- name: schema_version
+-- The newest schema version recorded, or null on an empty database.
+select max(version) from schema_version;
+
+-- name: insert_batch
+-- Queue a new batch; nothing is returned when the id exists already (idempotent submit).
+-- $1 id, $2 type, $3 user, $4 real user, $5 name, $6 resource, $7 class name, $8 conf, $9 args,
+-- $10 priority, $11 project, $12 batch_info
+insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
+                     priority, project, batch_info)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+on conflict (id) do nothing
+returning *;
+
+-- name: get_batch
+-- One batch by id. $1 id
+select * from batches where id = $1;
+
+-- name: claim_candidates
+-- Queued batches in claim order, locked for this transaction, skipping ones another claimer holds.
+-- $1 how many to look at
+select id, batch_user, batch_type from batches
+where state = 'INITIALIZED'
+order by priority desc, create_time, id
+limit $1
+for update skip locked;
+
+-- name: active_counts
+-- Running batches per user and type, for the limits. Call under the claim lock.
+select batch_user, batch_type, count(*)::int as n from batches
+where state in ('PENDING', 'RUNNING')
+group by batch_user, batch_type;
+
+-- name: lock_claims
+-- Claimers take this lock so that limit checks and claims are one atomic step across instances.
+select pg_advisory_xact_lock(8317000002);
+
+-- name: claim_batches
+-- Take ownership of the chosen batches. $1 ids, $2 instance
+update batches
+set state = 'PENDING', instance = $2, claim_time = bg_now_ms(), update_time = bg_now_ms(), wait_reason = null
+where id = any($1::uuid[]) and state = 'INITIALIZED'
+returning *;
+
+-- name: set_wait_reason
+-- Remember why queued batches wait, so the reason is logged once. $1 ids, $2 reason
+update batches set wait_reason = $2
+where id = any($1::uuid[]) and state = 'INITIALIZED' and wait_reason is distinct from $2
+returning id;
+
+-- name: set_launched
+-- The engine accepted the batch: store its re-attach handle. $1 id, $2 instance, $3 handle
+update batches
+set handle = $3, launch_time = bg_now_ms(), update_time = bg_now_ms()
+where id = $1 and instance = $2 and state = 'PENDING'
+returning *;
+
+-- name: update_app
+-- Application facts from the engine; null leaves a field as it is. Moves PENDING to RUNNING when
+-- $6 is true. Never touches a terminal batch.
+-- $1 id, $2 instance, $3 app id, $4 app url, $5 app state, $6 running, $7 diagnostic, $8 handle
+update batches
+set app_id = coalesce($3, app_id),
+    app_url = coalesce($4, app_url),
+    app_state = coalesce($5, app_state),
+    app_diagnostic = coalesce($7, app_diagnostic),
+    handle = coalesce($8, handle),
+    state = case when $6 and state = 'PENDING' then 'RUNNING' else state end,
+    app_start_time = case when $6 and app_start_time = 0 then bg_now_ms() else app_start_time end,
+    update_time = bg_now_ms()
+where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING')
+returning *;
+
+-- name: finish_batch
+-- Move an active batch to its terminal state. $1 id, $2 instance, $3 state, $4 app state,
+-- $5 diagnostic, $6 batch_info to merge
+update batches
+set state = $3, app_state = coalesce($4, app_state), app_diagnostic = coalesce($5, app_diagnostic),
+    end_time = bg_now_ms(), update_time = bg_now_ms(), batch_info = batch_info || $6
+where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING')
+returning *;
+
+-- name: cancel_queued
+-- Cancel a batch that never left the queue. $1 id
+update batches
+set state = 'CANCELED', app_state = 'KILLED', kill_requested = true,
+    app_diagnostic = 'canceled before launch', end_time = bg_now_ms(), update_time = bg_now_ms()
+where id = $1 and state in ('INITIALIZED', 'PAUSED')
+returning *;
+
+-- name: request_kill
+-- Record a kill for an active batch; the trigger tells the owner. $1 id
+update batches set kill_requested = true, update_time = bg_now_ms()
+where id = $1 and state in ('PENDING', 'RUNNING')
+returning *;
+
+-- name: append_log
+-- Append lines and number them in one step; concurrent writers are serialized by the row lock.
+-- $3, when not null, is the engine output offset reached, so that a restart replays nothing twice.
+-- $1 batch id, $2 lines, $3 output offset
+with head as (
+    update batches set log_lines = log_lines + cardinality($2::text[]),
+                       log_offset = coalesce($3, log_offset)
+    where id = $1
+    returning log_lines - cardinality($2::text[]) as first_line
+)
+insert into batch_log_chunks (batch_id, first_line, lines)
+select $1, first_line, $2::text[] from head
+returning first_line;
+
+-- name: read_log
+-- Lines [$2, $2 + $3) of a batch's log: the chunk holding $2, then the chunks starting inside the window.
+-- $1 batch id, $2 from, $3 size
+select first_line, lines from (
+    (select first_line, lines from batch_log_chunks
+     where batch_id = $1 and first_line <= $2
+     order by first_line desc limit 1)
+    union all
+    (select first_line, lines from batch_log_chunks
+     where batch_id = $1 and first_line > $2 and first_line < $2 + $3
+     order by first_line)
+) w
+order by first_line;
+
+-- name: upsert_instance
+-- Register or renew this instance's lease. $1 id, $2 address, $3 lease in ms
+insert into instances (id, address, lease_until)
+values ($1, $2, bg_now_ms() + $3)
+on conflict (id) do update
+set heartbeat_at = bg_now_ms(), lease_until = bg_now_ms() + $3, address = excluded.address
+returning lease_until;
+
+-- name: set_draining
+-- Mark an instance as shutting down. $1 id
+update instances set draining = true where id = $1;
+
+-- name: owned_active
+-- Active batches owned by an instance, in pages, for recovery. $1 instance, $2 after id, $3 page size
+select * from batches
+where instance = $1 and state in ('PENDING', 'RUNNING') and id > $2
+order by id
+limit $3;
+
+-- name: kill_requested_owned
+-- Active batches of this instance with a pending kill request (missed while disconnected). $1 instance
+select id from batches
+where instance = $1 and state in ('PENDING', 'RUNNING') and kill_requested;
+
+-- name: insert_file_chunk
+-- One chunk of an uploaded file. $1 batch id, $2 name, $3 chunk number, $4 bytes
+insert into batch_files (batch_id, name, chunk, data) values ($1, $2, $3, $4);
+
+-- name: file_chunks
+-- An uploaded file's chunks in order. $1 batch id, $2 name
+select data from batch_files where batch_id = $1 and name = $2 order by chunk;

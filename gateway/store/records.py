@@ -1,0 +1,86 @@
+"""Rows as the rest of the gateway sees them. The store never hands out asyncpg Records."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.models import Batch
+
+_SECRET_KEY = re.compile(r"password|secret|token|key|credential", re.IGNORECASE)
+_NOT_SECRET_KEYS = frozenset({"kyuubi.batch.id"})
+MASK = "********"
+
+
+def mask_conf(conf: dict[str, str]) -> dict[str, str]:
+    """Hide values whose keys look like secrets, for responses and log lines."""
+    return {
+        k: (MASK if _SECRET_KEY.search(k) and k not in _NOT_SECRET_KEYS else v) for k, v in conf.items()
+    }
+
+
+class BatchRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: uuid.UUID
+    seq: int
+    batch_type: str
+    batch_user: str
+    real_user: str
+    name: str | None
+    resource: str
+    class_name: str | None
+    conf: dict[str, str]
+    args: list[str]
+    priority: int
+    project: str | None
+    state: str
+    app_id: str | None
+    app_url: str | None
+    app_state: str | None
+    app_diagnostic: str | None
+    app_start_time: int
+    instance: str | None
+    create_time: int
+    claim_time: int
+    launch_time: int
+    end_time: int
+    update_time: int
+    kill_requested: bool
+    handle: dict[str, Any] | None
+    batch_info: dict[str, Any] = Field(default_factory=dict)
+    wait_reason: str | None
+    log_lines: int
+    log_offset: int = 0
+
+    def to_api(self) -> Batch:
+        info: dict[str, Any] = dict(self.batch_info)
+        info.setdefault("realUser", self.real_user)
+        info.setdefault("resource", self.resource)
+        info.setdefault("className", self.class_name)
+        info.setdefault("args", self.args)
+        info.setdefault("conf", mask_conf(self.conf))
+        info.setdefault("priority", self.priority)
+        info.setdefault("logLines", self.log_lines)
+        info.setdefault("livyId", self.seq)
+        if self.wait_reason and self.state == "INITIALIZED":
+            info["waitReason"] = self.wait_reason
+        return Batch(
+            id=str(self.id),
+            user=self.batch_user,
+            batchType=self.batch_type,
+            name=self.name,
+            appStartTime=self.app_start_time,
+            appId=self.app_id,
+            appUrl=self.app_url,
+            appState=self.app_state,
+            appDiagnostic=self.app_diagnostic,
+            kyuubiInstance=self.instance,
+            state=self.state,
+            createTime=self.create_time,
+            endTime=self.end_time,
+            batchInfo=info,
+        )

@@ -1,0 +1,380 @@
+"""Store: every SQL statement the gateway runs goes through this class."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+
+from gateway.errors import Unavailable
+from gateway.store.queries import load_queries, schema_sql
+from gateway.store.records import BatchRecord
+
+SCHEMA_VERSION = 1
+MAX_LINE_CHARS = 64 * 1024
+
+T = TypeVar("T")
+
+# Errors that mean "the database is not there right now", as opposed to a bug in a query.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.exceptions.ConnectionFailureError,
+    TimeoutError,
+)
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer batchgate than this one."""
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Filters of GET /batches, already validated."""
+
+    batch_type: str | None = None
+    states: tuple[str, ...] = ()
+    user: str | None = None
+    name: str | None = None
+    create_time: int = 0
+    end_time: int = 0
+    offset: int = 0
+    size: int = 100
+    desc: bool = False
+
+
+@dataclass
+class ClaimCandidate:
+    id: uuid.UUID
+    user: str
+    batch_type: str
+
+
+@dataclass
+class ActiveCounts:
+    total: int = 0
+    by_user: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def _record(row: asyncpg.Record) -> BatchRecord:
+    return BatchRecord.model_validate(dict(row))
+
+
+class ClaimSession:
+    """One claiming transaction, holding the cross-instance claim lock."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._q = load_queries()
+
+    async def active_counts(self) -> ActiveCounts:
+        counts = ActiveCounts()
+        for row in await self._conn.fetch(self._q["active_counts"]):
+            counts.total += row["n"]
+            counts.by_user[row["batch_user"]] = counts.by_user.get(row["batch_user"], 0) + row["n"]
+            counts.by_type[row["batch_type"]] = counts.by_type.get(row["batch_type"], 0) + row["n"]
+        return counts
+
+    async def candidates(self, limit: int) -> list[ClaimCandidate]:
+        rows = await self._conn.fetch(self._q["claim_candidates"], limit)
+        return [ClaimCandidate(r["id"], r["batch_user"], r["batch_type"]) for r in rows]
+
+    async def claim(self, ids: list[uuid.UUID], instance: str) -> list[BatchRecord]:
+        if not ids:
+            return []
+        return [_record(r) for r in await self._conn.fetch(self._q["claim_batches"], ids, instance)]
+
+    async def set_wait_reason(self, ids: list[uuid.UUID], reason: str) -> list[uuid.UUID]:
+        """Returns the ids whose reason changed, so that the caller logs it once per batch."""
+        if not ids:
+            return []
+        return [r["id"] for r in await self._conn.fetch(self._q["set_wait_reason"], ids, reason)]
+
+
+class Store:
+    """All database access. Methods return models or plain values, never asyncpg records."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._q = load_queries()
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Store:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+        )
+        return cls(pool)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        try:
+            async with self._pool.acquire() as conn:
+                return await op(conn)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    async def apply_schema(self) -> int:
+        """Apply schema.sql idempotently; refuse a database that a newer release migrated."""
+
+        async def op(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                await conn.execute(self._q["lock_schema"])
+                exists = await conn.fetchval("select to_regclass('schema_version') is not null")
+                if exists:
+                    current = await conn.fetchval(self._q["schema_version"])
+                    if current is not None and current > SCHEMA_VERSION:
+                        raise SchemaTooNew(
+                            f"database schema is version {current}, this batchgate knows {SCHEMA_VERSION}"
+                        )
+                await conn.execute(schema_sql())
+                version: int = await conn.fetchval(self._q["schema_version"])
+                return version
+
+        return await self._run(op)
+
+    async def schema_version(self) -> int | None:
+        async def op(conn: asyncpg.Connection) -> int | None:
+            value: int | None = await conn.fetchval(self._q["schema_version"])
+            return value
+
+        return await self._run(op)
+
+    # --- batches -------------------------------------------------------------------------
+
+    async def insert_batch(
+        self,
+        *,
+        batch_id: uuid.UUID,
+        batch_type: str,
+        user: str,
+        real_user: str,
+        name: str | None,
+        resource: str,
+        class_name: str | None,
+        conf: dict[str, str],
+        args: list[str],
+        priority: int,
+        project: str | None,
+        batch_info: dict[str, Any],
+    ) -> tuple[BatchRecord, bool]:
+        """Insert a queued batch. Returns (batch, created); created is False for a known id."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
+            row = await conn.fetchrow(
+                self._q["insert_batch"], batch_id, batch_type, user, real_user, name, resource,
+                class_name, conf, args, priority, project, batch_info,
+            )
+            if row is not None:
+                return _record(row), True
+            existing = await conn.fetchrow(self._q["get_batch"], batch_id)
+            assert existing is not None  # a conflicting row exists, and batches are not deleted here
+            return _record(existing), False
+
+        return await self._run(op)
+
+    async def insert_batch_with_file(
+        self, file_name: str, chunks: AsyncIterator[bytes], **batch: Any
+    ) -> tuple[BatchRecord, bool]:
+        """insert_batch plus its uploaded file, in one transaction."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    self._q["insert_batch"], batch["batch_id"], batch["batch_type"], batch["user"],
+                    batch["real_user"], batch["name"], batch["resource"], batch["class_name"],
+                    batch["conf"], batch["args"], batch["priority"], batch["project"], batch["batch_info"],
+                )
+                if row is None:
+                    existing = await conn.fetchrow(self._q["get_batch"], batch["batch_id"])
+                    assert existing is not None
+                    return _record(existing), False
+                number = 0
+                async for chunk in chunks:
+                    await conn.execute(self._q["insert_file_chunk"], batch["batch_id"], file_name, number, chunk)
+                    number += 1
+                return _record(row), True
+
+        return await self._run(op)
+
+    async def file_chunks(self, batch_id: uuid.UUID, name: str) -> list[bytes]:
+        rows = await self._run(lambda conn: conn.fetch(self._q["file_chunks"], batch_id, name))
+        return [r["data"] for r in rows]
+
+    async def get_batch(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        async def op(conn: asyncpg.Connection) -> BatchRecord | None:
+            row = await conn.fetchrow(self._q["get_batch"], batch_id)
+            return _record(row) if row else None
+
+        return await self._run(op)
+
+    async def list_batches(self, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
+        where: list[str] = []
+        params: list[Any] = []
+
+        def add(fragment: str, value: Any) -> None:
+            params.append(value)
+            where.append(fragment.format(p=f"${len(params)}"))
+
+        if flt.batch_type:
+            add("batch_type = {p}", flt.batch_type)
+        if flt.states:
+            add("state = any({p}::text[])", list(flt.states))
+        if flt.user:
+            add("batch_user = {p}", flt.user)
+        if flt.name:
+            add("name = {p}", flt.name)
+        if flt.create_time > 0:
+            add("create_time >= {p}", flt.create_time)
+        if flt.end_time > 0:
+            add("end_time > 0 and end_time <= {p}", flt.end_time)
+        clause = ("where " + " and ".join(where)) if where else ""
+        order = "desc" if flt.desc else "asc"
+        count_sql = f"select count(*) from batches {clause}"
+        page_sql = (
+            f"select * from batches {clause} order by create_time {order}, id {order} "
+            f"limit ${len(params) + 1} offset ${len(params) + 2}"
+        )
+
+        async def op(conn: asyncpg.Connection) -> tuple[int, list[BatchRecord]]:
+            total: int = await conn.fetchval(count_sql, *params)
+            rows = await conn.fetch(page_sql, *params, flt.size, flt.offset) if total > flt.offset else []
+            return total, [_record(r) for r in rows]
+
+        return await self._run(op)
+
+    @asynccontextmanager
+    async def claim_session(self) -> AsyncIterator[ClaimSession]:
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(self._q["lock_claims"])
+                yield ClaimSession(conn)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    async def _one(self, query: str, *args: Any) -> BatchRecord | None:
+        async def op(conn: asyncpg.Connection) -> BatchRecord | None:
+            row = await conn.fetchrow(self._q[query], *args)
+            return _record(row) if row else None
+
+        return await self._run(op)
+
+    async def set_launched(
+        self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any]
+    ) -> BatchRecord | None:
+        return await self._one("set_launched", batch_id, instance, handle)
+
+    async def update_app(
+        self,
+        batch_id: uuid.UUID,
+        instance: str,
+        *,
+        app_id: str | None = None,
+        app_url: str | None = None,
+        app_state: str | None = None,
+        running: bool = False,
+        diagnostic: str | None = None,
+        handle: dict[str, Any] | None = None,
+    ) -> BatchRecord | None:
+        return await self._one(
+            "update_app", batch_id, instance, app_id, app_url, app_state, running, diagnostic, handle
+        )
+
+    async def finish_batch(
+        self,
+        batch_id: uuid.UUID,
+        instance: str,
+        *,
+        state: str,
+        app_state: str | None,
+        diagnostic: str | None,
+        info: dict[str, Any] | None = None,
+    ) -> BatchRecord | None:
+        return await self._one(
+            "finish_batch", batch_id, instance, state, app_state, diagnostic, info or {}
+        )
+
+    async def cancel_queued(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        return await self._one("cancel_queued", batch_id)
+
+    async def request_kill(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        return await self._one("request_kill", batch_id)
+
+    async def owned_active(self, instance: str, page: int = 200) -> AsyncIterator[list[BatchRecord]]:
+        """Pages of this instance's active batches, so that recovery never loads thousands at once."""
+        after = uuid.UUID(int=0)
+        while True:
+            rows = await self._run(
+                lambda conn: conn.fetch(self._q["owned_active"], instance, after, page)
+            )
+            if not rows:
+                return
+            batch = [_record(r) for r in rows]
+            yield batch
+            after = batch[-1].id
+
+    async def kill_requested_owned(self, instance: str) -> list[uuid.UUID]:
+        rows = await self._run(lambda conn: conn.fetch(self._q["kill_requested_owned"], instance))
+        return [r["id"] for r in rows]
+
+    # --- logs ----------------------------------------------------------------------------
+
+    async def append_log(self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None) -> int:
+        """Store lines after the batch's last one; returns the number of the first (-1: no batch)."""
+        clipped = [ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " [truncated]" for ln in lines]
+        clipped = [ln.replace("\x00", "\ufffd") for ln in clipped]
+
+        async def op(conn: asyncpg.Connection) -> int:
+            first: int | None = await conn.fetchval(self._q["append_log"], batch_id, clipped, offset)
+            return -1 if first is None else first
+
+        return await self._run(op)
+
+    async def read_log(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
+        if size <= 0:
+            return []
+
+        async def op(conn: asyncpg.Connection) -> list[str]:
+            rows = await conn.fetch(self._q["read_log"], batch_id, start, size)
+            out: list[str] = []
+            end = start + size
+            for row in rows:
+                first: int = row["first_line"]
+                lines: list[str] = row["lines"]
+                lo = max(start - first, 0)
+                hi = min(end - first, len(lines))
+                if hi > lo:
+                    out.extend(lines[lo:hi])
+            return out
+
+        return await self._run(op)
+
+    # --- instances -----------------------------------------------------------------------
+
+    async def heartbeat(self, instance: str, address: str, lease_ms: int) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            value: int = await conn.fetchval(self._q["upsert_instance"], instance, address, lease_ms)
+            return value
+
+        return await self._run(op)
+
+    async def set_draining(self, instance: str) -> None:
+        await self._run(lambda conn: conn.execute(self._q["set_draining"], instance))

@@ -1,0 +1,238 @@
+"""Supervisor: launches the batches this instance claimed and turns engine events into state changes.
+
+It is the only writer of a batch's state while the batch is active, and it writes only batches this
+instance owns (every update is guarded by `instance = me`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import structlog
+
+from engines.base import AppInfo, EngineError, Exited, LaunchSpec, LogLines, Note, Run
+from engines.registry import EngineRegistry
+from gateway.errors import Unavailable
+from gateway.logs import LogStore
+from gateway.states import terminal_state
+from gateway.store import BatchRecord, Store
+
+log = structlog.get_logger("gateway.supervisor")
+T = TypeVar("T")
+
+RETRY_MAX_SECONDS = 5.0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        store: Store,
+        logs: LogStore,
+        engines: EngineRegistry,
+        instance: str,
+        data_dir: Path,
+        *,
+        launch_concurrency: int = 8,
+    ) -> None:
+        self._store = store
+        self._logs = logs
+        self._engines = engines
+        self.instance = instance
+        self._batches_dir = data_dir / "batches"
+        self._runs: dict[uuid.UUID, Run] = {}
+        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._killing: set[uuid.UUID] = set()
+        self._launch_slots = asyncio.Semaphore(launch_concurrency)
+        self._closing = False
+
+    @property
+    def active(self) -> int:
+        return len(self._tasks)
+
+    def workdir(self, batch_id: uuid.UUID) -> Path:
+        return self._batches_dir / str(batch_id)
+
+    def spec(self, batch: BatchRecord, resource: str | None = None) -> LaunchSpec:
+        return LaunchSpec(
+            batch_id=str(batch.id), batch_type=batch.batch_type, user=batch.batch_user,
+            real_user=batch.real_user, name=batch.name, resource=resource or batch.resource,
+            class_name=batch.class_name, conf=batch.conf, args=batch.args, workdir=self.workdir(batch.id),
+        )
+
+    async def _retry(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a database write until it succeeds: an acknowledged batch's events are never dropped."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except Unavailable:
+                if self._closing:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+
+    # --- starting work -------------------------------------------------------------------
+
+    def start(self, batch: BatchRecord) -> None:
+        """Take over a claimed batch: launch it, or re-attach if it was launched before."""
+        if batch.id in self._tasks:
+            return
+        if batch.kill_requested:
+            self._killing.add(batch.id)
+        task = asyncio.create_task(self._own(batch), name=f"batch-{batch.id}")
+        self._tasks[batch.id] = task
+        task.add_done_callback(lambda _t, bid=batch.id: self._forget(bid))
+
+    def _forget(self, batch_id: uuid.UUID) -> None:
+        self._tasks.pop(batch_id, None)
+        self._runs.pop(batch_id, None)
+        self._killing.discard(batch_id)
+
+    async def _own(self, batch: BatchRecord) -> None:
+        blog = log.bind(batch_id=str(batch.id), user=batch.batch_user, engine=batch.batch_type)
+        try:
+            run = await self._attach_or_launch(batch, blog)
+            if run is None:
+                return
+            self._runs[batch.id] = run
+            if batch.id in self._killing:
+                await run.kill()
+            await self._follow(batch, run, blog)
+        except asyncio.CancelledError:
+            raise
+        except Unavailable:
+            blog.warning("batch.detached_db_unavailable")
+        except Exception:
+            blog.exception("batch.supervise_failed")
+            with contextlib.suppress(Exception):
+                await self._finish(batch.id, "FAILED", "internal error while supervising the batch")
+
+    async def _attach_or_launch(self, batch: BatchRecord, blog: Any) -> Run | None:
+        engine = self._engines.get(batch.batch_type)
+        if engine is None:
+            await self._finish(batch.id, "FAILED", f"batch type {batch.batch_type} is not enabled")
+            return None
+        workdir = self.workdir(batch.id)
+        launched_before = bool(batch.handle) or (workdir / "pids.json").exists()
+        if launched_before:
+            handle = dict(batch.handle or {})
+            handle.setdefault("workdir", str(workdir))
+            run = await engine.recover(self.spec(batch), handle, batch.log_offset)
+            if run is None:
+                await self._retry(lambda: self._logs.note(batch.id, "lost: the application could not be found"))
+                await self._finish(batch.id, "FAILED", "application lost: it could not be re-attached")
+                blog.warning("batch.lost")
+                return None
+            await self._retry(lambda: self._logs.note(batch.id, f"re-attached by {self.instance}"))
+            blog.info("batch.recovered")
+            return run
+
+        async with self._launch_slots:
+            resource = await self._retry(lambda: self._materialize(batch))
+            spec = self.spec(batch, resource)
+            await self._retry(lambda: self._logs.note(
+                batch.id, f"claimed by {self.instance}; launching {batch.batch_type}"))
+            try:
+                run = await engine.submit(spec)
+            except EngineError as exc:
+                await self._finish(batch.id, "FAILED", f"launch failed: {exc}")
+                blog.info("batch.launch_failed", error=str(exc))
+                return None
+        record = await self._retry(lambda: self._store.set_launched(batch.id, self.instance, run.handle))
+        if record is None:
+            # Canceled or taken over between claim and launch: this instance must not keep it running.
+            blog.warning("batch.lost_ownership_at_launch")
+            await run.kill()
+            return None
+        if record.kill_requested:
+            self._killing.add(batch.id)
+        blog.info("batch.launched")
+        return run
+
+    async def _materialize(self, batch: BatchRecord) -> str | None:
+        """Write an uploaded resource into the working dir; returns its path, or None if none."""
+        name = batch.batch_info.get("uploadedFile")
+        if not name:
+            return None
+        target = self.workdir(batch.id) / "upload" / str(name)
+        chunks = await self._store.file_chunks(batch.id, str(name))
+
+        def write() -> None:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            target.chmod(0o700)
+
+        await asyncio.to_thread(write)
+        return str(target)
+
+    # --- following -----------------------------------------------------------------------
+
+    async def _follow(self, batch: BatchRecord, run: Run, blog: Any) -> None:
+        async for event in run.events():
+            if isinstance(event, LogLines):
+                await self._retry(lambda e=event: self._logs.append(batch.id, e.lines, e.offset))
+            elif isinstance(event, Note):
+                await self._retry(lambda e=event: self._logs.note(batch.id, e.text))
+            elif isinstance(event, AppInfo):
+                await self._retry(lambda e=event: self._store.update_app(
+                    batch.id, self.instance, app_id=e.app_id, app_url=e.app_url, app_state=e.app_state,
+                    running=e.running, diagnostic=e.diagnostic, handle=e.handle,
+                ))
+                if event.running:
+                    blog.info("batch.running", app_id=event.app_id)
+            elif isinstance(event, Exited):
+                state = await self._finish(batch.id, event.app_state, event.diagnostic, event.info)
+                blog.info("batch.ended", state=state, diagnostic=event.diagnostic)
+                return
+
+    async def _finish(
+        self, batch_id: uuid.UUID, app_state: str, diagnostic: str | None, info: dict[str, Any] | None = None
+    ) -> str:
+        state, final_app_state = terminal_state(app_state, batch_id in self._killing)
+        text = f"state {state}" + (f": {diagnostic}" if diagnostic else "")
+        await self._retry(lambda: self._logs.note(batch_id, text))
+        await self._retry(lambda: self._store.finish_batch(
+            batch_id, self.instance, state=state, app_state=final_app_state, diagnostic=diagnostic, info=info,
+        ))
+        return state
+
+    # --- control -------------------------------------------------------------------------
+
+    def kill(self, batch_id: uuid.UUID) -> None:
+        """A kill was requested (by any instance) for a batch this instance owns."""
+        self._killing.add(batch_id)
+        run = self._runs.get(batch_id)
+        if run is not None:
+            asyncio.create_task(run.kill(), name=f"kill-{batch_id}")
+
+    def owns(self, batch_id: uuid.UUID) -> bool:
+        return batch_id in self._tasks
+
+    async def recover_owned(self) -> int:
+        """Re-attach to (or launch) every active batch this instance owned before it restarted."""
+        count = 0
+        async for page in self._store.owned_active(self.instance):
+            for batch in page:
+                self.start(batch)
+                count += 1
+        return count
+
+    async def detach_all(self) -> None:
+        """Stop watching every application and leave them running, for the next start to re-attach."""
+        self._closing = True
+        for run in list(self._runs.values()):
+            with contextlib.suppress(Exception):
+                await run.detach()
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

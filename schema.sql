@@ -1,0 +1,125 @@
+-- batchgate: the whole database schema.
+-- It applies idempotently (every statement is "if not exists" or "or replace"), under an advisory lock,
+-- and records its version in schema_version so that later releases can migrate.
+
+create table if not exists schema_version (
+    version integer primary key,
+    applied_at timestamptz not null default now()
+);
+
+create or replace function bg_now_ms() returns bigint language sql volatile as
+$$ select (extract(epoch from clock_timestamp()) * 1000)::bigint $$;
+
+-- One row per running gateway process. The lease is what other instances look at to decide
+-- whether the owner of a batch is still alive.
+create table if not exists instances (
+    id text primary key,
+    address text not null,
+    started_at bigint not null default bg_now_ms(),
+    heartbeat_at bigint not null default bg_now_ms(),
+    lease_until bigint not null,
+    draining boolean not null default false
+);
+
+-- A batch row is also its queue entry: state INITIALIZED means queued.
+create table if not exists batches (
+    id uuid primary key,
+    seq bigint generated always as identity unique,      -- Livy's integer id
+    batch_type text not null,
+    batch_user text not null,                             -- the effective (proxy) user
+    real_user text not null,                              -- who authenticated
+    name text,
+    resource text not null,
+    class_name text,
+    conf jsonb not null default '{}',
+    args jsonb not null default '[]',
+    priority integer not null default 0,
+    project text,
+    state text not null default 'INITIALIZED',
+    app_id text,
+    app_url text,
+    app_state text,
+    app_diagnostic text,
+    app_start_time bigint not null default 0,
+    instance text,                                        -- kyuubiInstance: the owner while PENDING/RUNNING
+    create_time bigint not null default bg_now_ms(),
+    claim_time bigint not null default 0,
+    launch_time bigint not null default 0,
+    end_time bigint not null default 0,
+    update_time bigint not null default bg_now_ms(),
+    kill_requested boolean not null default false,
+    handle jsonb,                                         -- what an engine needs to re-attach after a restart
+    batch_info jsonb not null default '{}',
+    wait_reason text,                                     -- why a queued batch is still waiting
+    log_lines bigint not null default 0,
+    log_offset bigint not null default 0,                 -- bytes of engine output already in the log
+    constraint batches_state_check check (state in
+        ('INITIALIZED', 'PAUSED', 'PENDING', 'RUNNING', 'FINISHED', 'ERROR', 'CANCELED'))
+);
+
+create index if not exists batches_create_time_idx on batches (create_time, id);
+create index if not exists batches_user_create_time_idx on batches (batch_user, create_time, id);
+create index if not exists batches_state_create_time_idx on batches (state, create_time, id);
+create index if not exists batches_name_create_time_idx on batches (name, create_time, id);
+create index if not exists batches_end_time_idx on batches (end_time) where end_time > 0;
+create index if not exists batches_queue_idx on batches (priority desc, create_time)
+    where state = 'INITIALIZED';
+create index if not exists batches_active_idx on batches (instance)
+    where state in ('PENDING', 'RUNNING');
+
+-- Logs are numbered chunks of lines: reading from line N is an index seek, whatever N is.
+create table if not exists batch_log_chunks (
+    batch_id uuid not null references batches (id) on delete cascade,
+    first_line bigint not null,
+    lines text[] not null,
+    primary key (batch_id, first_line)
+);
+
+-- Files uploaded with a batch, kept in the database so that whichever instance claims the batch
+-- can materialize them in its working dir.
+create table if not exists batch_files (
+    batch_id uuid not null references batches (id) on delete cascade,
+    name text not null,
+    chunk integer not null,
+    data bytea not null,
+    primary key (batch_id, name, chunk)
+);
+
+-- Every writer wakes every instance through these notifications; nobody polls for them.
+--   batchgate_queue: a batch became claimable, or capacity was freed
+--   batchgate_state: "<id> <state>" after a state change
+--   batchgate_kill:  "<instance> <id>" when a kill is requested for a batch that instance owns
+--   batchgate_log:   "<id> <log_lines>" after lines were appended
+create or replace function bg_batches_notify() returns trigger language plpgsql as
+$$
+begin
+    if tg_op = 'INSERT' then
+        if new.state = 'INITIALIZED' then
+            perform pg_notify('batchgate_queue', '');
+        end if;
+        perform pg_notify('batchgate_state', new.id::text || ' ' || new.state);
+        return new;
+    end if;
+    if new.state is distinct from old.state or new.app_state is distinct from old.app_state
+       or new.app_id is distinct from old.app_id then
+        perform pg_notify('batchgate_state', new.id::text || ' ' || new.state);
+        if new.state = 'INITIALIZED'
+           or (old.state in ('PENDING', 'RUNNING') and new.state not in ('PENDING', 'RUNNING')) then
+            perform pg_notify('batchgate_queue', '');
+        end if;
+    end if;
+    if new.kill_requested and not old.kill_requested and new.instance is not null then
+        perform pg_notify('batchgate_kill', new.instance || ' ' || new.id::text);
+    end if;
+    if new.log_lines <> old.log_lines then
+        perform pg_notify('batchgate_log', new.id::text || ' ' || new.log_lines::text);
+    end if;
+    return new;
+end
+$$;
+
+drop trigger if exists batches_notify on batches;
+create trigger batches_notify after insert or update on batches
+    for each row execute function bg_batches_notify();
+
+insert into schema_version (version) values (1) on conflict do nothing;
