@@ -90,8 +90,7 @@ class ProcessSupervisor:
 
     async def launch(self, argv: list[str], workdir: Path, env: dict[str, str]) -> ProcessRun:
         """Start argv under the runner in workdir; raises EngineError if it cannot start."""
-        workdir.mkdir(parents=True, exist_ok=True)
-        (workdir / OUTPUT).touch()
+        await asyncio.to_thread(_prepare_workdir, workdir)
         proc = await asyncio.create_subprocess_exec(
             self.python, "-m", "engines.runner", str(workdir), "--", *argv,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -266,6 +265,11 @@ class ProcessRun:
 
     def detach(self) -> None:
         self._detached.set()
+
+
+def _prepare_workdir(workdir: Path) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / OUTPUT).touch()
 
 
 def read_pids(workdir: Path) -> dict[str, int] | None:

@@ -39,7 +39,7 @@ def _supervise(workdir: Path, argv: list[str]) -> int:
     # going so that it can record how the program ended.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: None)
-    out = open(workdir / OUTPUT, "ab", buffering=0)  # noqa: SIM115 - handed to the child
+    out = open(workdir / OUTPUT, "ab", buffering=0)  # handed to the child, closed after the spawn
     try:
         child = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,

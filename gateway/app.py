@@ -136,9 +136,13 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
 
 
 def _kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
+    pending: set[asyncio.Task[None]] = set()
+
     def handle(payload: str | None) -> None:
         if payload is None:
-            asyncio.create_task(_resync_kills(supervisor, store))
+            task = asyncio.create_task(_resync_kills(supervisor, store))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
             return
         owner, _, batch_id = payload.partition(" ")
         if owner == supervisor.instance:

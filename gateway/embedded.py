@@ -18,11 +18,13 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         """Start (or join) the server and return its connection URI."""
-        import pgserver
+        import pgserver  # type: ignore[attr-defined,unused-ignore]
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # initdb and pg_ctl block; keep them off the event loop.
-        self._server = await asyncio.to_thread(pgserver.get_server, self.pgdata, cleanup_mode="stop")
+        self._server = await asyncio.to_thread(
+            pgserver.get_server, self.pgdata, cleanup_mode="stop"  # type: ignore[attr-defined]
+        )
         uri: str = self._server.get_uri()
         log.info("embedded_postgres.started", pgdata=str(self.pgdata))
         return uri

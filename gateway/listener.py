@@ -95,7 +95,7 @@ class Listener:
             conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(self._dsn, timeout=10)
-                conn.add_termination_listener(lambda _c: lost.set())
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in CHANNELS:
                     await conn.add_listener(channel, self._notify)
                 self.connected.set()

@@ -18,7 +18,7 @@ from gateway.auth import Principal
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.listener import STATE, Hub
 from gateway.logs import LogStore
-from gateway.models import CONF_BATCH_ID, TERMINAL_STATES, BatchRequest
+from gateway.models import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
 from gateway.store import BatchRecord, ListFilter, Store
 from gateway.store.records import mask_conf
 
@@ -63,7 +63,7 @@ class BatchService:
         if proxy is None or proxy == principal.name:
             return principal.name
         if not principal.is_admin:
-            raise Forbidden(f"conf.{'kyuubi.session.proxy.user'}: user {principal.name} may not act as {proxy}")
+            raise Forbidden(f"conf.{CONF_PROXY_USERS[0]}: user {principal.name} may not act as {proxy}")
         return proxy
 
     # --- commands ------------------------------------------------------------------------
@@ -152,7 +152,7 @@ class BatchService:
     async def get(self, principal: Principal, batch_id: str) -> BatchRecord:
         return await self._visible(principal, batch_id)
 
-    async def list(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
+    async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         if not principal.is_admin:
             if flt.user and flt.user != principal.name:
                 raise Forbidden(f"batchUser: user {principal.name} may only list their own batches")

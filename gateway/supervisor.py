@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +50,7 @@ class Supervisor:
         self._killing: set[uuid.UUID] = set()
         self._launch_slots = asyncio.Semaphore(launch_concurrency)
         self._closing = False
+        self._side_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def active(self) -> int:
@@ -86,9 +88,9 @@ class Supervisor:
             self._killing.add(batch.id)
         task = asyncio.create_task(self._own(batch), name=f"batch-{batch.id}")
         self._tasks[batch.id] = task
-        task.add_done_callback(lambda _t, bid=batch.id: self._forget(bid))
+        task.add_done_callback(partial(self._forget_task, batch.id))
 
-    def _forget(self, batch_id: uuid.UUID) -> None:
+    def _forget_task(self, batch_id: uuid.UUID, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(batch_id, None)
         self._runs.pop(batch_id, None)
         self._killing.discard(batch_id)
@@ -124,26 +126,26 @@ class Supervisor:
             handle.setdefault("workdir", str(workdir))
             run = await engine.recover(self.spec(batch), handle, batch.log_offset)
             if run is None:
-                await self._retry(lambda: self._logs.note(batch.id, "lost: the application could not be found"))
+                await self._retry(partial(self._logs.note, batch.id, "lost: the application could not be found"))
                 await self._finish(batch.id, "FAILED", "application lost: it could not be re-attached")
                 blog.warning("batch.lost")
                 return None
-            await self._retry(lambda: self._logs.note(batch.id, f"re-attached by {self.instance}"))
+            await self._retry(partial(self._logs.note, batch.id, f"re-attached by {self.instance}"))
             blog.info("batch.recovered")
             return run
 
         async with self._launch_slots:
-            resource = await self._retry(lambda: self._materialize(batch))
+            resource = await self._retry(partial(self._materialize, batch))
             spec = self.spec(batch, resource)
-            await self._retry(lambda: self._logs.note(
-                batch.id, f"claimed by {self.instance}; launching {batch.batch_type}"))
+            await self._retry(partial(
+                self._logs.note, batch.id, f"claimed by {self.instance}; launching {batch.batch_type}"))
             try:
                 run = await engine.submit(spec)
             except EngineError as exc:
                 await self._finish(batch.id, "FAILED", f"launch failed: {exc}")
                 blog.info("batch.launch_failed", error=str(exc))
                 return None
-        record = await self._retry(lambda: self._store.set_launched(batch.id, self.instance, run.handle))
+        record = await self._retry(partial(self._store.set_launched, batch.id, self.instance, run.handle))
         if record is None:
             # Canceled or taken over between claim and launch: this instance must not keep it running.
             blog.warning("batch.lost_ownership_at_launch")
@@ -177,13 +179,14 @@ class Supervisor:
     async def _follow(self, batch: BatchRecord, run: Run, blog: Any) -> None:
         async for event in run.events():
             if isinstance(event, LogLines):
-                await self._retry(lambda e=event: self._logs.append(batch.id, e.lines, e.offset))
+                await self._retry(partial(self._logs.append, batch.id, event.lines, event.offset))
             elif isinstance(event, Note):
-                await self._retry(lambda e=event: self._logs.note(batch.id, e.text))
+                await self._retry(partial(self._logs.note, batch.id, event.text))
             elif isinstance(event, AppInfo):
-                await self._retry(lambda e=event: self._store.update_app(
-                    batch.id, self.instance, app_id=e.app_id, app_url=e.app_url, app_state=e.app_state,
-                    running=e.running, diagnostic=e.diagnostic, handle=e.handle,
+                await self._retry(partial(
+                    self._store.update_app, batch.id, self.instance, app_id=event.app_id, app_url=event.app_url,
+                    app_state=event.app_state, running=event.running, diagnostic=event.diagnostic,
+                    handle=event.handle,
                 ))
                 if event.running:
                     blog.info("batch.running", app_id=event.app_id)
@@ -197,9 +200,10 @@ class Supervisor:
     ) -> str:
         state, final_app_state = terminal_state(app_state, batch_id in self._killing)
         text = f"state {state}" + (f": {diagnostic}" if diagnostic else "")
-        await self._retry(lambda: self._logs.note(batch_id, text))
-        await self._retry(lambda: self._store.finish_batch(
-            batch_id, self.instance, state=state, app_state=final_app_state, diagnostic=diagnostic, info=info,
+        await self._retry(partial(self._logs.note, batch_id, text))
+        await self._retry(partial(
+            self._store.finish_batch, batch_id, self.instance, state=state, app_state=final_app_state,
+            diagnostic=diagnostic, info=info,
         ))
         return state
 
@@ -210,7 +214,9 @@ class Supervisor:
         self._killing.add(batch_id)
         run = self._runs.get(batch_id)
         if run is not None:
-            asyncio.create_task(run.kill(), name=f"kill-{batch_id}")
+            task = asyncio.create_task(run.kill(), name=f"kill-{batch_id}")
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     def owns(self, batch_id: uuid.UUID) -> bool:
         return batch_id in self._tasks

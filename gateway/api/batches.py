@@ -117,8 +117,8 @@ async def submit(request: web.Request) -> web.Response:
 @routes.get("/api/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
     flt = list_filter(request.query)
-    total, records = await request.app[SERVICE].list(principal(request), flt)
-    return _json(BatchList(**{"from": flt.offset}, total=total, batches=[r.to_api() for r in records]))
+    total, records = await request.app[SERVICE].list_batches(principal(request), flt)
+    return _json(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
 
 
 @routes.get("/api/v1/batches/{batch_id}")
@@ -144,7 +144,7 @@ async def local_log(request: web.Request) -> web.Response:
         record = await service.get(who, request.match_info["batch_id"])
         start = max(record.log_lines - size, 0)
     rows = await service.read_log(who, request.match_info["batch_id"], start, size)
-    return _json(LocalLog(logRowSet=rows, rowCount=len(rows)))
+    return _json(LocalLog(log_row_set=rows, row_count=len(rows)))
 
 
 @routes.get("/api/v1/batches/{batch_id}/log/follow")
@@ -165,7 +165,7 @@ async def follow_log(request: web.Request) -> web.StreamResponse:
         if not chunk:
             await response.write(b": keepalive\n\n")
             continue
-        out = []
+        out: list[str] = []
         for number, line in enumerate(chunk, first):
             out.append(f"id: {number}\nevent: log\ndata: {line.replace(chr(13), '')}\n\n")
         await response.write("".join(out).encode())  # awaiting the write is the backpressure

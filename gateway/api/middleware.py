@@ -15,7 +15,7 @@ from gateway.keys import AUTH
 log = structlog.get_logger("gateway.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-PRINCIPAL = "batchgate.principal"
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -216,7 +216,7 @@ class Store:
         return await self._run(op)
 
     async def file_chunks(self, batch_id: uuid.UUID, name: str) -> list[bytes]:
-        rows = await self._run(lambda conn: conn.fetch(self._q["file_chunks"], batch_id, name))
+        rows = await self._fetch("file_chunks", batch_id, name)
         return [r["data"] for r in rows]
 
     async def get_batch(self, batch_id: uuid.UUID) -> BatchRecord | None:
@@ -270,6 +270,13 @@ class Store:
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await conn.fetch(self._q[query], *args)
+            return rows
+
+        return await self._run(op)
+
     async def _one(self, query: str, *args: Any) -> BatchRecord | None:
         async def op(conn: asyncpg.Connection) -> BatchRecord | None:
             row = await conn.fetchrow(self._q[query], *args)
@@ -322,9 +329,7 @@ class Store:
         """Pages of this instance's active batches, so that recovery never loads thousands at once."""
         after = uuid.UUID(int=0)
         while True:
-            rows = await self._run(
-                lambda conn: conn.fetch(self._q["owned_active"], instance, after, page)
-            )
+            rows = await self._fetch("owned_active", instance, after, page)
             if not rows:
                 return
             batch = [_record(r) for r in rows]
@@ -332,7 +337,7 @@ class Store:
             after = batch[-1].id
 
     async def kill_requested_owned(self, instance: str) -> list[uuid.UUID]:
-        rows = await self._run(lambda conn: conn.fetch(self._q["kill_requested_owned"], instance))
+        rows = await self._fetch("kill_requested_owned", instance)
         return [r["id"] for r in rows]
 
     # --- logs ----------------------------------------------------------------------------

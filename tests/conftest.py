@@ -1,0 +1,126 @@
+"""Shared fixtures: a real Postgres (embedded, or BATCHGATE_TEST_DATABASE_URL), a template database
+built once from schema.sql and cloned per test, and a live gateway reached over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.store import Store
+from tests.helpers import Api, with_database
+
+TEMPLATE = "batchgate_template"
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The server every test database lives on."""
+    url = os.environ.get("BATCHGATE_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    root = Path(tempfile.mkdtemp(prefix="bg-test-pg-"))
+    server = pgserver.get_server(root / "pg", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def template_db(postgres_url: str) -> str:
+    async def build() -> None:
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute(f"drop database if exists {TEMPLATE}")
+            await admin.execute(f"create database {TEMPLATE}")
+        finally:
+            await admin.close()
+        store = await Store.connect(with_database(postgres_url, TEMPLATE), min_size=1, max_size=1)
+        try:
+            await store.apply_schema()
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    return TEMPLATE
+
+
+@pytest.fixture
+async def database_url(postgres_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database for this test, cloned from the template."""
+    name = f"bg_test_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f"create database {name} template {template_db}")
+    finally:
+        await admin.close()
+    yield with_database(postgres_url, name)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f"drop database if exists {name} with (force)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "data_dir": tmp_path / "data",
+            "port": 0,
+            "kill_grace_seconds": 3.0,
+            "log_format": "console",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+async def start_gateway(
+    make_settings: Callable[..., Settings],
+) -> AsyncIterator[Callable[..., Awaitable[Api]]]:
+    """Start a gateway in this process (more than one may run on one database)."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def start(**overrides: Any) -> Api:
+        settings = make_settings(**overrides)
+        app: web.Application = create_app(settings)
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return Api(client, app)
+
+    yield start
+    for client in reversed(clients):
+        await client.close()
+
+
+@pytest.fixture
+async def api(start_gateway: Callable[..., Awaitable[Api]]) -> Api:
+    """A gateway in open mode with admin 'admin', on a fresh database."""
+    return await start_gateway(admin=["admin"])
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
