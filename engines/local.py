@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
@@ -93,7 +94,7 @@ class _Announced(LocalRun):
         self._argv = argv
 
     async def events(self) -> AsyncIterator[Event]:
-        yield Note(f"launched pid {self._process.pid}: {' '.join(self._argv)}")
+        yield Note(f"launched pid {self._process.pid}: {shlex.join(self._argv)}")
         async for event in super().events():
             yield event
 

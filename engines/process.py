@@ -29,6 +29,7 @@ except ImportError:  # not Linux: fall back to a slow timer
     Inotify = None  # type: ignore[assignment,misc]
 
 log = structlog.get_logger("engines.process")
+RUNNER = str(Path(__file__).with_name("runner.py"))
 
 READ_CHUNK = 1 << 20
 MIN_FLUSH_INTERVAL = 0.02  # seconds between two reads of a chatty output, to batch database writes
@@ -91,8 +92,9 @@ class ProcessSupervisor:
     async def launch(self, argv: list[str], workdir: Path, env: dict[str, str]) -> ProcessRun:
         """Start argv under the runner in workdir; raises EngineError if it cannot start."""
         await asyncio.to_thread(_prepare_workdir, workdir)
+        # -I -S: the runner needs only the standard library, and starts faster without site-packages.
         proc = await asyncio.create_subprocess_exec(
-            self.python, "-m", "engines.runner", str(workdir), "--", *argv,
+            self.python, "-I", "-S", RUNNER, str(workdir), "--", *argv,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
         )

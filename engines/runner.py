@@ -1,4 +1,4 @@
-"""The launcher wrapper: `python -m engines.runner WORKDIR -- PROGRAM ARGS...`.
+"""The launcher wrapper: `python engines/runner.py WORKDIR -- PROGRAM ARGS...` (standard library only).
 
 It detaches from the gateway (double fork, new session), so that the application outlives a gateway
 restart or crash. It sends the program's stdout and stderr to WORKDIR/output.log, which the gateway
@@ -72,7 +72,7 @@ def _supervise(workdir: Path, argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("usage: python -m engines.runner WORKDIR -- PROGRAM [ARGS...]", file=sys.stderr)
+        print("usage: runner.py WORKDIR -- PROGRAM [ARGS...]", file=sys.stderr)
         return 2
     workdir = Path(argv[0])
     if os.fork() != 0:

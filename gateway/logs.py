@@ -35,7 +35,9 @@ class LogStore:
             await self._store.append_log(batch_id, part, offset if last else None)
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
-        await self._store.append_log(batch_id, [gateway_line(text)])
+        # One note is one line, whatever it quotes: a line number must mean the same thing everywhere.
+        flat = text.replace("\r", "\\r").replace("\n", "\\n")
+        await self._store.append_log(batch_id, [gateway_line(flat)])
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
         return await self._store.read_log(batch_id, start, size)

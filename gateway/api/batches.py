@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -39,7 +40,8 @@ def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
 
 def safe_file_name(name: str | None) -> str:
     """A client's file name reduced to a plain name that cannot leave the batch's directory."""
-    base = os.path.basename((name or "").replace("\\", "/"))
+    # Some clients percent-encode the file name (RFC 7578 allows it); decode before taking the base name.
+    base = os.path.basename(unquote(name or "").replace("\\", "/"))
     base = _SAFE_NAME.sub("_", base).lstrip(".")
     if not base:
         raise BadRequest("resourceFile: the file name is empty or invalid")
