@@ -120,6 +120,12 @@ class ProcessSupervisor:
         workdir = Path(handle.get("workdir", ""))
         if not (workdir / OUTPUT).exists():
             return None
+        if "runner_pid" not in handle:
+            # Launched, but the gateway died before it stored the pids: the runner wrote them down.
+            pids = read_pids(workdir)
+            if pids is None:
+                return None
+            handle = {**handle, "runner_pid": pids["runner"], "child_pid": pids["child"], "runner_start": None}
         return ProcessRun(self, handle, offset=offset)
 
 
@@ -144,7 +150,13 @@ class ProcessRun:
     def _runner_alive(self) -> bool:
         pid = self.handle["runner_pid"]
         started = self.handle.get("runner_start")
-        return _proc_start_ticks(pid) == started if started is not None else Path(f"/proc/{pid}").exists()
+        if started is not None:
+            return _proc_start_ticks(pid) == started
+        # No start time recorded: make sure the pid was not reused, by the runner's command line.
+        try:
+            return str(self.workdir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            return False
 
     async def _wait_exit(self) -> None:
         """Resolves when the runner has exited: pidfd readability, no polling."""

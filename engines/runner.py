@@ -28,8 +28,11 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 
 
 def _report(line: str) -> None:
+    # The gateway that launched us may be gone already (killed mid-launch): that must not stop the run.
     try:
         os.write(1, (line + "\n").encode())
+    except OSError:
+        pass
     finally:
         os.close(1)
 

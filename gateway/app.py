@@ -23,11 +23,13 @@ from gateway.heartbeat import Heartbeat
 from gateway.keys import AUTH, SERVICE, SETTINGS, STORE
 from gateway.listener import KILL, QUEUE, Hub, Listener
 from gateway.logs import LogStore
+from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
 from gateway.service import BatchService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervisor import Supervisor
+from gateway.takeover import Takeover
 
 log = structlog.get_logger("gateway.app")
 
@@ -42,6 +44,8 @@ class Runtime:
     supervisor: Supervisor
     scheduler: Scheduler
     heartbeat: Heartbeat
+    takeover: Takeover
+    retention: Retention
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -91,6 +95,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     scheduler: Scheduler | None = None
     supervisor: Supervisor | None = None
     heartbeat: Heartbeat | None = None
+    takeover: Takeover | None = None
+    retention: Retention | None = None
     try:
         version = await store.apply_schema()
         hub = Hub()
@@ -106,22 +112,27 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             store, instance, f"{settings.host}:{settings.port}",
             every=settings.heartbeat_seconds, lease=settings.lease_seconds,
         )
+        takeover = Takeover(store, logs, supervisor, every=settings.heartbeat_seconds)
+        retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
         hub.on(QUEUE, scheduler.wake)
         hub.on(KILL, _kill_handler(supervisor, store))
         await listener.start()
         await heartbeat.start()
         app[STORE] = store
         app[SERVICE] = BatchService(store, logs, engines, hub)
-        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat)
+        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention)
         recovered = await supervisor.recover_owned()
         scheduler.start()
+        takeover.start()
+        retention.start()
         log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
                  engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
     finally:
         # Stop claiming, then let go of the applications without killing them.
-        if scheduler is not None:
-            await scheduler.stop()
+        for loop in (retention, takeover, scheduler):
+            if loop is not None:
+                await loop.stop()
         if supervisor is not None:
             await supervisor.detach_all()
         if heartbeat is not None:

@@ -28,11 +28,16 @@ class LogStore:
         self._store = store
         self._hub = hub
 
-    async def append(self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None) -> None:
+    async def append(
+        self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None, owner: str | None = None
+    ) -> bool:
+        """Store engine output. False if `owner` no longer owns the batch (nothing was written)."""
         for start in range(0, len(lines), CHUNK_LINES):
             part = lines[start:start + CHUNK_LINES]
             last = start + CHUNK_LINES >= len(lines)
-            await self._store.append_log(batch_id, part, offset if last else None)
+            if await self._store.append_log(batch_id, part, offset if last else None, owner) < 0:
+                return False
+        return True
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
         # One note is one line, whatever it quotes: a line number must mean the same thing everywhere.

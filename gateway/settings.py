@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=3.0, gt=0)
     lease_seconds: float = Field(default=15.0, gt=0)
 
+    # Retention: terminal batches and their logs are purged after this many days (0 keeps them forever).
+    retention_days: float = Field(default=30.0, ge=0)
+    retention_check_seconds: float = Field(default=600.0, gt=0)
+
     # Engines.
     kill_grace_seconds: float = Field(default=10.0, ge=0)
     local_programs: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -18,6 +18,7 @@ import structlog
 
 from engines.base import AppInfo, EngineError, Exited, LaunchSpec, LogLines, Note, Run
 from engines.registry import EngineRegistry
+from engines.runner import PIDS
 from gateway.errors import Unavailable
 from gateway.logs import LogStore
 from gateway.states import terminal_state
@@ -27,6 +28,10 @@ log = structlog.get_logger("gateway.supervisor")
 T = TypeVar("T")
 
 RETRY_MAX_SECONDS = 5.0
+
+
+def _launched_in(workdir: Path) -> bool:
+    return (workdir / PIDS).exists()
 
 
 class Supervisor:
@@ -39,6 +44,7 @@ class Supervisor:
         data_dir: Path,
         *,
         launch_concurrency: int = 8,
+        recover_concurrency: int = 32,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -49,6 +55,8 @@ class Supervisor:
         self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._killing: set[uuid.UUID] = set()
         self._launch_slots = asyncio.Semaphore(launch_concurrency)
+        # Thousands of batches may come back at once after a restart or a takeover.
+        self._recover_slots = asyncio.Semaphore(recover_concurrency)
         self._closing = False
         self._side_tasks: set[asyncio.Task[None]] = set()
 
@@ -119,12 +127,13 @@ class Supervisor:
         if engine is None:
             await self._finish(batch.id, "FAILED", f"batch type {batch.batch_type} is not enabled")
             return None
-        workdir = self.workdir(batch.id)
-        launched_before = bool(batch.handle) or (workdir / "pids.json").exists()
+        handle = dict(batch.handle or {})
+        workdir = Path(handle.get("workdir") or self.workdir(batch.id))
+        launched_before = len(handle) > 1 or await asyncio.to_thread(_launched_in, workdir)
         if launched_before:
-            handle = dict(batch.handle or {})
-            handle.setdefault("workdir", str(workdir))
-            run = await engine.recover(self.spec(batch), handle, batch.log_offset)
+            handle["workdir"] = str(workdir)
+            async with self._recover_slots:
+                run = await engine.recover(self.spec(batch), handle, batch.log_offset)
             if run is None:
                 await self._retry(partial(self._logs.note, batch.id, "lost: the application could not be found"))
                 await self._finish(batch.id, "FAILED", "application lost: it could not be re-attached")
@@ -135,6 +144,13 @@ class Supervisor:
             return run
 
         async with self._launch_slots:
+            # Write down where the launch happens before it happens: a crash between the launch and
+            # set_launched is then recovered by attaching, never by launching a second time.
+            intent = await self._retry(partial(
+                self._store.set_launching, batch.id, self.instance, {"workdir": str(self.workdir(batch.id))}))
+            if intent is None:
+                blog.info("batch.lost_ownership_before_launch")
+                return None
             resource = await self._retry(partial(self._materialize, batch))
             spec = self.spec(batch, resource)
             await self._retry(partial(
@@ -179,7 +195,13 @@ class Supervisor:
     async def _follow(self, batch: BatchRecord, run: Run, blog: Any) -> None:
         async for event in run.events():
             if isinstance(event, LogLines):
-                await self._retry(partial(self._logs.append, batch.id, event.lines, event.offset))
+                owned = await self._retry(
+                    partial(self._logs.append, batch.id, event.lines, event.offset, self.instance))
+                if not owned:
+                    # Another instance took the batch over (this one missed its lease): let go.
+                    blog.warning("batch.ownership_lost")
+                    await run.detach()
+                    return
             elif isinstance(event, Note):
                 await self._retry(partial(self._logs.note, batch.id, event.text))
             elif isinstance(event, AppInfo):
@@ -229,6 +251,12 @@ class Supervisor:
                 self.start(batch)
                 count += 1
         return count
+
+    def adopt(self, batches: list[BatchRecord], previous_owner: str) -> None:
+        """Batches taken over from a dead instance: re-attach through the engines' recover()."""
+        for batch in batches:
+            log.info("batch.taken_over", batch_id=str(batch.id), previous_owner=previous_owner)
+            self.start(batch)
 
     async def detach_all(self) -> None:
         """Stop watching every application and leave them running, for the next start to re-attach."""

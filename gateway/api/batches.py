@@ -8,8 +8,8 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from urllib.parse import unquote
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError

@@ -104,11 +104,12 @@ returning *;
 -- name: append_log
 -- Append lines and number them in one step; concurrent writers are serialized by the row lock.
 -- $3, when not null, is the engine output offset reached, so that a restart replays nothing twice.
--- $1 batch id, $2 lines, $3 output offset
+-- $4, when not null, must be the owner: an instance that lost a batch stops writing its output.
+-- $1 batch id, $2 lines, $3 output offset, $4 owner
 with head as (
     update batches set log_lines = log_lines + cardinality($2::text[]),
                        log_offset = coalesce($3, log_offset)
-    where id = $1
+    where id = $1 and ($4::text is null or instance = $4)
     returning log_lines - cardinality($2::text[]) as first_line
 )
 insert into batch_log_chunks (batch_id, first_line, lines)
@@ -160,3 +161,60 @@ insert into batch_files (batch_id, name, chunk, data) values ($1, $2, $3, $4);
 -- name: file_chunks
 -- An uploaded file's chunks in order. $1 batch id, $2 name
 select data from batch_files where batch_id = $1 and name = $2 order by chunk;
+
+-- name: set_launching
+-- Record where a batch is about to be launched, before the launch, so that whoever recovers it can
+-- tell "never launched" from "launched, handle not yet stored". $1 id, $2 instance, $3 handle
+update batches set handle = $3, update_time = bg_now_ms()
+where id = $1 and instance = $2 and state = 'PENDING'
+returning *;
+
+-- name: claim_dead_instance
+-- Remove one instance whose lease ran out; only one live instance can win the row. $1 my id
+delete from instances
+where id = (
+    select id from instances
+    where lease_until < bg_now_ms() and id <> $1
+    order by lease_until
+    limit 1
+    for update skip locked
+)
+returning id;
+
+-- name: take_over_batches
+-- Move a dead instance's active batches to me. $1 dead instance, $2 my id
+update batches set instance = $2, update_time = bg_now_ms()
+where instance = $1 and state in ('PENDING', 'RUNNING')
+returning *;
+
+-- name: orphaned_batches
+-- Active batches whose owner has no instance row at all (it was removed, or never registered).
+-- $1 my id
+update batches b set instance = $1, update_time = bg_now_ms()
+where b.state in ('PENDING', 'RUNNING')
+  and b.instance is not null and b.instance <> $1
+  and not exists (select 1 from instances i where i.id = b.instance)
+  and b.id in (select id from batches where state in ('PENDING', 'RUNNING') limit 500 for update skip locked)
+returning *;
+
+-- name: purge_terminal
+-- Delete up to $2 terminal batches that ended before $1 (epoch ms); logs and files go by cascade.
+delete from batches
+where id in (
+    select id from batches
+    where end_time > 0 and end_time < $1 and state in ('FINISHED', 'ERROR', 'CANCELED')
+    order by end_time
+    limit $2
+    for update skip locked
+)
+returning id;
+
+-- name: purge_log_chunks
+-- Delete up to $2 log chunks of terminal batches that ended before $1, so that purging a batch with
+-- a huge log never becomes one long statement.
+delete from batch_log_chunks
+where ctid in (
+    select c.ctid from batch_log_chunks c join batches b on b.id = c.batch_id
+    where b.end_time > 0 and b.end_time < $1
+    limit $2
+);

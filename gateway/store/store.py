@@ -284,6 +284,40 @@ class Store:
 
         return await self._run(op)
 
+    async def set_launching(
+        self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any]
+    ) -> BatchRecord | None:
+        return await self._one("set_launching", batch_id, instance, handle)
+
+    async def take_over_dead(self, instance: str) -> tuple[str | None, list[BatchRecord]]:
+        """Claim one expired instance and its active batches, in one transaction."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[str | None, list[BatchRecord]]:
+            async with conn.transaction():
+                dead: str | None = await conn.fetchval(self._q["claim_dead_instance"], instance)
+                if dead is None:
+                    return None, []
+                rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
+                return dead, [_record(r) for r in rows]
+
+        return await self._run(op)
+
+    async def take_over_orphans(self, instance: str) -> list[BatchRecord]:
+        return [_record(r) for r in await self._fetch("orphaned_batches", instance)]
+
+    async def purge(self, before_ms: int, chunk: int) -> tuple[int, int]:
+        """One small step of retention: (log chunks deleted, batches deleted)."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[int, int]:
+            status = await conn.execute(self._q["purge_log_chunks"], before_ms, chunk * 10)
+            chunks = int(status.split()[-1])
+            if chunks:
+                return chunks, 0
+            rows = await conn.fetch(self._q["purge_terminal"], before_ms, chunk)
+            return 0, len(rows)
+
+        return await self._run(op)
+
     async def set_launched(
         self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any]
     ) -> BatchRecord | None:
@@ -342,13 +376,18 @@ class Store:
 
     # --- logs ----------------------------------------------------------------------------
 
-    async def append_log(self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None) -> int:
-        """Store lines after the batch's last one; returns the number of the first (-1: no batch)."""
+    async def append_log(
+        self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None, owner: str | None = None
+    ) -> int:
+        """Store lines after the batch's last one; returns the number of the first.
+
+        -1 means nothing was written: no such batch, or `owner` no longer owns it.
+        """
         clipped = [ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " [truncated]" for ln in lines]
         clipped = [ln.replace("\x00", "\ufffd") for ln in clipped]
 
         async def op(conn: asyncpg.Connection) -> int:
-            first: int | None = await conn.fetchval(self._q["append_log"], batch_id, clipped, offset)
+            first: int | None = await conn.fetchval(self._q["append_log"], batch_id, clipped, offset, owner)
             return -1 if first is None else first
 
         return await self._run(op)
