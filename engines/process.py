@@ -151,7 +151,7 @@ class ProcessRun:
         pid = self.handle["runner_pid"]
         started = self.handle.get("runner_start")
         if started is not None:
-            return _proc_start_ticks(pid) == started
+            return bool(_proc_start_ticks(pid) == started)
         # No start time recorded: make sure the pid was not reused, by the runner's command line.
         try:
             return str(self.workdir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")

@@ -45,7 +45,7 @@ class GatewayProcess:
             args += ["--instance-id", self.instance_id]
         env = {**os.environ, "BATCHGATE_LOG_FORMAT": "json", **self.env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: ASYNC230, SIM115 - handed to the child
+        log = open(self.log_path, "ab")  # handed to the child
         self.proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log, env=env)
         log.close()
         await self.wait_ready(timeout)

@@ -42,7 +42,7 @@ async def test_per_user_and_per_type_limits(start_gateway, python: str) -> None:
     assert (await _states(api, a)).count("INITIALIZED") == 1, "alice runs one batch at a time"
     active = [s for s in await _states(api, [*a, b, c, d]) if s in ("PENDING", "RUNNING")]
     assert len(active) == 3, "the LOCAL type limit caps the total at 3"
-    waiting_alice = [i for i, s in zip(a, await _states(api, a), strict=True) if s == "INITIALIZED"][0]
+    waiting_alice = next(i for i, s in zip(a, await _states(api, a), strict=True) if s == "INITIALIZED")
     assert any("per-user limit" in line for line in await api.full_log(waiting_alice))
     for batch_id in [*a, b, c, d]:
         assert (await api.wait_for(batch_id, timeout=40))["state"] == "FINISHED"
