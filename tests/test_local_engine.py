@@ -71,7 +71,8 @@ async def test_program_on_path_and_environment(api: Api) -> None:
 
 
 async def test_kill_running_batch_is_canceled(api: Api, python: str) -> None:
-    batch = await api.submit(resource=python, args=["-c", "import time; print('sleeping', flush=True); time.sleep(120)"])
+    program = "import time; print('sleeping', flush=True); time.sleep(120)"
+    batch = await api.submit(resource=python, args=["-c", program])
     await api.wait_for(batch["id"], ("RUNNING",), timeout=20)
     result = await api.kill(batch["id"])
     assert result["success"] is True and result["msg"]

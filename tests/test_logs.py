@@ -102,6 +102,7 @@ async def test_follow_delivers_lines_before_the_batch_ends(api: Api, python: str
         return got
 
     got = await asyncio.wait_for(until_first(), timeout=15)
+    assert got[-1][1] == "first"
     assert (await api.get(batch["id"]))["state"] == "RUNNING", "lines arrive while the batch still runs"
     await api.kill(batch["id"])
 
