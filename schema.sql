@@ -85,6 +85,22 @@ create table if not exists batch_files (
     primary key (batch_id, name, chunk)
 );
 
+-- Who did what, when, from where: submits, kills, denied attempts. Append-only.
+create table if not exists audit_log (
+    id bigint generated always as identity primary key,
+    at bigint not null default bg_now_ms(),
+    actor text not null,
+    action text not null,
+    target text,
+    allowed boolean not null default true,
+    source_ip text,
+    detail jsonb not null default '{}'
+);
+create index if not exists audit_log_at_idx on audit_log (at, id);
+create index if not exists audit_log_actor_at_idx on audit_log (actor, at, id);
+create index if not exists audit_log_target_idx on audit_log (target, at, id);
+create index if not exists batches_real_user_create_time_idx on batches (real_user, create_time);
+
 -- Every writer wakes every instance through these notifications; nobody polls for them.
 --   batchgate_queue: a batch became claimable, or capacity was freed
 --   batchgate_state: "<id> <state>" after a state change

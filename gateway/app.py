@@ -11,18 +11,25 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from engines.base import Engine
+from engines.flink import FlinkEngine
 from engines.local import LocalEngine
 from engines.process import ProcessSupervisor
 from engines.registry import EngineRegistry
+from engines.spark import SparkConfig, SparkEngine
+from gateway.api.audit import routes as audit_routes
 from gateway.api.batches import routes as batch_routes
 from gateway.api.health import routes as health_routes
 from gateway.api.middleware import authenticate, errors
+from gateway.api.openapi import SPEC_KEY, build_spec
+from gateway.api.openapi import routes as openapi_routes
 from gateway.auth import Authenticator
 from gateway.embedded import EmbeddedPostgres
 from gateway.heartbeat import Heartbeat
 from gateway.keys import AUTH, SERVICE, SETTINGS, STORE
 from gateway.listener import KILL, QUEUE, Hub, Listener
 from gateway.logs import LogStore
+from gateway.policy import Policy
 from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
 from gateway.service import BatchService
@@ -60,8 +67,23 @@ def instance_id(settings: Settings) -> str:
 
 
 def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRegistry:
-    engines = [
+    engines: list[Engine] = [
         LocalEngine(supervisor, allowed_programs=settings.local_programs, kill_grace=settings.kill_grace_seconds),
+        FlinkEngine(
+            supervisor, home=settings.flink_home, default_target=settings.flink_target,
+            default_jobmanager=settings.flink_jobmanager, poll_fastest=settings.flink_poll_min_seconds,
+            poll_slowest=settings.flink_poll_max_seconds, lost_after=settings.flink_lost_after_seconds,
+            kill_grace=settings.kill_grace_seconds,
+        ),
+        SparkEngine(supervisor, SparkConfig(
+            spark_home=settings.spark_home, default_master=settings.spark_master,
+            allowed_masters=tuple(settings.spark_allowed_masters), master_web_urls=settings.spark_master_web_urls,
+            rest_port=settings.spark_rest_port, yarn_rm_urls=tuple(settings.spark_yarn_rm_urls),
+            k8s_namespace=settings.spark_k8s_namespace, k8s_token_file=settings.spark_k8s_token_file,
+            k8s_ca_file=settings.spark_k8s_ca_file, poll_min=settings.spark_poll_min_seconds,
+            poll_max=settings.spark_poll_max_seconds, lost_after=settings.spark_lost_after_seconds,
+            kill_grace=settings.kill_grace_seconds,
+        )),
     ]
     return EngineRegistry(engines, settings.enabled_engines)
 
@@ -73,8 +95,11 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.users_file, settings.admin)
+    app[SPEC_KEY] = build_spec()
     app.add_routes(health_routes)
+    app.add_routes(openapi_routes)
     app.add_routes(batch_routes)
+    app.add_routes(audit_routes)
     app.cleanup_ctx.append(_runtime)
     return app
 
@@ -119,7 +144,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         await listener.start()
         await heartbeat.start()
         app[STORE] = store
-        app[SERVICE] = BatchService(store, logs, engines, hub)
+        app[SERVICE] = BatchService(store, logs, engines, hub, Policy(settings),
+                                    submit_rate_per_minute=settings.submit_rate_per_minute)
         app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention)
         recovered = await supervisor.recover_owned()
         scheduler.start()

@@ -29,6 +29,10 @@ _DUMMY_HASH = bcrypt.hashpw(b"batchgate-dummy", bcrypt.gensalt(rounds=10))
 class Principal:
     name: str
     is_admin: bool
+    source_ip: str | None = None
+
+    def at(self, source_ip: str | None) -> Principal:
+        return Principal(self.name, self.is_admin, source_ip)
 
 
 def parse_htpasswd(text: str) -> dict[str, bytes]:
@@ -116,6 +120,6 @@ def _parse_basic(header: str | None) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthorized("malformed Basic credentials") from None
     user, sep, password = decoded.partition(":")
-    if not sep or not user:
+    if not sep or not user or len(user) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in user):
         raise Unauthorized("malformed Basic credentials")
     return user, password

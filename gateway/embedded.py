@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 log = structlog.get_logger("gateway.embedded")
+ATTEMPTS = 3
 
 
 class EmbeddedPostgres:
@@ -21,10 +23,19 @@ class EmbeddedPostgres:
         import pgserver  # type: ignore[attr-defined,unused-ignore]
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        # initdb and pg_ctl block; keep them off the event loop.
-        self._server = await asyncio.to_thread(
-            pgserver.get_server, self.pgdata, cleanup_mode="stop"  # type: ignore[attr-defined]
-        )
+        # initdb and pg_ctl block; keep them off the event loop. pgserver gives pg_ctl a fixed 10 s,
+        # which a loaded machine can miss while Postgres is still coming up: try again, joining it.
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                self._server = await asyncio.to_thread(
+                    pgserver.get_server, self.pgdata, cleanup_mode="stop"  # type: ignore[attr-defined]
+                )
+                break
+            except subprocess.TimeoutExpired:
+                if attempt == ATTEMPTS:
+                    raise
+                log.warning("embedded_postgres.slow_start", attempt=attempt)
+                await asyncio.sleep(2.0)
         uri: str = self._server.get_uri()
         log.info("embedded_postgres.started", pgdata=str(self.pgdata))
         return uri

@@ -49,6 +49,16 @@ class TooLarge(GatewayError):
     status = 413
 
 
+class TooManyRequests(GatewayError):
+    """Over a rate limit; retry after `retry_after` seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Unavailable(GatewayError):
     """The database is unreachable; the client should retry."""
 

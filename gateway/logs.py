@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from gateway.listener import LOG, STATE, Hub
 from gateway.models import TERMINAL_STATES
 from gateway.store import Store
+from gateway.store.records import mask_text
 
 CHUNK_LINES = 2000
 FOLLOW_PAGE = 5000
@@ -41,7 +42,7 @@ class LogStore:
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
         # One note is one line, whatever it quotes: a line number must mean the same thing everywhere.
-        flat = text.replace("\r", "\\r").replace("\n", "\\n")
+        flat = mask_text(text.replace("\r", "\\r").replace("\n", "\\n"))
         await self._store.append_log(batch_id, [gateway_line(flat)])
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:

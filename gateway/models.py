@@ -107,9 +107,11 @@ class BatchRequest(ApiModel):
     @field_validator("conf")
     @classmethod
     def _conf_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
+        for key, item in value.items():
             if not key.strip() or _has_control_chars(key):
                 raise ValueError(f"key {key!r} is empty or has control characters")
+            if "\x00" in item:
+                raise ValueError(f"value of {key!r} contains a NUL byte")
         batch_id = value.get(CONF_BATCH_ID)
         if batch_id is not None:
             try:
@@ -190,3 +192,24 @@ class CloseBatchResponse(ApiModel):
 
 class ErrorBody(ApiModel):
     message: str
+
+
+class AuditEntry(ApiModel):
+    id: int
+    time: int
+    actor: str
+    action: str
+    target: str | None = None
+    allowed: bool
+    source_ip: str | None = Field(default=None, alias="sourceIp")
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditList(ApiModel):
+    from_: int = Field(alias="from")
+    total: int
+    entries: list[AuditEntry]
+
+
+class Health(ApiModel):
+    status: str

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,12 +17,14 @@ import structlog
 from engines.base import InvalidRequest, LaunchSpec
 from engines.registry import EngineRegistry
 from gateway.auth import Principal
-from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway.listener import STATE, Hub
 from gateway.logs import LogStore
 from gateway.models import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
+from gateway.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
-from gateway.store.records import mask_conf
+from gateway.store.records import AuditRecord, mask_conf
+from gateway.store.store import AuditFilter
 
 log = structlog.get_logger("gateway.service")
 
@@ -37,34 +41,44 @@ class Upload:
 
 
 class BatchService:
-    def __init__(self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub) -> None:
+    def __init__(
+        self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
+        *, submit_rate_per_minute: int = 0,
+    ) -> None:
         self._store = store
         self._logs = logs
         self._engines = engines
         self._hub = hub
+        self._policy = policy
+        self._rate = submit_rate_per_minute
 
-    # --- authorization -------------------------------------------------------------------
-
-    @staticmethod
-    def _may_see(principal: Principal, batch: BatchRecord) -> bool:
-        return principal.is_admin or principal.name in (batch.batch_user, batch.real_user)
-
-    async def _visible(self, principal: Principal, batch_id: str) -> BatchRecord:
-        bid = parse_batch_id(batch_id)
-        batch = await self._store.get_batch(bid)
+    async def _find(self, batch_id: str) -> BatchRecord:
+        batch = await self._store.get_batch(parse_batch_id(batch_id))
         if batch is None:
             raise NotFound(f"batch {batch_id} not found")
-        if not self._may_see(principal, batch):
-            raise Forbidden(f"batch {batch_id} belongs to another user")
         return batch
 
-    def _effective_user(self, principal: Principal, request: BatchRequest) -> str:
-        proxy = request.proxy_user
-        if proxy is None or proxy == principal.name:
-            return principal.name
-        if not principal.is_admin:
-            raise Forbidden(f"conf.{CONF_PROXY_USERS[0]}: user {principal.name} may not act as {proxy}")
-        return proxy
+    async def _readable(self, principal: Principal, batch_id: str) -> BatchRecord:
+        batch = await self._find(batch_id)
+        self._policy.check_read(principal, batch)
+        return batch
+
+    async def _modifiable(self, principal: Principal, batch_id: str) -> BatchRecord:
+        batch = await self._find(batch_id)
+        self._policy.check_modify(principal, batch)
+        return batch
+
+    async def _check_rate(self, principal: Principal) -> None:
+        if not self._rate:
+            return
+        now = int(time.time() * 1000)
+        count, oldest = await self._store.recent_submits(principal.name, now - 60_000)
+        if count >= self._rate:
+            retry = max(1, int(((oldest or now) + 60_000 - now) / 1000) + 1)
+            raise TooManyRequests(
+                f"rate limit: {principal.name} submitted {count} batches in the last minute "
+                f"(limit {self._rate})", retry_after=retry,
+            )
 
     # --- commands ------------------------------------------------------------------------
 
@@ -78,7 +92,11 @@ class BatchService:
         resource = upload.name if upload else request.resource
         if not resource:
             raise BadRequest("resource: required (or upload a resourceFile)")
-        user = self._effective_user(principal, request)
+        self._policy.check_request(request)
+        if upload is None:
+            self._policy.check_resource(resource)
+        user = self._policy.effective_user(principal, request.proxy_user, f"conf.{CONF_PROXY_USERS[0]}")
+        await self._check_rate(principal)
         batch_id = uuid.UUID(request.conf[CONF_BATCH_ID]) if CONF_BATCH_ID in request.conf else uuid.uuid4()
         spec = LaunchSpec(
             batch_id=str(batch_id), batch_type=request.batch_type, user=user, real_user=principal.name,
@@ -94,6 +112,7 @@ class BatchService:
             name=request.name, resource=resource, class_name=request.class_name, conf=request.conf,
             args=request.args, priority=request.priority, project=None,
             batch_info={"uploadedFile": upload.name} if upload else {},
+            source_ip=principal.source_ip,
         )
         if upload is None:
             batch, created = await self._store.insert_batch(**fields)
@@ -101,7 +120,7 @@ class BatchService:
             batch, created = await self._store.insert_batch_with_file(
                 upload.name, _file_chunks(upload.path), **fields
             )
-        if not created and not self._may_see(principal, batch):
+        if not created and not self._policy.may_read(principal, batch):
             raise Forbidden(f"{CONF_BATCH_ID}: batch {batch_id} belongs to another user")
         log.info(
             "batch.submitted" if created else "batch.duplicate_submit",
@@ -111,9 +130,11 @@ class BatchService:
         return batch, not created
 
     async def kill(self, principal: Principal, batch_id: str) -> tuple[bool, str, BatchRecord]:
-        batch = await self._visible(principal, batch_id)
+        batch = await self._modifiable(principal, batch_id)
         if batch.state in TERMINAL_STATES:
             return False, f"batch {batch.id} is already {batch.state}", batch
+        await self._store.audit(principal.name, "kill", str(batch.id), source_ip=principal.source_ip,
+                                detail={"state": batch.state})
         canceled = await self._store.cancel_queued(batch.id)
         if canceled is not None:
             await self._logs.note(batch.id, f"canceled by {principal.name} before launch")
@@ -150,24 +171,25 @@ class BatchService:
     # --- queries -------------------------------------------------------------------------
 
     async def get(self, principal: Principal, batch_id: str) -> BatchRecord:
-        return await self._visible(principal, batch_id)
+        return await self._readable(principal, batch_id)
 
     async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
-        if not principal.is_admin:
-            if flt.user and flt.user != principal.name:
-                raise Forbidden(f"batchUser: user {principal.name} may only list their own batches")
-            flt = ListFilter(**{**flt.__dict__, "user": principal.name})
+        flt = dataclasses.replace(flt, user=self._policy.list_user(principal, flt.user))
         return await self._store.list_batches(flt)
 
     async def read_log(self, principal: Principal, batch_id: str, start: int, size: int) -> list[str]:
-        batch = await self._visible(principal, batch_id)
+        batch = await self._readable(principal, batch_id)
         return await self._logs.read(batch.id, start, size)
 
     async def follow_log(
         self, principal: Principal, batch_id: str, start: int
     ) -> tuple[BatchRecord, AsyncIterator[tuple[int, list[str]]]]:
-        batch = await self._visible(principal, batch_id)
+        batch = await self._readable(principal, batch_id)
         return batch, self._logs.follow(batch.id, start)
+
+    async def audit_log(self, principal: Principal, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
+        self._policy.check_admin(principal, "read the audit log")
+        return await self._store.list_audit(flt)
 
     async def current(self, batch_id: uuid.UUID) -> BatchRecord | None:
         return await self._store.get_batch(batch_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -53,14 +54,72 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     flink_home: Path | None = None
 
-    # Input limits.
+    # Spark (docs/engines/spark.md): the masters a batch may pick with conf spark.master (prefixes; empty:
+    # any); standalone masters' web UIs, as JSON {"spark://h:7077": "http://h:8080"} or
+    # "spark://h:7077=http://h:8080;..." (default: port 8080 on the master's host); the standalone REST
+    # submission port; YARN ResourceManager web addresses (default: yarn-site.xml); Kubernetes credentials
+    # for cluster mode (default: the pod's service account); how cluster APIs are polled.
+    spark_allowed_masters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_master_web_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    spark_rest_port: int = Field(default=6066, ge=1, le=65535)
+    spark_yarn_rm_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_k8s_namespace: str = "default"
+    spark_k8s_token_file: Path | None = None
+    spark_k8s_ca_file: Path | None = None
+    spark_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
+    spark_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
+    spark_lost_after_seconds: float = Field(default=120.0, gt=0)
+
+    @field_validator("spark_allowed_masters", "spark_yarn_rm_urls", mode="before")
+    @classmethod
+    def _spark_lists(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("spark_master_web_urls", mode="before")
+    @classmethod
+    def _spark_web_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("{"):
+                return json.loads(value)
+            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected spark://host:port=http://host:port;... or a JSON object")
+            return {k.strip().rstrip("/"): v.strip() for k, v in pairs}
+        return value
+
+    # Flink: the target of a batch whose conf names none (execution.target), the session cluster's REST
+    # address (host:port) for target remote, and how the cluster REST API is polled (docs/engines/flink.md).
+    flink_target: str = Field(default="local", pattern="^(local|remote|yarn-application|kubernetes-application)$")
+    flink_jobmanager: str | None = Field(default=None, pattern=r"^[^\s:/]+:\d{1,5}$")
+    flink_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
+    flink_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
+    flink_lost_after_seconds: float = Field(default=300.0, gt=0)
+
+    # Security: input limits, rules and rates (see docs/security.md).
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)
+    max_args: int = Field(default=1000, ge=0)
+    max_conf_entries: int = Field(default=500, ge=0)
+    max_conf_bytes: int = Field(default=64 * 1024, ge=0)
+    # Keys refused in batch conf: an entry ending in "*" is a prefix, anything else an exact key.
+    conf_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Local resource paths must lie under one of these dirs (empty: any path) ...
+    resource_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+    # ... and URL resources must use one of these schemes.
+    resource_schemes: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [
+        "local", "file", "hdfs", "viewfs", "s3", "s3a", "gs", "abfs", "abfss", "oss", "http", "https", "artifact",
+    ])
+    # Who may act as whom, like Hadoop's proxyuser rules: {"svc-airflow": ["*"], "alice": ["bob", "@etl"]}.
+    impersonation: dict[str, list[str]] = Field(default_factory=dict)
+    # Groups for impersonation rules: {"etl": ["bob", "carol"]}.
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Submits per user per minute, across all instances (0: unlimited).
+    submit_rate_per_minute: int = Field(default=0, ge=0)
 
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 
-    @field_validator("admin", "local_programs", mode="before")
+    @field_validator("admin", "local_programs", "conf_deny", "resource_dirs", "resource_schemes", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)

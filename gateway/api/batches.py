@@ -63,7 +63,10 @@ def _parse_request(raw: bytes | str) -> BatchRequest:
 
 async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchRequest, Upload | None]:
     settings = request.app[SETTINGS]
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except ValueError as exc:
+        raise BadRequest(f"multipart: {exc}") from None
     batch_request: BatchRequest | None = None
     upload: Upload | None = None
     while True:

@@ -16,7 +16,7 @@ MAX_PAGE = 10_000
 
 def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -27,9 +27,21 @@ def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int
     return value
 
 
+def text_param(query: Mapping[str, str], name: str) -> str | None:
+    """A free-text filter; control characters (a NUL above all) are refused, not passed to SQL."""
+    raw = query.get(name)
+    if not raw:
+        return None
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise BadRequest(f"{name}: must not contain control characters")
+    if len(raw) > 1024:
+        raise BadRequest(f"{name}: longer than 1024 characters")
+    return raw
+
+
 def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     lowered = raw.lower()
     if lowered in ("true", "1", "yes"):
@@ -62,8 +74,8 @@ def list_filter(query: Mapping[str, str]) -> ListFilter:
     return ListFilter(
         batch_type=batch_type,
         states=states,
-        user=query.get("batchUser") or None,
-        name=query.get("batchName") or None,
+        user=text_param(query, "batchUser"),
+        name=text_param(query, "batchName"),
         create_time=create_time,
         end_time=end_time,
         offset=int_param(query, "from", 0, minimum=0, maximum=2**31),

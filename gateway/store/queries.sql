@@ -10,14 +10,22 @@ select pg_advisory_xact_lock(8317000001);
 select max(version) from schema_version;
 
 -- name: insert_batch
--- Queue a new batch; nothing is returned when the id exists already (idempotent submit).
--- $1 id, $2 type, $3 user, $4 real user, $5 name, $6 resource, $7 class name, $8 conf, $9 args,
--- $10 priority, $11 project, $12 batch_info
-insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
-                     priority, project, batch_info)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-on conflict (id) do nothing
-returning *;
+-- Queue a new batch and audit it in the same statement; nothing is returned when the id exists
+-- already (idempotent submit). $1 id, $2 type, $3 user, $4 real user, $5 name, $6 resource,
+-- $7 class name, $8 conf, $9 args, $10 priority, $11 project, $12 batch_info, $13 source ip
+with b as (
+    insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
+                         priority, project, batch_info)
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    on conflict (id) do nothing
+    returning *
+), a as (
+    insert into audit_log (actor, action, target, allowed, source_ip, detail)
+    select b.real_user, 'submit', b.id::text, true, $13,
+           jsonb_build_object('batchType', b.batch_type, 'user', b.batch_user, 'name', b.name)
+    from b
+)
+select * from b;
 
 -- name: get_batch
 -- One batch by id. $1 id
@@ -218,3 +226,11 @@ where ctid in (
     where b.end_time > 0 and b.end_time < $1
     limit $2
 );
+
+-- name: insert_audit
+-- One audit entry. $1 actor, $2 action, $3 target, $4 allowed, $5 source ip, $6 detail
+insert into audit_log (actor, action, target, allowed, source_ip, detail) values ($1, $2, $3, $4, $5, $6);
+
+-- name: recent_submits
+-- Batches a user submitted since a time, and the oldest of them (for Retry-After). $1 real user, $2 since
+select count(*)::int as n, min(create_time) as oldest from batches where real_user = $1 and create_time >= $2;

@@ -22,6 +22,25 @@ def mask_conf(conf: dict[str, str]) -> dict[str, str]:
     }
 
 
+def mask_text(text: str) -> str:
+    """Hide secret-looking `key=value` pairs inside free text, such as a logged command line."""
+    return _SECRET_PAIR.sub(lambda m: f"{m.group(1)}={MASK}", text)
+
+
+_SECRET_PAIR = re.compile(r"([\w.\-]*(?:password|secret|token|key|credential)[\w.\-]*)=(\S+)", re.IGNORECASE)
+
+
+class AuditRecord(BaseModel):
+    id: int
+    at: int
+    actor: str
+    action: str
+    target: str | None
+    allowed: bool
+    source_ip: str | None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class BatchRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 

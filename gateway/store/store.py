@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from gateway.errors import Unavailable
+from gateway.errors import BadRequest, Unavailable
 from gateway.store.queries import load_queries, schema_sql
-from gateway.store.records import BatchRecord
+from gateway.store.records import AuditRecord, BatchRecord
 
 SCHEMA_VERSION = 1
 MAX_LINE_CHARS = 64 * 1024
@@ -49,6 +49,17 @@ class ListFilter:
     offset: int = 0
     size: int = 100
     desc: bool = False
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None
+    target: str | None = None
+    since: int = 0
+    until: int = 0
+    offset: int = 0
+    size: int = 100
 
 
 @dataclass
@@ -131,6 +142,9 @@ class Store:
                 return await op(conn)
         except CONNECTION_ERRORS as exc:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        except asyncpg.DataError as exc:
+            # Text Postgres cannot store (a NUL byte, an invalid encoding) is bad input, not a bug.
+            raise BadRequest(f"input: {exc.__class__.__name__}: text the database cannot store") from exc
 
     async def apply_schema(self) -> int:
         """Apply schema.sql idempotently; refuse a database that a newer release migrated."""
@@ -175,13 +189,14 @@ class Store:
         priority: int,
         project: str | None,
         batch_info: dict[str, Any],
+        source_ip: str | None = None,
     ) -> tuple[BatchRecord, bool]:
-        """Insert a queued batch. Returns (batch, created); created is False for a known id."""
+        """Insert a queued batch (and its audit entry). Returns (batch, created): False for a known id."""
 
         async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
             row = await conn.fetchrow(
                 self._q["insert_batch"], batch_id, batch_type, user, real_user, name, resource,
-                class_name, conf, args, priority, project, batch_info,
+                class_name, conf, args, priority, project, batch_info, source_ip,
             )
             if row is not None:
                 return _record(row), True
@@ -202,6 +217,7 @@ class Store:
                     self._q["insert_batch"], batch["batch_id"], batch["batch_type"], batch["user"],
                     batch["real_user"], batch["name"], batch["resource"], batch["class_name"],
                     batch["conf"], batch["args"], batch["priority"], batch["project"], batch["batch_info"],
+                    batch.get("source_ip"),
                 )
                 if row is None:
                     existing = await conn.fetchrow(self._q["get_batch"], batch["batch_id"])
@@ -410,6 +426,49 @@ class Store:
             return out
 
         return await self._run(op)
+
+    # --- audit ---------------------------------------------------------------------------
+
+    async def audit(
+        self, actor: str, action: str, target: str | None, *, allowed: bool = True,
+        source_ip: str | None = None, detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._run(lambda conn: conn.execute(
+            self._q["insert_audit"], actor, action, target, allowed, source_ip, detail or {}))
+
+    async def list_audit(self, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
+        where: list[str] = []
+        params: list[Any] = []
+
+        def add(fragment: str, value: Any) -> None:
+            params.append(value)
+            where.append(fragment.format(p=f"${len(params)}"))
+
+        if flt.actor:
+            add("actor = {p}", flt.actor)
+        if flt.action:
+            add("action = {p}", flt.action)
+        if flt.target:
+            add("target = {p}", flt.target)
+        if flt.since:
+            add("at >= {p}", flt.since)
+        if flt.until:
+            add("at <= {p}", flt.until)
+        clause = ("where " + " and ".join(where)) if where else ""
+        count_sql = f"select count(*) from audit_log {clause}"
+        page_sql = (f"select * from audit_log {clause} order by at desc, id desc "
+                    f"limit ${len(params) + 1} offset ${len(params) + 2}")
+
+        async def op(conn: asyncpg.Connection) -> tuple[int, list[AuditRecord]]:
+            total: int = await conn.fetchval(count_sql, *params)
+            rows = await conn.fetch(page_sql, *params, flt.size, flt.offset) if total > flt.offset else []
+            return total, [AuditRecord.model_validate(dict(r)) for r in rows]
+
+        return await self._run(op)
+
+    async def recent_submits(self, real_user: str, since_ms: int) -> tuple[int, int | None]:
+        rows = await self._fetch("recent_submits", real_user, since_ms)
+        return rows[0]["n"], rows[0]["oldest"]
 
     # --- instances -----------------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+"""schemathesis against /openapi.json on a live gateway: no 500s, no response that breaks the schema."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.gateway_process import GatewayProcess
+
+pytestmark = pytest.mark.slow
+
+CHECKS = ",".join([
+    "not_a_server_error", "status_code_conformance", "content_type_conformance",
+    "response_schema_conformance", "response_headers_conformance", "negative_data_rejection",
+    "missing_required_header", "unsupported_method",
+])
+
+
+async def test_schemathesis_finds_nothing(tmp_path: Path, database_url: str) -> None:
+    users = tmp_path / "users"
+    users.write_text(f"admin:{bcrypt.hashpw(b'pw', bcrypt.gensalt(4)).decode()}\n")
+    gateway = await GatewayProcess(
+        tmp_path / "data", database_url=database_url,
+        extra_args=["--users-file", str(users), "--admin", "admin", "--engines", "LOCAL"],
+    ).start()
+    try:
+        auth = base64.b64encode(b"admin:pw").decode()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "schemathesis.cli", "run", f"{gateway.url}/openapi.json",
+            "-H", f"Authorization: Basic {auth}", "--max-examples", "120", "--checks", CHECKS,
+            "--request-timeout", "20", "--seed", "20261125",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=600)
+        report = out.decode(errors="replace")
+        assert proc.returncode == 0, report[-6000:]
+        assert " passed" in report
+    finally:
+        await gateway.stop()
