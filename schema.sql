@@ -53,6 +53,10 @@ create table if not exists batches (
     wait_reason text,                                     -- why a queued batch is still waiting
     log_lines bigint not null default 0,
     log_offset bigint not null default 0,                 -- bytes of engine output already in the log
+    control text,                                         -- a pending PAUSE or RESUME for the owner
+    paused_from text,                                     -- INITIALIZED or RUNNING while PAUSED
+    details jsonb not null default '{}',                  -- the engine's steps and counters, snapshotted
+    duration bigint generated always as (case when end_time > 0 then end_time - create_time end) stored,
     constraint batches_state_check check (state in
         ('INITIALIZED', 'PAUSED', 'PENDING', 'RUNNING', 'FINISHED', 'ERROR', 'CANCELED'))
 );
@@ -65,7 +69,13 @@ create index if not exists batches_end_time_idx on batches (end_time) where end_
 create index if not exists batches_queue_idx on batches (priority desc, create_time)
     where state = 'INITIALIZED';
 create index if not exists batches_active_idx on batches (instance)
-    where state in ('PENDING', 'RUNNING');
+    where state in ('PENDING', 'RUNNING', 'PAUSED');
+create index if not exists batches_end_time_sort_idx on batches (end_time, id);
+create index if not exists batches_duration_idx on batches (duration, id);
+create index if not exists batches_name_sort_idx on batches (name, id);
+create index if not exists batches_name_words_idx on batches using gin (to_tsvector('simple', coalesce(name, '')));
+create index if not exists batches_restart_root_idx on batches ((batch_info ->> 'restartRoot'))
+    where batch_info ? 'restartRoot';
 
 -- Logs are numbered chunks of lines: reading from line N is an index seek, whatever N is.
 create table if not exists batch_log_chunks (
@@ -101,11 +111,24 @@ create index if not exists audit_log_actor_at_idx on audit_log (actor, at, id);
 create index if not exists audit_log_target_idx on audit_log (target, at, id);
 create index if not exists batches_real_user_create_time_idx on batches (real_user, create_time);
 
+-- Login sessions (POST /api/v1/sessions). Only the SHA-256 of a token is kept: a copy of this table
+-- logs nobody in. A session ends when it expires or is revoked; rows are purged a day later.
+create table if not exists sessions (
+    token_hash bytea primary key,
+    user_name text not null,
+    created_at bigint not null default bg_now_ms(),
+    expires_at bigint not null,
+    revoked_at bigint,
+    source_ip text
+);
+create index if not exists sessions_expires_at_idx on sessions (expires_at);
+
 -- Every writer wakes every instance through these notifications; nobody polls for them.
 --   batchgate_queue: a batch became claimable, or capacity was freed
 --   batchgate_state: "<id> <state>" after a state change
 --   batchgate_kill:  "<instance> <id>" when a kill is requested for a batch that instance owns
 --   batchgate_log:   "<id> <log_lines>" after lines were appended
+--   batchgate_control: "<instance> <id> <PAUSE|RESUME>" when a running batch is paused or resumed
 create or replace function bg_batches_notify() returns trigger language plpgsql as
 $$
 begin
@@ -126,6 +149,9 @@ begin
     end if;
     if new.kill_requested and not old.kill_requested and new.instance is not null then
         perform pg_notify('batchgate_kill', new.instance || ' ' || new.id::text);
+    end if;
+    if new.control is not null and new.control is distinct from old.control and new.instance is not null then
+        perform pg_notify('batchgate_control', new.instance || ' ' || new.id::text || ' ' || new.control);
     end if;
     if new.log_lines <> old.log_lines then
         perform pg_notify('batchgate_log', new.id::text || ' ' || new.log_lines::text);

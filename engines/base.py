@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class EngineError(Exception):
@@ -72,7 +72,19 @@ class Exited:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Event = AppInfo | LogLines | Note | Exited
+@dataclass(frozen=True)
+class Details:
+    """A snapshot of the engine's own steps (jobs, stages, vertices) and counters, replacing the last."""
+
+    steps: list[dict[str, Any]]
+    counters: dict[str, Any]
+
+
+Event = AppInfo | LogLines | Note | Exited | Details
+
+
+class NotSupported(Exception):
+    """The engine cannot do this for this batch; the message says why (it becomes a 409)."""
 
 
 class Run(Protocol):
@@ -96,6 +108,19 @@ class Run(Protocol):
         ...
 
 
+@runtime_checkable
+class Pausable(Protocol):
+    """A run that can be suspended and continued. Optional: runs without it cannot be paused."""
+
+    async def pause(self) -> dict[str, Any]:
+        """Suspend; returns facts for batchInfo (e.g. a savepoint). Raise NotSupported to refuse."""
+        ...
+
+    async def resume(self) -> dict[str, Any]:
+        """Continue; returns facts for batchInfo (e.g. a new appId)."""
+        ...
+
+
 class Engine(Protocol):
     """An adapter for one or more batch types."""
 
@@ -112,3 +137,15 @@ class Engine(Protocol):
     async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> Run | None:
         """Re-attach after a restart; output is replayed from byte `offset`. None if it is gone."""
         ...
+
+
+def pause_refusal(engine: object, spec: LaunchSpec) -> str | None:
+    """Why a running batch of this engine cannot be paused, or None if it can.
+
+    Engines opt in with a `pause_refusal(spec)` method; without one, pausing is refused.
+    """
+    check = getattr(engine, "pause_refusal", None)
+    if check is None:
+        return f"{spec.batch_type} batches cannot be paused while they run"
+    reason: str | None = check(spec)
+    return reason

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import signal
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
-from engines.base import AppInfo, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note
+from engines.base import AppInfo, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note, NotSupported
 from engines.process import ProcessRun, ProcessSupervisor, clean_env
 
 
@@ -38,6 +39,16 @@ class LocalRun:
     async def kill(self) -> None:
         await self._process.terminate(self._grace)
 
+    async def pause(self) -> dict[str, Any]:
+        if not self._process.signal_group(signal.SIGSTOP):
+            raise NotSupported("the program has already exited")
+        return {"pausedBy": "SIGSTOP"}
+
+    async def resume(self) -> dict[str, Any]:
+        if not self._process.signal_group(signal.SIGCONT):
+            raise NotSupported("the program has already exited")
+        return {}
+
     async def detach(self) -> None:
         self._process.detach()
 
@@ -57,6 +68,9 @@ class LocalEngine:
             path = Path(resource)
             return str(path) if path.is_file() else None
         return shutil.which(resource)
+
+    def pause_refusal(self, spec: LaunchSpec) -> str | None:
+        return None  # SIGSTOP and SIGCONT on the process group work for any program
 
     def validate(self, spec: LaunchSpec) -> None:
         program = self._program(spec.resource)

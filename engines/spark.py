@@ -14,8 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
-import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from engines.spark_status import (
     StandaloneApi,
     StatusUnavailable,
     YarnApi,
+    yarn_rm_from_site,
 )
 from engines.spark_submit import (
     REST_ENABLED_CONF,
@@ -91,6 +91,7 @@ class SparkRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._launcher_done = process is None
         self._kill_requested = False
+        self._api_kill_sent = False
         self._finished = False
         self._api_answered = False
         self._reported: dict[str, Any] = {k: self._info.get(k) for k in ("appId", "appUrl", "appState")}
@@ -104,22 +105,26 @@ class SparkRun:
     async def events(self) -> AsyncIterator[Event]:
         for text in self._notes:
             yield Note(text)
+        final: Exited | None = None
         async with aiohttp.ClientSession() as session:
             self._session = session
             if self._process is not None:
                 self._tasks.append(asyncio.create_task(self._pump(self._process)))
             self._tasks.append(asyncio.create_task(self._poll()))
+            decide = self._decide()
             try:
-                async for event in self._decide():
+                async for event in decide:
                     if isinstance(event, Exited):
-                        self._finished = True
-                        await self._stop_tasks()
+                        final = event
+                        break
                     yield event
-                    if isinstance(event, Exited):
-                        return
             finally:
+                self._finished = True
+                await decide.aclose()
                 await self._stop_tasks()
                 self._session = None
+        if final is not None:
+            yield final  # after the session and the watchers are closed: the consumer may stop here
 
     async def _stop_tasks(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -144,7 +149,7 @@ class SparkRun:
         getter.cancel()
         return None
 
-    async def _decide(self) -> AsyncIterator[Event]:
+    async def _decide(self) -> AsyncGenerator[Event, None]:
         while True:
             item = await self._next()
             if item is None:
@@ -168,6 +173,10 @@ class SparkRun:
             elif isinstance(item, ClusterStatus):
                 if info := self._from_cluster(item):
                     yield info
+                if item.found and self._kill_requested and self._cluster and not self._api_kill_sent:
+                    # Killed while spark-submit was still submitting: the application showed up since.
+                    self._api_kill_sent = True
+                    self._tasks.append(asyncio.create_task(self._kill_through_api()))
                 if self._cluster and item.terminal:
                     yield self._exited(item.state or "FAILED", item.diagnostic or self._ended_by_cluster(item))
                     return
@@ -220,14 +229,14 @@ class SparkRun:
         self._info.update(changes)
         return AppInfo(
             app_id=changes.get("appId"), app_url=changes.get("appUrl"), app_state=changes.get("appState"),
-            running=self._reported.get("appState") == "RUNNING", handle=self.handle,
+            running=changes.get("appState") == "RUNNING", handle=self.handle,
         )
 
     def _identity(self) -> str | None:
         return self._info.get("driverId") or self._info.get("appId") or self._info.get("pod")
 
     def _exited(self, app_state: str, diagnostic: str | None, launcher: dict[str, Any] | None = None) -> Exited:
-        info = {k: v for k, v in self._info.items() if v is not None}
+        info = {k: v for k, v in self._info.items() if v is not None and k != "appState"}
         if launcher:
             info["launcher"] = launcher
         return Exited(app_state, diagnostic, {"spark": info})
@@ -350,20 +359,27 @@ class SparkRun:
         self._kill_requested = True
         self._wake.set()
         if self._cluster and self._api is not None:
-            try:
-                if self._session is not None:
-                    text = await self._api.kill(self._session, self._info)
-                else:
-                    async with aiohttp.ClientSession() as session:
-                        text = await self._api.kill(session, self._info)
-                if text:
-                    await self._queue.put(Note(text))
-            except StatusUnavailable as exc:
-                await self._queue.put(Note(f"kill through the {self._api.name} failed: {exc}"))
+            await self._kill_through_api()
             if self._session is not None and not self._finished:  # only while events() is followed
                 self._tasks.append(asyncio.create_task(self._confirm_kill()))
         if self._process is not None and not self._launcher_done:
             await self._process.terminate(self._config.kill_grace)
+
+    async def _kill_through_api(self) -> None:
+        """Ask the cluster to kill the application (once it is known: until then, nothing to ask)."""
+        assert self._api is not None
+        try:
+            if self._session is not None:
+                text = await self._api.kill(self._session, self._info)
+            else:
+                async with aiohttp.ClientSession() as session:
+                    text = await self._api.kill(session, self._info)
+        except StatusUnavailable as exc:
+            await self._queue.put(Note(f"kill through the {self._api.name} failed: {exc}"))
+            return
+        if text:
+            self._api_kill_sent = True
+            await self._queue.put(Note(text))
 
     async def _confirm_kill(self) -> None:
         await asyncio.sleep(self._config.kill_confirm)
@@ -485,25 +501,6 @@ def launcher_state(handle: dict[str, Any]) -> str:
         return "gone"
     started = handle.get("runner_start")
     return "running" if state not in "ZX" and (started is None or ticks == started) else "gone"
-
-
-def yarn_rm_from_site(env: dict[str, str] | os._Environ[str]) -> list[str]:
-    """ResourceManager web addresses from yarn-site.xml (RM HA: every rm id's), or none."""
-    for var in ("YARN_CONF_DIR", "HADOOP_CONF_DIR"):
-        if not env.get(var):
-            continue
-        try:
-            root = ET.parse(Path(env[var]) / "yarn-site.xml").getroot()
-        except (OSError, ET.ParseError):
-            continue
-        props = {p.findtext("name", ""): p.findtext("value", "") for p in root.iter("property")}
-        urls = [f"http://{v.strip()}" for k, v in sorted(props.items())
-                if k.startswith("yarn.resourcemanager.webapp.address") and v.strip()]
-        if not urls and props.get("yarn.resourcemanager.hostname"):
-            urls = [f"http://{props['yarn.resourcemanager.hostname'].strip()}:8088"]
-        if urls:
-            return urls
-    return []
 
 
 __all__ = ["SparkConfig", "SparkEngine", "SparkRun"]

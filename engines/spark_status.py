@@ -11,7 +11,10 @@ Every call goes through aiohttp with a timeout and raises StatusUnavailable when
 from __future__ import annotations
 
 import json
+import os
+import re
 import ssl
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,6 +75,14 @@ async def _request(
         raise StatusUnavailable(f"{method} {url}: {type(exc).__name__} {exc}".rstrip()) from None
 
 
+async def _text(session: aiohttp.ClientSession, url: str, *, timeout: float = HTTP_TIMEOUT) -> str:
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return await resp.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise StatusUnavailable(f"GET {url}: {type(exc).__name__} {exc}".rstrip()) from None
+
+
 def _expect_dict(body: Any, url: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise StatusUnavailable(f"{url}: not a JSON object")
@@ -80,6 +91,7 @@ def _expect_dict(body: Any, url: str) -> dict[str, Any]:
 
 # --- standalone ---------------------------------------------------------------------------------
 
+_CSRF_TOKEN = re.compile(r'name="csrfToken" value="([^"]+)"')
 _DRIVER_STATES = {
     "SUBMITTED": ("PENDING", False), "RELAUNCHING": ("PENDING", False), "RUNNING": ("RUNNING", False),
     "UNKNOWN": ("UNKNOWN", False), "FINISHED": ("FINISHED", True), "FAILED": ("FAILED", True),
@@ -195,15 +207,22 @@ class StandaloneApi:
             rest_error = str(body.get("message") or body)
         except StatusUnavailable as exc:
             rest_error = str(exc)
+        errors = [rest_error]
         for web in self.web_urls:  # the master UI's kill link, when the REST server is off
+            form = {"id": driver_id, "terminate": "true"}
             try:
-                status, _ = await _request(
-                    session, "POST", f"{web}/driver/kill/", data={"id": driver_id, "terminate": "true"})
-            except StatusUnavailable:
+                # Spark 4 UIs want the page's CSRF token with every state-changing POST.
+                token = _CSRF_TOKEN.search(await _text(session, f"{web}/"))
+                if token:
+                    form["csrfToken"] = token.group(1)
+                status, _ = await _request(session, "POST", f"{web}/driver/kill/", data=form)
+            except StatusUnavailable as exc:
+                errors.append(str(exc))
                 continue
             if status < 400:
                 return f"kill of {driver_id} sent to the master web UI"
-        raise StatusUnavailable(f"could not kill {driver_id}: {rest_error}")
+            errors.append(f"POST {web}/driver/kill/: HTTP {status}")
+        raise StatusUnavailable(f"could not kill {driver_id}: {'; '.join(errors)}")
 
 
 # --- YARN ---------------------------------------------------------------------------------------
@@ -290,6 +309,25 @@ class YarnApi:
                 return f"kill of {app_id} sent to the ResourceManager"
             errors.append(f"PUT {url}: HTTP {status} {body or ''}".rstrip())
         raise StatusUnavailable("; ".join(errors))
+
+
+def yarn_rm_from_site(env: dict[str, str] | os._Environ[str]) -> list[str]:
+    """ResourceManager web addresses from yarn-site.xml (RM HA: every rm id's), or none."""
+    for var in ("YARN_CONF_DIR", "HADOOP_CONF_DIR"):
+        if not env.get(var):
+            continue
+        try:
+            root = ET.parse(Path(env[var]) / "yarn-site.xml").getroot()
+        except (OSError, ET.ParseError):
+            continue
+        props = {p.findtext("name", ""): p.findtext("value", "") for p in root.iter("property")}
+        urls = [f"http://{v.strip()}" for k, v in sorted(props.items())
+                if k.startswith("yarn.resourcemanager.webapp.address") and v.strip()]
+        if not urls and props.get("yarn.resourcemanager.hostname"):
+            urls = [f"http://{props['yarn.resourcemanager.hostname'].strip()}:8088"]
+        if urls:
+            return urls
+    return []
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------

@@ -19,20 +19,31 @@ from engines.registry import EngineRegistry
 from engines.spark import SparkConfig, SparkEngine
 from gateway.api.audit import routes as audit_routes
 from gateway.api.batches import routes as batch_routes
+from gateway.api.control import routes as control_routes
+from gateway.api.health import READINESS
 from gateway.api.health import routes as health_routes
+from gateway.api.livy import livy_routes, start_livy_site
+from gateway.api.metrics import METRICS, measure
+from gateway.api.metrics import routes as metrics_routes
 from gateway.api.middleware import authenticate, errors
 from gateway.api.openapi import SPEC_KEY, build_spec
 from gateway.api.openapi import routes as openapi_routes
+from gateway.api.sessions import routes as session_routes
 from gateway.auth import Authenticator
+from gateway.control import BatchControl
 from gateway.embedded import EmbeddedPostgres
 from gateway.heartbeat import Heartbeat
-from gateway.keys import AUTH, SERVICE, SETTINGS, STORE
+from gateway.keys import AUTH, CONTROL, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.listener import CONTROL as CONTROL_CHANNEL
 from gateway.listener import KILL, QUEUE, Hub, Listener
 from gateway.logs import LogStore
+from gateway.metrics import Metrics
 from gateway.policy import Policy
+from gateway.readiness import Readiness
 from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
 from gateway.service import BatchService
+from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.supervisor import Supervisor
@@ -53,6 +64,7 @@ class Runtime:
     heartbeat: Heartbeat
     takeover: Takeover
     retention: Retention
+    livy_port: int | None = None  # the Livy port actually bound (settings.livy_port may be 0)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -90,16 +102,21 @@ def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRe
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[errors, authenticate],
+        middlewares=[measure, errors, authenticate],
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + (1 << 20),
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.users_file, settings.admin)
     app[SPEC_KEY] = build_spec()
+    app[METRICS] = Metrics(state_ttl=settings.metrics_state_seconds)
+    app.add_routes(metrics_routes)
+    app.add_routes(livy_routes())
     app.add_routes(health_routes)
     app.add_routes(openapi_routes)
+    app.add_routes(control_routes)
     app.add_routes(batch_routes)
     app.add_routes(audit_routes)
+    app.add_routes(session_routes)
     app.cleanup_ctx.append(_runtime)
     return app
 
@@ -115,7 +132,10 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     if settings.open_mode:
         log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
     store = await Store.connect(dsn)
+    metrics = app[METRICS]
+    metrics.bind_store(store)
     processes = ProcessSupervisor()
+    livy_runner: web.AppRunner | None = None
     listener: Listener | None = None
     scheduler: Scheduler | None = None
     supervisor: Supervisor | None = None
@@ -128,25 +148,35 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         listener = Listener(dsn, hub)
         await processes.start()
         engines = build_engines(settings, processes)
-        logs = LogStore(store, hub)
+        logs = LogStore(store, hub, metrics)
         instance = instance_id(settings)
-        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir)
+        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics)
         limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
-        scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches)
+        scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches,
+                              metrics=metrics)
         heartbeat = Heartbeat(
             store, instance, f"{settings.host}:{settings.port}",
             every=settings.heartbeat_seconds, lease=settings.lease_seconds,
         )
-        takeover = Takeover(store, logs, supervisor, every=settings.heartbeat_seconds)
+        takeover = Takeover(store, logs, supervisor, every=settings.heartbeat_seconds, metrics=metrics)
         retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
         hub.on(QUEUE, scheduler.wake)
         hub.on(KILL, _kill_handler(supervisor, store))
+        hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
         await listener.start()
         await heartbeat.start()
         app[STORE] = store
-        app[SERVICE] = BatchService(store, logs, engines, hub, Policy(settings),
-                                    submit_rate_per_minute=settings.submit_rate_per_minute)
-        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention)
+        app[SESSIONS] = SessionService(store, app[AUTH])
+        policy = Policy(settings)
+        app[SERVICE] = BatchService(store, logs, engines, hub, policy,
+                                    submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics)
+        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir)
+        app[READINESS] = Readiness(store, heartbeat)
+        livy_port: int | None = None
+        if settings.livy_port is not None:
+            livy_runner, livy_port = await start_livy_site(app, settings.host, settings.livy_port)
+        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention,
+                               livy_port)
         recovered = await supervisor.recover_owned()
         scheduler.start()
         takeover.start()
@@ -155,6 +185,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                  engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
     finally:
+        if livy_runner is not None:
+            await livy_runner.cleanup()
         # Stop claiming, then let go of the applications without killing them.
         for loop in (retention, takeover, scheduler):
             if loop is not None:
@@ -184,6 +216,26 @@ def _kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None]
         owner, _, batch_id = payload.partition(" ")
         if owner == supervisor.instance:
             supervisor.kill(uuid.UUID(batch_id))
+
+    return handle
+
+
+def _control_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
+    pending: set[asyncio.Task[None]] = set()
+
+    async def resync() -> None:
+        for batch_id, action in await store.pending_controls(supervisor.instance):
+            supervisor.control(batch_id, action)
+
+    def handle(payload: str | None) -> None:
+        if payload is None:
+            task = asyncio.create_task(resync())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            return
+        owner, batch_id, action = payload.split(" ", 2)
+        if owner == supervisor.instance:
+            supervisor.control(uuid.UUID(batch_id), action)
 
     return handle
 

@@ -89,6 +89,13 @@ class Authenticator:
     def principal(self, name: str) -> Principal:
         return Principal(name=name, is_admin=name in self._admins)
 
+    def knows(self, name: str) -> bool:
+        """Whether the user still exists: a session outlives nobody's removal from the users file."""
+        if self.open_mode:
+            return True
+        self._maybe_reload()
+        return name in self._users
+
     async def authenticate(self, header: str | None) -> Principal:
         credentials = _parse_basic(header)
         if self.open_mode:

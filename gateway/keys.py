@@ -5,11 +5,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import Authenticator
+from gateway.control import BatchControl
 from gateway.service import BatchService
+from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", BatchService)
+CONTROL = web.AppKey("control", BatchControl)
 AUTH = web.AppKey("auth", Authenticator)
+SESSIONS = web.AppKey("sessions", SessionService)

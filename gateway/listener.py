@@ -16,7 +16,8 @@ QUEUE = "batchgate_queue"
 STATE = "batchgate_state"
 KILL = "batchgate_kill"
 LOG = "batchgate_log"
-CHANNELS = (QUEUE, STATE, KILL, LOG)
+CONTROL = "batchgate_control"
+CHANNELS = (QUEUE, STATE, KILL, LOG, CONTROL)
 
 Handler = Callable[[str | None], None]
 

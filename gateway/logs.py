@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from gateway.listener import LOG, STATE, Hub
+from gateway.metrics import Metrics
 from gateway.models import TERMINAL_STATES
 from gateway.store import Store
 from gateway.store.records import mask_text
@@ -25,9 +26,10 @@ def gateway_line(text: str) -> str:
 
 
 class LogStore:
-    def __init__(self, store: Store, hub: Hub) -> None:
+    def __init__(self, store: Store, hub: Hub, metrics: Metrics | None = None) -> None:
         self._store = store
         self._hub = hub
+        self._metrics = metrics or Metrics()
 
     async def append(
         self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None, owner: str | None = None
@@ -38,12 +40,14 @@ class LogStore:
             last = start + CHUNK_LINES >= len(lines)
             if await self._store.append_log(batch_id, part, offset if last else None, owner) < 0:
                 return False
+            self._metrics.logged(len(part))
         return True
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
         # One note is one line, whatever it quotes: a line number must mean the same thing everywhere.
         flat = mask_text(text.replace("\r", "\\r").replace("\n", "\\n"))
         await self._store.append_log(batch_id, [gateway_line(flat)])
+        self._metrics.logged(1)
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
         return await self._store.read_log(batch_id, start, size)
@@ -55,7 +59,8 @@ class LogStore:
         """
         position = start
         key = str(batch_id)
-        with self._hub.subscribe(LOG, key) as grew, self._hub.subscribe(STATE, key) as changed:
+        with self._metrics.following(), self._hub.subscribe(LOG, key) as grew, \
+                self._hub.subscribe(STATE, key) as changed:
             while True:
                 # Clear before reading, so that a notification during the read is not lost.
                 grew.clear()

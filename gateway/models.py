@@ -213,3 +213,59 @@ class AuditList(ApiModel):
 
 class Health(ApiModel):
     status: str
+
+
+class BulkFilter(ApiModel):
+    """The list filters, as a bulk action's body carries them."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    batch_type: str | None = Field(default=None, alias="batchType")
+    batch_state: str | None = Field(default=None, alias="batchState")
+    batch_user: str | None = Field(default=None, alias="batchUser")
+    batch_name: str | None = Field(default=None, alias="batchName")
+    create_time: int | None = Field(default=None, alias="createTime", ge=0)
+    end_time: int | None = Field(default=None, alias="endTime", ge=0)
+    key: str | None = None
+
+
+class BulkRequest(ApiModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    action: str
+    ids: list[str] | None = Field(default=None, max_length=100_000)
+    filter: BulkFilter | None = None
+
+
+class BulkFailure(ApiModel):
+    id: str
+    message: str
+
+
+class BulkResponse(ApiModel):
+    matched: int
+    succeeded: int
+    failed: list[BulkFailure]
+    failures_truncated: bool = Field(default=False, alias="failuresTruncated")
+
+
+class Step(ApiModel):
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    name: str
+    kind: str
+    start: int | None = None
+    end: int | None = None
+    duration: int | None = None
+
+
+class BatchDetails(ApiModel):
+    batch: Batch
+    steps: list[Step]
+    counters: dict[str, Any]
+    attempts: list[Batch]
+
+
+class DropResponse(ApiModel):
+    success: bool
+    msg: str

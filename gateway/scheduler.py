@@ -15,6 +15,7 @@ import structlog
 
 from gateway.errors import Unavailable
 from gateway.logs import LogStore
+from gateway.metrics import Metrics
 from gateway.store import Store
 from gateway.store.store import ActiveCounts, ClaimCandidate
 from gateway.supervisor import Supervisor
@@ -77,7 +78,9 @@ class Scheduler:
         limits: Limits,
         *,
         capacity: int,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._logs = logs
         self._supervisor = supervisor
@@ -136,6 +139,7 @@ class Scheduler:
                     noted.append((changed, reason))
         for batch in claimed:
             log.info("batch.claimed", batch_id=str(batch.id), user=batch.batch_user)
+            self._metrics.claimed(batch)
             self._supervisor.start(batch)
         for batch_id, reason in noted[:MAX_WAIT_NOTES]:
             await self._logs.note(batch_id, reason)

@@ -20,6 +20,7 @@ from gateway.auth import Principal
 from gateway.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway.listener import STATE, Hub
 from gateway.logs import LogStore
+from gateway.metrics import Metrics
 from gateway.models import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
 from gateway.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
@@ -43,7 +44,7 @@ class Upload:
 class BatchService:
     def __init__(
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
-        *, submit_rate_per_minute: int = 0,
+        *, submit_rate_per_minute: int = 0, metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -51,6 +52,7 @@ class BatchService:
         self._hub = hub
         self._policy = policy
         self._rate = submit_rate_per_minute
+        self._metrics = metrics or Metrics()
 
     async def _find(self, batch_id: str) -> BatchRecord:
         batch = await self._store.get_batch(parse_batch_id(batch_id))
@@ -122,6 +124,8 @@ class BatchService:
             )
         if not created and not self._policy.may_read(principal, batch):
             raise Forbidden(f"{CONF_BATCH_ID}: batch {batch_id} belongs to another user")
+        if created:
+            self._metrics.submitted(request.batch_type)
         log.info(
             "batch.submitted" if created else "batch.duplicate_submit",
             batch_id=str(batch.id), user=user, real_user=principal.name, engine=request.batch_type,
@@ -137,6 +141,7 @@ class BatchService:
                                 detail={"state": batch.state})
         canceled = await self._store.cancel_queued(batch.id)
         if canceled is not None:
+            self._metrics.ended(canceled)
             await self._logs.note(batch.id, f"canceled by {principal.name} before launch")
             log.info("batch.canceled", batch_id=str(batch.id), user=principal.name)
             return True, f"batch {batch.id} canceled", canceled
@@ -172,6 +177,18 @@ class BatchService:
 
     async def get(self, principal: Principal, batch_id: str) -> BatchRecord:
         return await self._readable(principal, batch_id)
+
+    async def get_by_seq(self, principal: Principal, seq: int) -> BatchRecord:
+        """A batch by its sequence number, the Livy API's id (Livy's wording when it is unknown)."""
+        batch = await self._store.get_batch_by_seq(seq) if 0 <= seq < 2**63 else None
+        if batch is None:
+            raise NotFound(f"Session '{seq}' not found.")
+        self._policy.check_read(principal, batch)
+        return batch
+
+    async def log_tails(self, batches: list[BatchRecord], lines: int) -> dict[uuid.UUID, list[str]]:
+        """The last lines of the logs of batches the caller already read (through get or list)."""
+        return await self._store.log_tails([b.id for b in batches], lines)
 
     async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         flt = dataclasses.replace(flt, user=self._policy.list_user(principal, flt.user))

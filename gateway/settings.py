@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     # Submits per user per minute, across all instances (0: unlimited).
     submit_rate_per_minute: int = Field(default=0, ge=0)
 
+    # Livy and operations (docs/livy.md, docs/operations.md). The Livy API is always served under /livy;
+    # livy_port also serves it at the root of a port of its own (8998 is Livy's), so that
+    # http://host:8998 works as a Livy URL. /metrics reads batch counts from Postgres at most every
+    # metrics_state_seconds.
+    livy_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_state_seconds: float = Field(default=5.0, ge=0)
+
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 
@@ -159,6 +166,8 @@ class Settings(BaseSettings):
             )
         if self.lease_seconds <= self.heartbeat_seconds:
             raise ValueError("lease_seconds must be longer than heartbeat_seconds")
+        if self.livy_port and self.livy_port == self.port:
+            raise ValueError("livy_port must differ from port (the Livy API is under /livy on port already)")
         return self
 
     @property

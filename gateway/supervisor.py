@@ -16,11 +16,23 @@ from typing import Any, TypeVar
 
 import structlog
 
-from engines.base import AppInfo, EngineError, Exited, LaunchSpec, LogLines, Note, Run
+from engines.base import (
+    AppInfo,
+    Details,
+    EngineError,
+    Exited,
+    LaunchSpec,
+    LogLines,
+    Note,
+    NotSupported,
+    Pausable,
+    Run,
+)
 from engines.registry import EngineRegistry
 from engines.runner import PIDS
 from gateway.errors import Unavailable
 from gateway.logs import LogStore
+from gateway.metrics import Metrics
 from gateway.states import terminal_state
 from gateway.store import BatchRecord, Store
 
@@ -45,7 +57,9 @@ class Supervisor:
         *,
         launch_concurrency: int = 8,
         recover_concurrency: int = 32,
+        metrics: Metrics | None = None,
     ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._logs = logs
         self._engines = engines
@@ -112,6 +126,8 @@ class Supervisor:
             self._runs[batch.id] = run
             if batch.id in self._killing:
                 await run.kill()
+            elif batch.control:
+                self.control(batch.id, batch.control)
             await self._follow(batch, run, blog)
         except asyncio.CancelledError:
             raise
@@ -158,6 +174,7 @@ class Supervisor:
             try:
                 run = await engine.submit(spec)
             except EngineError as exc:
+                self._metrics.launch_failed(batch.batch_type)
                 await self._finish(batch.id, "FAILED", f"launch failed: {exc}")
                 blog.info("batch.launch_failed", error=str(exc))
                 return None
@@ -193,6 +210,7 @@ class Supervisor:
     # --- following -----------------------------------------------------------------------
 
     async def _follow(self, batch: BatchRecord, run: Run, blog: Any) -> None:
+        started = batch.state != "PENDING"  # for the metrics: count PENDING -> RUNNING once
         async for event in run.events():
             if isinstance(event, LogLines):
                 owned = await self._retry(
@@ -205,13 +223,21 @@ class Supervisor:
             elif isinstance(event, Note):
                 await self._retry(partial(self._logs.note, batch.id, event.text))
             elif isinstance(event, AppInfo):
-                await self._retry(partial(
+                record = await self._retry(partial(
                     self._store.update_app, batch.id, self.instance, app_id=event.app_id, app_url=event.app_url,
                     app_state=event.app_state, running=event.running, diagnostic=event.diagnostic,
                     handle=event.handle,
                 ))
+                if event.running and not started and record is not None and record.state == "RUNNING":
+                    started = True
+                    self._metrics.running(record)
                 if event.running:
                     blog.info("batch.running", app_id=event.app_id)
+            elif isinstance(event, Details):
+                await self._retry(partial(
+                    self._store.save_details, batch.id, self.instance,
+                    {"steps": event.steps, "counters": event.counters},
+                ))
             elif isinstance(event, Exited):
                 state = await self._finish(batch.id, event.app_state, event.diagnostic, event.info)
                 blog.info("batch.ended", state=state, diagnostic=event.diagnostic)
@@ -223,10 +249,11 @@ class Supervisor:
         state, final_app_state = terminal_state(app_state, batch_id in self._killing)
         text = f"state {state}" + (f": {diagnostic}" if diagnostic else "")
         await self._retry(partial(self._logs.note, batch_id, text))
-        await self._retry(partial(
+        record = await self._retry(partial(
             self._store.finish_batch, batch_id, self.instance, state=state, app_state=final_app_state,
             diagnostic=diagnostic, info=info,
         ))
+        self._metrics.ended(record)
         return state
 
     # --- control -------------------------------------------------------------------------
@@ -239,6 +266,38 @@ class Supervisor:
             task = asyncio.create_task(run.kill(), name=f"kill-{batch_id}")
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
+
+    def control(self, batch_id: uuid.UUID, action: str) -> None:
+        """A pause or resume was requested (by any instance) for a batch this instance owns."""
+        if batch_id not in self._runs:
+            return  # not attached yet: _own applies the pending request once it is
+        task = asyncio.create_task(self._control(batch_id, action), name=f"{action.lower()}-{batch_id}")
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _control(self, batch_id: uuid.UUID, action: str) -> None:
+        run = self._runs.get(batch_id)
+        if run is None:
+            return
+        blog = log.bind(batch_id=str(batch_id), action=action)
+        try:
+            if not isinstance(run, Pausable):
+                raise NotSupported("this engine cannot pause a running application")
+            info = await (run.pause() if action == "PAUSE" else run.resume())
+        except NotSupported as exc:
+            blog.info("batch.control_refused", reason=str(exc))
+            await self._retry(partial(self._store.clear_control, batch_id, self.instance, {"controlError": str(exc)}))
+            return
+        except Exception as exc:
+            blog.exception("batch.control_failed")
+            error = {"controlError": f"{action.lower()} failed: {exc}"}
+            await self._retry(partial(self._store.clear_control, batch_id, self.instance, error))
+            return
+        info = {**info, "controlError": None}
+        setter = self._store.set_paused if action == "PAUSE" else self._store.set_resumed
+        await self._retry(partial(setter, batch_id, self.instance, info))
+        await self._retry(partial(self._logs.note, batch_id, "paused" if action == "PAUSE" else "resumed"))
+        blog.info("batch.paused" if action == "PAUSE" else "batch.resumed")
 
     def owns(self, batch_id: uuid.UUID) -> bool:
         return batch_id in self._tasks

@@ -13,6 +13,7 @@ import structlog
 
 from gateway.errors import Unavailable
 from gateway.logs import LogStore
+from gateway.metrics import Metrics
 from gateway.store import BatchRecord, Store
 from gateway.supervisor import Supervisor
 
@@ -20,7 +21,10 @@ log = structlog.get_logger("gateway.takeover")
 
 
 class Takeover:
-    def __init__(self, store: Store, logs: LogStore, supervisor: Supervisor, *, every: float) -> None:
+    def __init__(
+        self, store: Store, logs: LogStore, supervisor: Supervisor, *, every: float, metrics: Metrics | None = None
+    ) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._logs = logs
         self._supervisor = supervisor
@@ -57,6 +61,7 @@ class Takeover:
             if dead is None:
                 break
             log.warning("instance.lease_expired", dead_instance=dead, batches=len(batches))
+            self._metrics.took_over(len(batches))
             await self._adopt(batches, dead)
             moved += len(batches)
         orphans = await self._store.take_over_orphans(me)

@@ -1,9 +1,11 @@
-"""Middlewares: errors become {"message"} bodies; /api requests are authenticated."""
+"""Middlewares: errors become {"message"} bodies ({"msg"} under /livy); /api and /livy requests are
+authenticated."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
@@ -11,47 +13,80 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.auth import Principal
 from gateway.errors import Forbidden, GatewayError, TooManyRequests, Unauthorized, Unavailable
-from gateway.keys import AUTH, STORE
+from gateway.keys import AUTH, SESSIONS, STORE
+from gateway.sessions import COOKIE, CSRF_HEADER, SessionUnauthorized, check_csrf
+from gateway.store.store import SessionRecord
 
 log = structlog.get_logger("gateway.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL = web.RequestKey("principal", Principal)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+@dataclass(frozen=True)
+class Credentials:
+    """How a request was authenticated: basic, open (no credentials, open mode), bearer or cookie."""
+
+    via: str
+    session: SessionRecord | None = None
+    token: str | None = None
+
+
+CREDENTIALS = web.RequestKey("credentials", Credentials)
+# Set on an app that serves the Livy API at its root (the Livy port): all of it is Livy.
+LIVY_ROOT = web.AppKey("livy_root", bool)
+
+
+def livy_request(request: web.Request) -> bool:
+    path = request.path
+    return request.app.get(LIVY_ROOT, False) or path == "/livy" or path.startswith("/livy/")
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, *, key: str = "message"
+) -> web.Response:
     return web.Response(
-        status=status, text=json.dumps({"message": message}), content_type="application/json",
+        status=status, text=json.dumps({key: message}), content_type="application/json",
         headers=headers,
     )
 
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    key = "msg" if livy_request(request) else "message"  # Livy clients read {"msg": ...}
     try:
         return await handler(request)
     except GatewayError as exc:
         headers: dict[str, str] = {}
         if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = 'Basic realm="batchgate", charset="UTF-8"'
+            headers["WWW-Authenticate"] = _challenge(request, exc)
         if isinstance(exc, Unavailable | TooManyRequests):
             headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, Forbidden | Unauthorized):
             await _audit_denied(request, exc)
-        return error_response(exc.status, exc.message, headers)
+        return error_response(exc.status, exc.message, headers, key=key)
     except HttpProcessingError as exc:
         # Malformed framing inside the body (a broken multipart header, say) is the client's fault.
-        return error_response(400, f"malformed request: {exc.message}")
+        return error_response(400, f"malformed request: {exc.message}", key=key)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         if exc.status == 413:
             message = "request body too large"
-        return error_response(exc.status, message, {k: v for k, v in exc.headers.items() if k == "Allow"})
+        return error_response(exc.status, message, {k: v for k, v in exc.headers.items() if k == "Allow"}, key=key)
     except Exception:
         log.exception("api.unhandled_error", method=request.method, path=request.path)
-        return error_response(500, "internal error; see the gateway log")
+        return error_response(500, "internal error; see the gateway log", key=key)
+
+
+def _challenge(request: web.Request, exc: Unauthorized) -> str:
+    """Basic for API clients. The web page (it sends X-Requested-With) and session users get a Bearer
+    challenge instead, so that a browser never pops up its own password dialog over the page."""
+    if isinstance(exc, SessionUnauthorized) or request.headers.get("X-Requested-With"):
+        return 'Bearer realm="batchgate"'
+    return 'Basic realm="batchgate", charset="UTF-8"'
 
 
 async def _audit_denied(request: web.Request, exc: GatewayError) -> None:
@@ -89,10 +124,36 @@ def _claimed_user(request: web.Request) -> str | None:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
-        who = await request.app[AUTH].authenticate(request.headers.get("Authorization"))
-        request[PRINCIPAL] = who.at(request.remote)
+    if request.path.startswith("/api/") or livy_request(request):
+        await _authenticate(request)
     return await handler(request)
+
+
+async def _authenticate(request: web.Request) -> None:
+    """Authorization: Basic or Bearer; without an Authorization header, the session cookie. A write
+    authenticated by the cookie must carry the session's CSRF token."""
+    header = request.headers.get("Authorization")
+    token: str | None = None
+    via = "basic"
+    if header and header[:7].lower() == "bearer ":
+        token, via = header[7:].strip(), "bearer"
+    elif not header and COOKIE in request.cookies:
+        token, via = request.cookies[COOKIE], "cookie"
+    if token is None:
+        who = await request.app[AUTH].authenticate(header)
+        request[PRINCIPAL] = who.at(request.remote)
+        request[CREDENTIALS] = Credentials("basic" if header else "open")
+        return
+    who, session = await request.app[SESSIONS].resolve(token)
+    request[PRINCIPAL] = who.at(request.remote)
+    request[CREDENTIALS] = Credentials(via, session, token)
+    if via == "cookie" and request.method not in SAFE_METHODS:
+        check_csrf(token, request.headers.get(CSRF_HEADER))
+
+
+def credentials(request: web.Request) -> Credentials:
+    value: Credentials = request[CREDENTIALS]
+    return value
 
 
 def principal(request: web.Request) -> Principal:

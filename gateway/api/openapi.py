@@ -11,9 +11,13 @@ import gateway
 from gateway.models import (
     AuditList,
     Batch,
+    BatchDetails,
     BatchList,
     BatchRequest,
+    BulkRequest,
+    BulkResponse,
     CloseBatchResponse,
+    DropResponse,
     ErrorBody,
     Health,
     LocalLog,
@@ -24,6 +28,7 @@ routes = web.RouteTableDef()
 
 MODELS: tuple[type[BaseModel], ...] = (
     Batch, BatchList, BatchRequest, CloseBatchResponse, ErrorBody, LocalLog, AuditList, Health,
+    BatchDetails, BulkRequest, BulkResponse, DropResponse,
 )
 STATES = ["INITIALIZED", "PAUSED", "PENDING", "RUNNING", "FINISHED", "ERROR", "CANCELED"]
 
@@ -70,7 +75,11 @@ def build_spec() -> dict[str, Any]:
         _query("endTime", epoch, "ended at or before (epoch ms)"),
         _query("from", OFFSET, "offset"),
         _query("size", {"type": "integer", "minimum": 1, "maximum": 10000}, "page size (default 100)"),
-        _query("desc", {"type": "boolean"}, "newest first"),
+        _query("desc", {"type": "boolean"}, "descending order"),
+        _query("sort", {"type": "string", "enum": ["createTime", "endTime", "name", "duration"]}, "sort key"),
+        _query("key", {"type": "string", "maxLength": 1024},
+               "an id prefix, or words of the name by prefix (case-insensitive)"),
+        _query("attemptsOf", {"type": "string", "format": "uuid"}, "a batch and all its restarts"),
     ]
     paths: dict[str, Any] = {
         "/api/v1/batches": {
@@ -112,6 +121,33 @@ def build_spec() -> dict[str, Any]:
                                           "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                                   **_errors(*COMMON, 404)}},
         },
+        "/api/v1/batches/{batchId}/pause": {
+            "post": {"tags": ["job control"], "summary": "Pause: hold a queued batch, or suspend a running one",
+                     "parameters": [BATCH_ID], "responses": {"200": _json(Batch), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/batches/{batchId}/resume": {
+            "post": {"tags": ["job control"], "summary": "Resume a paused batch",
+                     "parameters": [BATCH_ID], "responses": {"200": _json(Batch), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/batches/{batchId}/restart": {
+            "post": {"tags": ["job control"], "summary": "Run a terminal batch again as a new batch",
+                     "parameters": [BATCH_ID], "responses": {"200": _json(Batch), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/batches/{batchId}/drop": {
+            "delete": {"tags": ["job control"], "summary": "Remove a terminal batch, its log and files",
+                       "parameters": [BATCH_ID],
+                       "responses": {"200": _json(DropResponse), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/batches/{batchId}/details": {
+            "get": {"tags": ["job control"], "summary": "Lifecycle steps, engine steps and counters, attempts",
+                    "parameters": [BATCH_ID], "responses": {"200": _json(BatchDetails), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/batches/status": {
+            "put": {"tags": ["job control"], "summary": "Bulk action on ids or a filter",
+                    "requestBody": {"required": True,
+                                    "content": {"application/json": {"schema": _ref(BulkRequest)}}},
+                    "responses": {"200": _json(BulkResponse), **_errors(*COMMON)}},
+        },
         "/api/v1/audit": {
             "get": {"tags": ["audit"], "summary": "The audit log (admins)",
                     "parameters": [_query("actor", {"type": "string"}, "who"),
@@ -131,14 +167,128 @@ def build_spec() -> dict[str, Any]:
         "/docs": {"get": {"tags": ["operations"], "summary": "API documentation page", "security": [],
                           "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
     }
+    paths.update(_session_paths(schemas))
+    paths.update(_operations_paths(schemas))
+    paths.update(_livy_paths(schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,
-                 "description": "Kyuubi-compatible batch API. Errors are {\"message\": ...}."},
+                 "description": "Kyuubi-compatible batch API. Errors are {\"message\": ...}. The Livy batch "
+                                "API is under /livy (tag livy), with Livy's errors: {\"msg\": ...}."},
         "paths": paths,
         "components": {"schemas": schemas,
-                       "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}},
-        "security": [{"basic": []}],
+                       "securitySchemes": {
+                           "basic": {"type": "http", "scheme": "basic"},
+                           "bearer": {"type": "http", "scheme": "bearer",
+                                      "description": "a token from POST /api/v1/sessions"},
+                           "cookie": {"type": "apiKey", "in": "cookie", "name": "batchgate_session",
+                                      "description": "the web page's session; writes need X-CSRF-Token"},
+                       }},
+        "security": [{"basic": []}, {"bearer": []}, {"cookie": []}],
+    }
+
+
+def _operations_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    """/readyz and /metrics (docs/operations.md)."""
+    from gateway.api.health import Ready
+
+    schemas[Ready.__name__] = Ready.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    return {
+        "/readyz": {"get": {"tags": ["operations"], "security": [],
+                            "summary": "Readiness: Postgres reachable, schema current, lease held",
+                            "responses": {"200": _json(Ready), "503": _json(Ready, "not ready (see Retry-After)")}}},
+        "/metrics": {"get": {"tags": ["operations"], "security": [], "summary": "Prometheus metrics",
+                             "responses": {"200": {"description": "Prometheus text format 0.0.4",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+    }
+
+
+def _livy_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    """The Livy batch API under /livy (gateway/api/livy.py, docs/livy.md). Errors are {"msg": ...}."""
+    from gateway.livy_models import (
+        LivyBatch,
+        LivyBatchList,
+        LivyBatchLog,
+        LivyBatchRequest,
+        LivyBatchState,
+        LivyMessage,
+    )
+
+    for model in (LivyBatchRequest, LivyBatch, LivyBatchList, LivyBatchState, LivyBatchLog, LivyMessage):
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    text = {400: "bad input; the message names the field", 401: "no or bad credentials", 403: "not allowed",
+            404: "Session 'N' not found.", 413: "too large", 429: "rate limited (see Retry-After)",
+            503: "database unavailable (see Retry-After)"}
+
+    def errors(*codes: int) -> dict[str, Any]:
+        return {str(c): _json(LivyMessage, text[c]) for c in (400, 401, 403, 503, *codes)}
+
+    livy_id = {"name": "batchId", "in": "path", "required": True,
+               "schema": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+               "description": "the Livy batch id (an integer)"}
+    signed = {"type": "integer", "minimum": -(2**62), "maximum": 2**62}
+    tag = ["livy"]
+    create = {"tags": tag, "summary": "Submit a batch (SPARK, or PYSPARK for a .py file)",
+              "parameters": [_query("doAs", {"type": "string", "minLength": 1, "pattern": "^[^\\x00-\\x1f\\x7f]+$"},
+                                    "run as this user (overrides proxyUser)")],
+              "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(LivyBatchRequest)}}},
+              "responses": {"201": {**_json(LivyBatch, "Created"),
+                                    "headers": {"Location": {"schema": {"type": "string"}}}},
+                            **errors(413, 429)}}
+    listing = {"tags": tag, "summary": "List SPARK and PYSPARK batches",
+               "parameters": [_query("from", OFFSET, "offset"),
+                              _query("size", {"type": "integer", "minimum": 0, "maximum": 10000},
+                                     "page size (default 100)")],
+               "responses": {"200": _json(LivyBatchList), **errors()}}
+    return {
+        "/livy/batches": {"post": create, "get": listing},
+        "/livy/batches/": {"post": {**create, "summary": "Same as POST /livy/batches"},
+                           "get": {**listing, "summary": "Same as GET /livy/batches"}},
+        "/livy/batches/{batchId}": {
+            "get": {"tags": tag, "summary": "Get a batch", "parameters": [livy_id],
+                    "responses": {"200": _json(LivyBatch), **errors(404)}},
+            "delete": {"tags": tag, "summary": "Kill a batch: {\"msg\": \"deleted\"}", "parameters": [livy_id],
+                       "responses": {"200": _json(LivyMessage), **errors(404)}},
+        },
+        "/livy/batches/{batchId}/state": {
+            "get": {"tags": tag, "summary": "A batch's state", "parameters": [livy_id],
+                    "responses": {"200": _json(LivyBatchState), **errors(404)}},
+        },
+        "/livy/batches/{batchId}/log": {
+            "get": {"tags": tag, "summary": "A page of the batch log (tail when from is missing or negative)",
+                    "parameters": [livy_id, _query("from", signed, "first line (negative or missing: the tail)"),
+                                   _query("size", signed, "lines (default 100; negative: all)")],
+                    "responses": {"200": _json(LivyBatchLog), **errors(404)}},
+        },
+    }
+
+
+def _session_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    """POST /api/v1/sessions and /api/v1/sessions/current (gateway/api/sessions.py)."""
+    from gateway.sessions import SessionInfo, SessionRequest, SessionRevoked, SessionToken
+
+    for model in (SessionRequest, SessionToken, SessionInfo, SessionRevoked):
+        schemas[model.__name__] = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    cookie = {"Set-Cookie": {"description": "batchgate_session (HttpOnly; SameSite=Strict; Path=/)",
+                             "schema": {"type": "string"}}}
+    return {
+        "/api/v1/sessions": {
+            "post": {"tags": ["sessions"], "summary": "Log in: Basic credentials in, a session token out",
+                     "security": [{"basic": []}],
+                     "requestBody": {"required": False,
+                                     "content": {"application/json": {"schema": _ref(SessionRequest)}}},
+                     "responses": {"200": {**_json(SessionToken), "headers": cookie}, **_errors(*COMMON)}},
+        },
+        "/api/v1/sessions/current": {
+            "get": {"tags": ["sessions"], "summary": "The session this request is authenticated with",
+                    "security": [{"bearer": []}, {"cookie": []}],
+                    "responses": {"200": _json(SessionInfo), **_errors(400, 401, 503)}},
+            "delete": {"tags": ["sessions"], "summary": "Log out: revoke this session (others go on)",
+                       "security": [{"bearer": []}, {"cookie": []}],
+                       "responses": {"200": _json(SessionRevoked), **_errors(400, 401, 403, 503)}},
+        },
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 from pydantic import ValidationError
@@ -10,6 +11,7 @@ from gateway.errors import BadRequest
 from gateway.models import BatchState
 from gateway.settings import ALL_BATCH_TYPES
 from gateway.store import ListFilter
+from gateway.store.store import SORT_COLUMNS
 
 MAX_PAGE = 10_000
 
@@ -71,7 +73,19 @@ def list_filter(query: Mapping[str, str]) -> ListFilter:
     end_time = int_param(query, "endTime", 0, minimum=0, maximum=2**62)
     if create_time and end_time and end_time < create_time:
         raise BadRequest(f"endTime: {end_time} is before createTime {create_time}")
+    sort = query.get("sort") or "createTime"
+    if sort not in SORT_COLUMNS:
+        raise BadRequest(f"sort: must be one of {', '.join(SORT_COLUMNS)}, not {sort!r}")
+    attempts_of = text_param(query, "attemptsOf")
+    if attempts_of is not None:
+        try:
+            attempts_of = str(uuid.UUID(attempts_of))
+        except ValueError:
+            raise BadRequest(f"attemptsOf: {attempts_of!r} is not a batch id") from None
     return ListFilter(
+        sort=sort,
+        key=text_param(query, "key"),
+        attempts_of=attempts_of,
         batch_type=batch_type,
         states=states,
         user=text_param(query, "batchUser"),

@@ -43,7 +43,7 @@ for update skip locked;
 -- name: active_counts
 -- Running batches per user and type, for the limits. Call under the claim lock.
 select batch_user, batch_type, count(*)::int as n from batches
-where state in ('PENDING', 'RUNNING')
+where state in ('PENDING', 'RUNNING') or (state = 'PAUSED' and instance is not null)
 group by batch_user, batch_type;
 
 -- name: lock_claims
@@ -83,7 +83,7 @@ set app_id = coalesce($3, app_id),
     state = case when $6 and state = 'PENDING' then 'RUNNING' else state end,
     app_start_time = case when $6 and app_start_time = 0 then bg_now_ms() else app_start_time end,
     update_time = bg_now_ms()
-where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING')
+where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING', 'PAUSED')
 returning *;
 
 -- name: finish_batch
@@ -91,8 +91,9 @@ returning *;
 -- $5 diagnostic, $6 batch_info to merge
 update batches
 set state = $3, app_state = coalesce($4, app_state), app_diagnostic = coalesce($5, app_diagnostic),
-    end_time = bg_now_ms(), update_time = bg_now_ms(), batch_info = batch_info || $6
-where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING')
+    end_time = bg_now_ms(), update_time = bg_now_ms(), batch_info = batch_info || $6,
+    control = null, paused_from = null
+where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING', 'PAUSED')
 returning *;
 
 -- name: cancel_queued
@@ -100,13 +101,13 @@ returning *;
 update batches
 set state = 'CANCELED', app_state = 'KILLED', kill_requested = true,
     app_diagnostic = 'canceled before launch', end_time = bg_now_ms(), update_time = bg_now_ms()
-where id = $1 and state in ('INITIALIZED', 'PAUSED')
+where id = $1 and (state = 'INITIALIZED' or (state = 'PAUSED' and paused_from = 'INITIALIZED'))
 returning *;
 
 -- name: request_kill
 -- Record a kill for an active batch; the trigger tells the owner. $1 id
 update batches set kill_requested = true, update_time = bg_now_ms()
-where id = $1 and state in ('PENDING', 'RUNNING')
+where id = $1 and (state in ('PENDING', 'RUNNING') or (state = 'PAUSED' and instance is not null))
 returning *;
 
 -- name: append_log
@@ -153,14 +154,14 @@ update instances set draining = true where id = $1;
 -- name: owned_active
 -- Active batches owned by an instance, in pages, for recovery. $1 instance, $2 after id, $3 page size
 select * from batches
-where instance = $1 and state in ('PENDING', 'RUNNING') and id > $2
+where instance = $1 and state in ('PENDING', 'RUNNING', 'PAUSED') and id > $2
 order by id
 limit $3;
 
 -- name: kill_requested_owned
 -- Active batches of this instance with a pending kill request (missed while disconnected). $1 instance
 select id from batches
-where instance = $1 and state in ('PENDING', 'RUNNING') and kill_requested;
+where instance = $1 and state in ('PENDING', 'RUNNING', 'PAUSED') and kill_requested;
 
 -- name: insert_file_chunk
 -- One chunk of an uploaded file. $1 batch id, $2 name, $3 chunk number, $4 bytes
@@ -192,17 +193,18 @@ returning id;
 -- name: take_over_batches
 -- Move a dead instance's active batches to me. $1 dead instance, $2 my id
 update batches set instance = $2, update_time = bg_now_ms()
-where instance = $1 and state in ('PENDING', 'RUNNING')
+where instance = $1 and state in ('PENDING', 'RUNNING', 'PAUSED')
 returning *;
 
 -- name: orphaned_batches
 -- Active batches whose owner has no instance row at all (it was removed, or never registered).
 -- $1 my id
 update batches b set instance = $1, update_time = bg_now_ms()
-where b.state in ('PENDING', 'RUNNING')
+where b.state in ('PENDING', 'RUNNING', 'PAUSED')
   and b.instance is not null and b.instance <> $1
   and not exists (select 1 from instances i where i.id = b.instance)
-  and b.id in (select id from batches where state in ('PENDING', 'RUNNING') limit 500 for update skip locked)
+  and b.id in (select id from batches where state in ('PENDING', 'RUNNING', 'PAUSED') and instance is not null
+               limit 500 for update skip locked)
 returning *;
 
 -- name: purge_terminal
@@ -234,3 +236,117 @@ insert into audit_log (actor, action, target, allowed, source_ip, detail) values
 -- name: recent_submits
 -- Batches a user submitted since a time, and the oldest of them (for Retry-After). $1 real user, $2 since
 select count(*)::int as n, min(create_time) as oldest from batches where real_user = $1 and create_time >= $2;
+
+-- name: pause_queued
+-- Hold a queued batch: no instance claims it until it is resumed. $1 id
+update batches set state = 'PAUSED', paused_from = 'INITIALIZED', update_time = bg_now_ms()
+where id = $1 and state = 'INITIALIZED'
+returning *;
+
+-- name: resume_queued
+-- Put a held batch back in the queue. $1 id
+update batches set state = 'INITIALIZED', paused_from = null, update_time = bg_now_ms()
+where id = $1 and state = 'PAUSED' and paused_from = 'INITIALIZED'
+returning *;
+
+-- name: request_control
+-- Ask the owner of a launched batch to pause or resume it; the trigger tells the owner.
+-- $1 id, $2 PAUSE or RESUME, $3 the states it may be in
+update batches set control = $2, update_time = bg_now_ms()
+where id = $1 and instance is not null and state = any($3::text[])
+returning *;
+
+-- name: set_paused
+-- The owner paused the application. $1 id, $2 instance, $3 batch_info to merge
+update batches set state = 'PAUSED', paused_from = 'RUNNING', control = null, update_time = bg_now_ms(),
+                   batch_info = batch_info || $3
+where id = $1 and instance = $2 and state = 'RUNNING'
+returning *;
+
+-- name: set_resumed
+-- The owner resumed the application. $1 id, $2 instance, $3 batch_info to merge
+update batches set state = 'RUNNING', paused_from = null, control = null, update_time = bg_now_ms(),
+                   batch_info = batch_info || $3
+where id = $1 and instance = $2 and state = 'PAUSED'
+returning *;
+
+-- name: clear_control
+-- A control request was handled (or refused). $1 id, $2 instance, $3 diagnostic for the batch info
+update batches set control = null, batch_info = batch_info || $3
+where id = $1 and instance = $2
+returning *;
+
+-- name: pending_controls
+-- Pause/resume requests for this instance's batches (missed while disconnected). $1 instance
+select id, control from batches where instance = $1 and control is not null;
+
+-- name: merge_info
+-- Merge facts into batch_info (owner only). $1 id, $2 instance, $3 info
+update batches set batch_info = batch_info || $3, update_time = bg_now_ms()
+where id = $1 and instance = $2
+returning *;
+
+-- name: save_details
+-- Snapshot the engine's steps and counters, so they outlive the application. $1 id, $2 instance, $3 details
+update batches set details = $3 where id = $1 and instance = $2;
+
+-- name: drop_batch
+-- Remove a terminal batch; its log and files go by cascade, the audit log keeps its entries. $1 id
+delete from batches where id = $1 and state in ('FINISHED', 'ERROR', 'CANCELED')
+returning id;
+
+-- name: copy_files
+-- Copy a batch's uploaded files to its restart. $1 from, $2 to
+insert into batch_files (batch_id, name, chunk, data)
+select $2, name, chunk, data from batch_files where batch_id = $1;
+
+-- name: attempts
+-- Every attempt of a batch: the original and its restarts, oldest first. $1 root id (text)
+select * from batches where id = ($1::text)::uuid or batch_info ->> 'restartRoot' = $1::text
+order by create_time, id;
+
+-- name: insert_session
+-- A new login session that ends $3 ms from now (the database's clock, shared by every instance).
+-- $1 token hash, $2 user, $3 lifetime ms, $4 source ip
+insert into sessions (token_hash, user_name, expires_at, source_ip)
+values ($1, $2, bg_now_ms() + $3, $4)
+returning token_hash, user_name, created_at, expires_at;
+
+-- name: live_session
+-- The session with this token hash, if it is neither expired nor revoked. $1 token hash
+select token_hash, user_name, created_at, expires_at from sessions
+where token_hash = $1 and revoked_at is null and expires_at > bg_now_ms();
+
+-- name: revoke_session
+-- End a session now; nothing is returned when it had ended already. $1 token hash
+update sessions set revoked_at = bg_now_ms()
+where token_hash = $1 and revoked_at is null and expires_at > bg_now_ms()
+returning token_hash;
+
+-- name: purge_sessions
+-- Forget sessions that ended more than a day ago, a few at a time. $1 how many
+delete from sessions where token_hash in (
+    select token_hash from sessions
+    where expires_at < bg_now_ms() - 86400000 or revoked_at < bg_now_ms() - 86400000
+    limit $1
+);
+
+-- name: get_batch_by_seq
+-- One batch by its sequence number (the Livy id). $1 seq
+select * from batches where seq = $1;
+
+-- name: log_tails
+-- The last chunks of several batches' logs (at most $2 chunks each, newest first), enough to hold
+-- their last $2 lines: one index scan backwards per batch. $1 batch ids, $2 lines
+select t.batch_id, t.first_line, t.lines
+from unnest($1::uuid[]) as ids(id)
+cross join lateral (
+    select c.batch_id, c.first_line, c.lines from batch_log_chunks c
+    where c.batch_id = ids.id
+    order by c.first_line desc
+    limit $2
+) t;
+
+-- name: count_by_state
+-- Batches by type and state, for the metrics (cached by the caller).
+select batch_type, state, count(*)::bigint as n from batches group by batch_type, state;

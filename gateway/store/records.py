@@ -74,6 +74,10 @@ class BatchRecord(BaseModel):
     wait_reason: str | None
     log_lines: int
     log_offset: int = 0
+    control: str | None = None
+    paused_from: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    duration: int | None = None
 
     def to_api(self) -> Batch:
         info: dict[str, Any] = dict(self.batch_info)

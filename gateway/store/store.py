@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -49,6 +50,37 @@ class ListFilter:
     offset: int = 0
     size: int = 100
     desc: bool = False
+    sort: str = "createTime"
+    key: str | None = None
+    ids: tuple[uuid.UUID, ...] = ()
+    batch_types: tuple[str, ...] = ()  # any of these types (the Livy API lists SPARK and PYSPARK)
+    attempts_of: str | None = None
+    created_before: int = 0
+    # Keyset position (create_time, id): rows strictly after it, for walking a changing match set.
+    after: tuple[int, uuid.UUID] | None = None
+
+
+SORT_COLUMNS = {"createTime": "create_time", "endTime": "end_time", "name": "name", "duration": "duration"}
+
+
+def _key_clauses(key: str) -> tuple[str, list[Any]]:
+    """`key` matches an id prefix, or words of the name by prefix (case-insensitive, index-served)."""
+    hexchars = key.replace("-", "").lower()
+    params: list[Any] = []
+    parts: list[str] = []
+    if hexchars and len(hexchars) <= 32 and all(c in "0123456789abcdef" for c in hexchars):
+        low = uuid.UUID(hexchars.ljust(32, "0"))
+        high = uuid.UUID(hexchars.ljust(32, "f"))
+        params += [low, high]
+        parts.append("(id between {p0} and {p1})")
+    words = [w for w in re.split(r"[^0-9A-Za-z_]+", key.lower()) if w]
+    if words:
+        params.append(" & ".join(f"{w}:*" for w in words))
+        slot = "{p" + str(len(params) - 1) + "}"
+        parts.append(f"to_tsvector('simple', coalesce(name, '')) @@ to_tsquery('simple', {slot})")
+    if not parts:
+        return "false", []
+    return "(" + " or ".join(parts) + ")", params
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,20 @@ class ClaimCandidate:
     id: uuid.UUID
     user: str
     batch_type: str
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A live login session. The token itself is never stored, only its hash."""
+
+    token_hash: bytes
+    user: str
+    created_at: int
+    expires_at: int
+
+
+def _session(row: asyncpg.Record) -> SessionRecord:
+    return SessionRecord(row["token_hash"], row["user_name"], row["created_at"], row["expires_at"])
 
 
 @dataclass
@@ -242,6 +288,31 @@ class Store:
 
         return await self._run(op)
 
+    async def get_batch_by_seq(self, seq: int) -> BatchRecord | None:
+        """A batch by its sequence number (the Livy API's integer id)."""
+        return await self._one("get_batch_by_seq", seq)
+
+    async def log_tails(self, batch_ids: list[uuid.UUID], lines: int) -> dict[uuid.UUID, list[str]]:
+        """The last `lines` log lines of each batch, in one query."""
+        if not batch_ids or lines <= 0:
+            return {}
+        chunks: dict[uuid.UUID, list[list[str]]] = {}
+        for row in await self._fetch("log_tails", batch_ids, lines):  # newest chunk first
+            chunks.setdefault(row["batch_id"], []).append(row["lines"])
+        tails: dict[uuid.UUID, list[str]] = {}
+        for batch_id, parts in chunks.items():
+            tail: list[str] = []
+            for part in parts:
+                tail[:0] = part
+                if len(tail) >= lines:
+                    break
+            tails[batch_id] = tail[-lines:]
+        return tails
+
+    async def count_batches_by_state(self) -> dict[tuple[str, str], int]:
+        """(batch type, state) -> number of batches, for the metrics."""
+        return {(r["batch_type"], r["state"]): r["n"] for r in await self._fetch("count_by_state")}
+
     async def list_batches(self, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         where: list[str] = []
         params: list[Any] = []
@@ -252,6 +323,8 @@ class Store:
 
         if flt.batch_type:
             add("batch_type = {p}", flt.batch_type)
+        if flt.batch_types:
+            add("batch_type = any({p}::text[])", list(flt.batch_types))
         if flt.states:
             add("state = any({p}::text[])", list(flt.states))
         if flt.user:
@@ -262,11 +335,29 @@ class Store:
             add("create_time >= {p}", flt.create_time)
         if flt.end_time > 0:
             add("end_time > 0 and end_time <= {p}", flt.end_time)
+        if flt.created_before > 0:
+            add("create_time < {p}", flt.created_before)
+        if flt.ids:
+            add("id = any({p}::uuid[])", list(flt.ids))
+        if flt.attempts_of:
+            params.append(flt.attempts_of)
+            n = len(params)
+            where.append(f"(id = (${n}::text)::uuid or batch_info ->> 'restartRoot' = ${n}::text)")
+        if flt.key:
+            fragment, key_params = _key_clauses(flt.key)
+            base = len(params)
+            params.extend(key_params)
+            where.append(fragment.format(**{f"p{i}": f"${base + i + 1}" for i in range(len(key_params))}))
+        if flt.after is not None:
+            params.extend(flt.after)
+            where.append(f"(create_time, id) > (${len(params) - 1}, ${len(params)})")
         clause = ("where " + " and ".join(where)) if where else ""
         order = "desc" if flt.desc else "asc"
+        column = SORT_COLUMNS[flt.sort]
+        nulls = " nulls last" if column in ("duration", "name") else ""
         count_sql = f"select count(*) from batches {clause}"
         page_sql = (
-            f"select * from batches {clause} order by create_time {order}, id {order} "
+            f"select * from batches {clause} order by {column} {order}{nulls}, id {order} "
             f"limit ${len(params) + 1} offset ${len(params) + 2}"
         )
 
@@ -297,6 +388,58 @@ class Store:
         async def op(conn: asyncpg.Connection) -> BatchRecord | None:
             row = await conn.fetchrow(self._q[query], *args)
             return _record(row) if row else None
+
+        return await self._run(op)
+
+    # --- job control ---------------------------------------------------------------------
+
+    async def pause_queued(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        return await self._one("pause_queued", batch_id)
+
+    async def resume_queued(self, batch_id: uuid.UUID) -> BatchRecord | None:
+        return await self._one("resume_queued", batch_id)
+
+    async def request_control(self, batch_id: uuid.UUID, control: str, states: list[str]) -> BatchRecord | None:
+        return await self._one("request_control", batch_id, control, states)
+
+    async def set_paused(self, batch_id: uuid.UUID, instance: str, info: dict[str, Any]) -> BatchRecord | None:
+        return await self._one("set_paused", batch_id, instance, info)
+
+    async def set_resumed(self, batch_id: uuid.UUID, instance: str, info: dict[str, Any]) -> BatchRecord | None:
+        return await self._one("set_resumed", batch_id, instance, info)
+
+    async def clear_control(self, batch_id: uuid.UUID, instance: str, info: dict[str, Any]) -> BatchRecord | None:
+        return await self._one("clear_control", batch_id, instance, info)
+
+    async def pending_controls(self, instance: str) -> list[tuple[uuid.UUID, str]]:
+        return [(r["id"], r["control"]) for r in await self._fetch("pending_controls", instance)]
+
+    async def merge_info(self, batch_id: uuid.UUID, instance: str, info: dict[str, Any]) -> BatchRecord | None:
+        return await self._one("merge_info", batch_id, instance, info)
+
+    async def save_details(self, batch_id: uuid.UUID, instance: str, details: dict[str, Any]) -> None:
+        await self._run(lambda conn: conn.execute(self._q["save_details"], batch_id, instance, details))
+
+    async def drop_batch(self, batch_id: uuid.UUID) -> bool:
+        return bool(await self._fetch("drop_batch", batch_id))
+
+    async def attempts(self, root: str) -> list[BatchRecord]:
+        return [_record(r) for r in await self._fetch("attempts", root)]
+
+    async def insert_restart(self, source: uuid.UUID, **batch: Any) -> BatchRecord:
+        """A restarted batch, with a copy of the original's uploaded files, in one transaction."""
+
+        async def op(conn: asyncpg.Connection) -> BatchRecord:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    self._q["insert_batch"], batch["batch_id"], batch["batch_type"], batch["user"],
+                    batch["real_user"], batch["name"], batch["resource"], batch["class_name"],
+                    batch["conf"], batch["args"], batch["priority"], batch["project"], batch["batch_info"],
+                    batch.get("source_ip"),
+                )
+                assert row is not None  # a fresh uuid4 never conflicts
+                await conn.execute(self._q["copy_files"], source, batch["batch_id"])
+                return _record(row)
 
         return await self._run(op)
 
@@ -481,3 +624,21 @@ class Store:
 
     async def set_draining(self, instance: str) -> None:
         await self._run(lambda conn: conn.execute(self._q["set_draining"], instance))
+
+    # --- sessions ------------------------------------------------------------------------
+
+    async def insert_session(
+        self, token_hash: bytes, user: str, lifetime_ms: int, source_ip: str | None
+    ) -> SessionRecord:
+        rows = await self._fetch("insert_session", token_hash, user, lifetime_ms, source_ip)
+        return _session(rows[0])
+
+    async def live_session(self, token_hash: bytes) -> SessionRecord | None:
+        rows = await self._fetch("live_session", token_hash)
+        return _session(rows[0]) if rows else None
+
+    async def revoke_session(self, token_hash: bytes) -> bool:
+        return bool(await self._fetch("revoke_session", token_hash))
+
+    async def purge_sessions(self, limit: int = 100) -> None:
+        await self._run(lambda conn: conn.execute(self._q["purge_sessions"], limit))

@@ -1,0 +1,81 @@
+"""Handlers for job control on batches: pause, resume, restart, drop, bulk actions, details."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.middleware import principal
+from gateway.api.params import list_filter, validation_message
+from gateway.errors import BadRequest
+from gateway.keys import CONTROL, SETTINGS
+from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse, DropResponse, Step
+
+routes = web.RouteTableDef()
+
+
+def _json(model: Any) -> web.Response:
+    return web.json_response(model.model_dump(mode="json", by_alias=True))
+
+
+@routes.post("/api/v1/batches/{batch_id}/pause")
+async def pause(request: web.Request) -> web.Response:
+    batch = await request.app[CONTROL].pause(principal(request), request.match_info["batch_id"])
+    return _json(batch.to_api())
+
+
+@routes.post("/api/v1/batches/{batch_id}/resume")
+async def resume(request: web.Request) -> web.Response:
+    batch = await request.app[CONTROL].resume(principal(request), request.match_info["batch_id"])
+    return _json(batch.to_api())
+
+
+@routes.post("/api/v1/batches/{batch_id}/restart")
+async def restart(request: web.Request) -> web.Response:
+    batch = await request.app[CONTROL].restart(principal(request), request.match_info["batch_id"])
+    return _json(batch.to_api())
+
+
+@routes.delete("/api/v1/batches/{batch_id}/drop")
+async def drop(request: web.Request) -> web.Response:
+    batch_id = request.match_info["batch_id"]
+    await request.app[CONTROL].drop(principal(request), batch_id)
+    return _json(DropResponse(success=True, msg=f"batch {batch_id} dropped"))
+
+
+@routes.put("/api/v1/batches/status")
+async def bulk(request: web.Request) -> web.Response:
+    raw = await request.read()
+    if len(raw) > request.app[SETTINGS].max_body_bytes:
+        raise BadRequest("body: too large")
+    try:
+        body = BulkRequest.model_validate(json.loads(raw or b"null"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, ValidationError):
+            raise BadRequest(validation_message(exc)) from None
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    flt = None
+    if body.filter is not None:
+        query = {k: str(v) for k, v in body.filter.model_dump(by_alias=True, exclude_none=True).items()}
+        try:
+            flt = list_filter(query)
+        except BadRequest as exc:
+            raise BadRequest(f"filter.{exc.message}") from None
+    result = await request.app[CONTROL].bulk(principal(request), body.action, body.ids or [], flt)
+    return _json(BulkResponse(
+        matched=result.matched, succeeded=result.succeeded,
+        failed=[BulkFailure(**f) for f in result.failed], failures_truncated=result.failures_truncated,
+    ))
+
+
+@routes.get("/api/v1/batches/{batch_id}/details")
+async def details(request: web.Request) -> web.Response:
+    batch, steps, counters, attempts = await request.app[CONTROL].details(
+        principal(request), request.match_info["batch_id"])
+    return _json(BatchDetails(
+        batch=batch.to_api(), steps=[Step.model_validate(s) for s in steps], counters=counters,
+        attempts=[a.to_api() for a in attempts],
+    ))

@@ -1,0 +1,206 @@
+"""The Livy batch API (docs/livy.md): /livy/batches on the main port, and the same at the root of the
+Livy port when one is configured. Every call goes through BatchService, as the Kyuubi API's do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.api.metrics import METRICS, measure
+from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
+from gateway.api.params import int_param, validation_message
+from gateway.errors import BadRequest, GatewayError, TooLarge
+from gateway.keys import AUTH, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.livy_models import (
+    BATCH_LOG_LINES,
+    LivyBatch,
+    LivyBatchList,
+    LivyBatchLog,
+    LivyBatchRequest,
+    LivyBatchState,
+    LivyMessage,
+    batch_request,
+    livy_message,
+    livy_state,
+)
+from gateway.store import BatchRecord, ListFilter
+
+PREFIX = "/livy"
+LIVY_TYPES = ("SPARK", "PYSPARK")
+MAX_LIST = 10_000
+MAX_LOG = 100_000  # lines in one log response, even when a client asks for all (size < 0)
+
+LivyHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(model.model_dump(mode="json", by_alias=True), status=status, headers=headers)
+
+
+def _livy_id(request: web.Request) -> int:
+    raw = request.match_info["batch_id"]
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"id: {raw!r} is not a Livy batch id (an integer)") from None
+
+
+def _do_as(request: web.Request) -> str | None:
+    value = request.query.get("doAs")
+    if value is not None and (not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)):
+        raise BadRequest("doAs: must be a user name")
+    return value or None
+
+
+async def _view(request: web.Request, record: BatchRecord) -> LivyBatch:
+    tails = await request.app[SERVICE].log_tails([record], BATCH_LOG_LINES)
+    return LivyBatch.of(record, tails.get(record.id, []))
+
+
+def _livy_errors(handler: LivyHandler) -> LivyHandler:
+    """Kyuubi field names in messages become Livy's (resource -> file, the proxy conf key -> proxyUser)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except GatewayError as exc:
+            exc.message = livy_message(exc.message, do_as="doAs" in request.query)
+            exc.args = (exc.message,)
+            raise
+
+    return wrapped
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    settings = request.app[SETTINGS]
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+    raw = await request.read()
+    if len(raw) > settings.max_body_bytes:
+        raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+    if not raw:
+        raise BadRequest("body: empty; send a JSON CreateBatchRequest")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object (a CreateBatchRequest)")
+    return body
+
+
+@_livy_errors
+async def create_batch(request: web.Request) -> web.Response:
+    body = await _read_body(request)
+    do_as = _do_as(request)
+    try:
+        livy = LivyBatchRequest.model_validate(body)
+        kyuubi = batch_request(livy, do_as)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+    record, _ = await request.app[SERVICE].submit(principal(request), kyuubi)
+    location = f"{request.path.rstrip('/')}/{record.seq}"
+    return _json(LivyBatch.of(record, []), status=201, headers={"Location": location})
+
+
+@_livy_errors
+async def list_batches(request: web.Request) -> web.Response:
+    offset = int_param(request.query, "from", 0, minimum=0, maximum=2**31)
+    size = int_param(request.query, "size", 100, minimum=0, maximum=MAX_LIST)
+    service = request.app[SERVICE]
+    who = principal(request)
+    total, records = await service.list_batches(
+        who, ListFilter(batch_types=LIVY_TYPES, offset=offset, size=max(size, 1)))
+    records = records[:size]
+    tails = await service.log_tails(records, BATCH_LOG_LINES)
+    sessions = [LivyBatch.of(r, tails.get(r.id, [])) for r in records]
+    return _json(LivyBatchList(from_=offset, total=total, sessions=sessions))
+
+
+@_livy_errors
+async def get_batch(request: web.Request) -> web.Response:
+    record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
+    return _json(await _view(request, record))
+
+
+@_livy_errors
+async def get_state(request: web.Request) -> web.Response:
+    record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
+    return _json(LivyBatchState(id=record.seq, state=livy_state(record)))
+
+
+@_livy_errors
+async def get_log(request: web.Request) -> web.Response:
+    """Livy's paging: size defaults to 100 (negative: all); a missing or negative `from` is the tail;
+    past the end is an empty page, not an error."""
+    size = int_param(request.query, "size", 100, minimum=-(2**62), maximum=2**62)
+    start = int_param(request.query, "from", -1, minimum=-(2**62), maximum=2**62)
+    service = request.app[SERVICE]
+    who = principal(request)
+    record = await service.get_by_seq(who, _livy_id(request))
+    total = record.log_lines
+    if size < 0:
+        size = total if start < 0 else max(total - start, 0)
+    if start < 0:
+        start = max(total - size, 0)
+    size = min(size, MAX_LOG)
+    lines = await service.read_log(who, str(record.id), start, size) if start < total and size else []
+    return _json(LivyBatchLog(id=record.seq, from_=start, total=total, log=lines))
+
+
+@_livy_errors
+async def delete_batch(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    who = principal(request)
+    record = await service.get_by_seq(who, _livy_id(request))
+    await service.kill(who, str(record.id))
+    return _json(LivyMessage(msg="deleted"))
+
+
+def livy_routes(prefix: str = PREFIX) -> list[web.RouteDef]:
+    """The Livy batch routes under `prefix` ("" at the root of the Livy port). Both /batches and
+    /batches/ work, as they do on a Livy server."""
+    batches = f"{prefix}/batches"
+    one = f"{batches}/{{batch_id}}"
+    return [
+        web.post(batches, create_batch),
+        web.post(batches + "/", create_batch),
+        web.get(batches, list_batches, allow_head=False),
+        web.get(batches + "/", list_batches, allow_head=False),
+        web.get(one, get_batch, allow_head=False),
+        web.delete(one, delete_batch),
+        web.get(f"{one}/state", get_state, allow_head=False),
+        web.get(f"{one}/log", get_log, allow_head=False),
+    ]
+
+
+def livy_root_app(parent: web.Application) -> web.Application:
+    """An app serving the Livy API at its root, sharing the parent's running parts (for the Livy port)."""
+    settings = parent[SETTINGS]
+    app = web.Application(middlewares=[measure, errors, authenticate],
+                          client_max_size=settings.max_body_bytes + (1 << 20))
+    app[LIVY_ROOT] = True
+    app[SETTINGS] = settings
+    app[AUTH] = parent[AUTH]
+    app[SERVICE] = parent[SERVICE]
+    app[STORE] = parent[STORE]
+    if SESSIONS in parent:
+        app[SESSIONS] = parent[SESSIONS]
+    if METRICS in parent:
+        app[METRICS] = parent[METRICS]
+    app.add_routes(livy_routes(""))
+    return app
+
+
+async def start_livy_site(parent: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve the Livy API at the root of host:port; returns the runner (to clean up) and the bound port."""
+    runner = web.AppRunner(livy_root_app(parent))
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    address = runner.addresses[0]
+    return runner, int(address[1])

@@ -1,0 +1,72 @@
+"""/api/v1/sessions: log in with Basic credentials for a token, read or revoke the current session."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.middleware import credentials, principal
+from gateway.api.params import validation_message
+from gateway.errors import BadRequest
+from gateway.keys import SESSIONS
+from gateway.sessions import COOKIE, DEFAULT_LIFETIME_SECONDS, SessionRequest, SessionRevoked, SessionUnauthorized
+
+routes = web.RouteTableDef()
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _request_body(raw: bytes) -> SessionRequest:
+    if not raw.strip():
+        return SessionRequest()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body: must be a JSON object")
+    try:
+        return SessionRequest.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+@routes.post("/api/v1/sessions")
+async def login(request: web.Request) -> web.Response:
+    """Basic credentials in, a session token out (also set as the web page's cookie)."""
+    if credentials(request).via != "basic":
+        raise SessionUnauthorized("log in with HTTP Basic credentials (user and password)")
+    body = _request_body(await request.read())
+    session = await request.app[SESSIONS].login(principal(request), body.expires_in)
+    response = web.json_response(session.model_dump(mode="json", by_alias=True), headers=NO_STORE)
+    response.set_cookie(COOKIE, session.token, max_age=body.expires_in or DEFAULT_LIFETIME_SECONDS, path="/",
+                        httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+@routes.get("/api/v1/sessions/current")
+async def current(request: web.Request) -> web.Response:
+    creds = credentials(request)
+    if creds.session is None or creds.token is None:
+        if creds.via == "open":
+            raise SessionUnauthorized("no session: log in with POST /api/v1/sessions")
+        raise BadRequest("Authorization: this request was authenticated with Basic credentials, not a session")
+    info = request.app[SESSIONS].info(principal(request), creds.session, creds.token)
+    return web.json_response(info.model_dump(mode="json", by_alias=True), headers=NO_STORE)
+
+
+@routes.delete("/api/v1/sessions/current")
+async def logout(request: web.Request) -> web.Response:
+    """Revoke the session this request was authenticated with; the user's other sessions go on."""
+    creds = credentials(request)
+    if creds.session is None:
+        if creds.via == "open":
+            raise SessionUnauthorized("no session: nothing to log out of")
+        raise BadRequest("Authorization: this request was authenticated with Basic credentials, not a session")
+    revoked = await request.app[SESSIONS].revoke(principal(request), creds.session)
+    body = SessionRevoked(success=revoked, msg="session revoked" if revoked else "session had ended already")
+    response = web.json_response(body.model_dump(mode="json", by_alias=True), headers=NO_STORE)
+    response.del_cookie(COOKIE, path="/", samesite="Strict")
+    return response

@@ -1,0 +1,55 @@
+"""The batchgate Python client: `Client` (blocking) and `AsyncClient` (asyncio), over the whole API,
+typed with the gateway's own pydantic models. See docs/client.md.
+
+    from gateway.client import Client
+
+    with Client("http://127.0.0.1:10099", user="alice", password="...") as bg:
+        batch = bg.submit({"batchType": "LOCAL", "resource": "python3", "args": ["-c", "print(42)"]})
+        for line in bg.follow_log(batch.id):
+            print(line.number, line.text)
+"""
+
+from gateway.client.aio import DEFAULT_URL, AsyncClient, LogFollow, LogLine
+from gateway.client.errors import (
+    ApiError,
+    BadRequest,
+    ClientError,
+    Conflict,
+    Forbidden,
+    GatewayUnreachable,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+)
+from gateway.client.sync import Client, SyncLogFollow
+from gateway.models import Batch, BatchDetails, BatchList, BatchRequest, CloseBatchResponse, LocalLog
+
+__all__ = [
+    "DEFAULT_URL",
+    "ApiError",
+    "AsyncClient",
+    "BadRequest",
+    "Batch",
+    "BatchDetails",
+    "BatchList",
+    "BatchRequest",
+    "Client",
+    "ClientError",
+    "CloseBatchResponse",
+    "Conflict",
+    "Forbidden",
+    "GatewayUnreachable",
+    "LocalLog",
+    "LogFollow",
+    "LogLine",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "SyncLogFollow",
+    "TooLarge",
+    "Unauthorized",
+    "Unavailable",
+]

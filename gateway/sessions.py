@@ -1,0 +1,138 @@
+"""Login sessions: random tokens that expire and can be revoked, stored only as SHA-256 hashes.
+
+A token is sent as `Authorization: Bearer <token>` or, from the web page, as the HttpOnly cookie
+`batchgate_session`. A write authenticated by the cookie must also carry `X-CSRF-Token`: a value derived
+from the session token (HMAC-SHA256), handed out at login and by `GET /api/v1/sessions/current`. Another
+site can make a browser send the cookie but cannot read it or the CSRF token, so it cannot forge a write.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+import structlog
+from pydantic import ConfigDict, Field
+
+from gateway.auth import Authenticator, Principal
+from gateway.errors import Forbidden, Unauthorized
+from gateway.models import ApiModel
+from gateway.store.store import SessionRecord, Store
+
+log = structlog.get_logger("gateway.sessions")
+
+COOKIE = "batchgate_session"
+CSRF_HEADER = "X-CSRF-Token"
+DEFAULT_LIFETIME_SECONDS = 12 * 3600
+MAX_LIFETIME_SECONDS = 30 * 24 * 3600
+TOKEN_BYTES = 32
+_CSRF_CONTEXT = b"batchgate-csrf-v1"
+
+
+class SessionUnauthorized(Unauthorized):
+    """A session token that is unknown, expired or revoked. Answered with a Bearer challenge."""
+
+
+class SessionRequest(ApiModel):
+    """The optional body of POST /api/v1/sessions."""
+
+    model_config = ConfigDict(populate_by_name=True, strict=True, extra="forbid")
+
+    expires_in: int | None = Field(
+        default=None, alias="expiresIn", ge=1, le=MAX_LIFETIME_SECONDS,
+        description=f"lifetime in seconds (default {DEFAULT_LIFETIME_SECONDS})",
+    )
+
+
+class SessionToken(ApiModel):
+    """What a login returns. The token is shown once: the gateway keeps only its hash."""
+
+    token: str
+    expires_at: int = Field(alias="expiresAt", description="epoch ms")
+    csrf_token: str = Field(alias="csrfToken", description="send as X-CSRF-Token on cookie-authenticated writes")
+    user: str
+
+
+class SessionInfo(ApiModel):
+    """The session a request was authenticated with."""
+
+    user: str
+    admin: bool
+    created_at: int = Field(alias="createdAt")
+    expires_at: int = Field(alias="expiresAt")
+    csrf_token: str = Field(alias="csrfToken")
+
+
+class SessionRevoked(ApiModel):
+    success: bool
+    msg: str
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def session_ref(token_hash: bytes) -> str:
+    """A short, non-secret name for a session in log lines (a prefix of the hash, never the token)."""
+    return token_hash.hex()[:12]
+
+
+def csrf_token(token: str) -> str:
+    digest = hmac.new(token.encode(), _CSRF_CONTEXT, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def check_csrf(token: str, presented: str | None) -> None:
+    if not presented:
+        raise Forbidden(f"{CSRF_HEADER}: required on a write authenticated by the session cookie")
+    if not hmac.compare_digest(csrf_token(token).encode(), presented.encode(errors="replace")):
+        raise Forbidden(f"{CSRF_HEADER}: does not match the session")
+
+
+def _plausible(token: str) -> bool:
+    return 16 <= len(token) <= 128 and all(c.isalnum() or c in "-_" for c in token)
+
+
+class SessionService:
+    """Creates, resolves and revokes sessions. One indexed lookup per request; no cache, so a
+    revocation or an expiry takes effect at once on every instance."""
+
+    def __init__(self, store: Store, auth: Authenticator) -> None:
+        self._store = store
+        self._auth = auth
+
+    async def login(self, principal: Principal, lifetime_seconds: int | None) -> SessionToken:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        token_hash = hash_token(token)
+        lifetime = lifetime_seconds or DEFAULT_LIFETIME_SECONDS
+        await self._store.purge_sessions()
+        record = await self._store.insert_session(token_hash, principal.name, lifetime * 1000, principal.source_ip)
+        await self._store.audit(principal.name, "login", None, source_ip=principal.source_ip,
+                                detail={"session": session_ref(token_hash), "expiresAt": record.expires_at})
+        log.info("session.created", user=principal.name, session=session_ref(token_hash),
+                 expires_at=record.expires_at)
+        return SessionToken(token=token, expires_at=record.expires_at, csrf_token=csrf_token(token),
+                            user=principal.name)
+
+    async def resolve(self, token: str) -> tuple[Principal, SessionRecord]:
+        if not _plausible(token):
+            raise SessionUnauthorized("malformed session token")
+        record = await self._store.live_session(hash_token(token))
+        if record is None:
+            raise SessionUnauthorized("session expired or revoked; log in again")
+        if not self._auth.knows(record.user):
+            raise SessionUnauthorized(f"user {record.user} no longer exists; log in again")
+        return self._auth.principal(record.user), record
+
+    async def revoke(self, principal: Principal, record: SessionRecord) -> bool:
+        revoked = await self._store.revoke_session(record.token_hash)
+        await self._store.audit(principal.name, "logout", None, source_ip=principal.source_ip,
+                                detail={"session": session_ref(record.token_hash)})
+        log.info("session.revoked", user=principal.name, session=session_ref(record.token_hash))
+        return revoked
+
+    def info(self, principal: Principal, record: SessionRecord, token: str) -> SessionInfo:
+        return SessionInfo(user=record.user, admin=principal.is_admin, created_at=record.created_at,
+                           expires_at=record.expires_at, csrf_token=csrf_token(token))
