@@ -123,12 +123,117 @@ create table if not exists sessions (
 );
 create index if not exists sessions_expires_at_idx on sessions (expires_at);
 
+-- Jobs: named, versioned definitions. A run keeps the version it started with (job_versions).
+create table if not exists jobs (
+    name text primary key,
+    owner text not null,
+    version integer not null default 1,
+    description text,
+    definition jsonb not null,                       -- {nodes, variables, failureAction}
+    permissions jsonb not null default '{}',         -- {user: [READ, EXECUTE, WRITE, SCHEDULE]}
+    project text,
+    created_at bigint not null default bg_now_ms(),
+    updated_at bigint not null default bg_now_ms()
+);
+create index if not exists jobs_owner_idx on jobs (owner, name);
+create index if not exists jobs_project_idx on jobs (project, name);
+
+create table if not exists job_versions (
+    job text not null,
+    version integer not null,
+    definition jsonb not null,
+    created_by text not null,
+    created_at bigint not null default bg_now_ms(),
+    primary key (job, version)
+);
+
+-- A job's own history: created, updated, triggered, deleted, scheduled ... by whom and when.
+create table if not exists job_log (
+    id bigint generated always as identity primary key,
+    job text not null,
+    at bigint not null default bg_now_ms(),
+    actor text not null,
+    action text not null,
+    detail jsonb not null default '{}'
+);
+create index if not exists job_log_job_idx on job_log (job, id);
+
+-- A run is one execution of one job version; each node becomes an ordinary batch.
+create table if not exists runs (
+    id uuid primary key,
+    job text not null,
+    version integer not null,
+    state text not null default 'PREPARING',
+    trigger text not null default 'API',
+    submit_user text not null,
+    real_user text not null,
+    variables jsonb not null default '{}',
+    failure_action text not null,
+    paused boolean not null default false,
+    attempt integer not null default 1,
+    project text,
+    schedule_id uuid,
+    fire_time bigint,
+    create_time bigint not null default bg_now_ms(),
+    start_time bigint not null default 0,
+    end_time bigint not null default 0,
+    update_time bigint not null default bg_now_ms(),
+    constraint runs_state_check check (state in
+        ('PREPARING', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'KILLED'))
+);
+create index if not exists runs_job_idx on runs (job, create_time desc, id);
+create index if not exists runs_state_idx on runs (state, create_time desc, id);
+create index if not exists runs_create_time_idx on runs (create_time desc, id);
+create index if not exists runs_active_idx on runs (id) where state in ('PREPARING', 'RUNNING', 'PAUSED');
+
+create table if not exists run_nodes (
+    run_id uuid not null references runs (id) on delete cascade,
+    node_id text not null,
+    position integer not null default 0,             -- the node's place in the job definition
+    state text not null default 'READY',
+    depends_on text[] not null default '{}',
+    batch_id uuid,
+    attempt integer not null default 1,
+    start_time bigint not null default 0,
+    end_time bigint not null default 0,
+    update_time bigint not null default bg_now_ms(),
+    primary key (run_id, node_id),
+    constraint run_nodes_state_check check (state in
+        ('READY', 'QUEUED', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'CANCELLED', 'SKIPPED'))
+);
+create index if not exists run_nodes_batch_idx on run_nodes (batch_id) where batch_id is not null;
+
+-- Every change of a run or one of its nodes, in order: the source of the run's event stream.
+create table if not exists run_events (
+    id bigint generated always as identity primary key,
+    run_id uuid not null references runs (id) on delete cascade,
+    at bigint not null default bg_now_ms(),
+    node_id text,
+    state text not null,
+    detail jsonb not null default '{}'
+);
+create index if not exists run_events_run_idx on run_events (run_id, id);
+
+create or replace function bg_run_events_notify() returns trigger language plpgsql as
+$$
+begin
+    perform pg_notify('batchgate_run', new.run_id::text || ' ' || new.id::text);
+    return new;
+end
+$$;
+
+drop trigger if exists run_events_notify on run_events;
+create trigger run_events_notify after insert on run_events
+    for each row execute function bg_run_events_notify();
+
 -- Every writer wakes every instance through these notifications; nobody polls for them.
 --   batchgate_queue: a batch became claimable, or capacity was freed
 --   batchgate_state: "<id> <state>" after a state change
 --   batchgate_kill:  "<instance> <id>" when a kill is requested for a batch that instance owns
 --   batchgate_log:   "<id> <log_lines>" after lines were appended
 --   batchgate_control: "<instance> <id> <PAUSE|RESUME>" when a running batch is paused or resumed
+--   batchgate_run_batch: "<run id> <batch id>" when a node batch of a run changes state
+--   batchgate_run:   "<run id> <event id>" after a run or node change was recorded
 create or replace function bg_batches_notify() returns trigger language plpgsql as
 $$
 begin
@@ -142,6 +247,9 @@ begin
     if new.state is distinct from old.state or new.app_state is distinct from old.app_state
        or new.app_id is distinct from old.app_id then
         perform pg_notify('batchgate_state', new.id::text || ' ' || new.state);
+        if new.batch_info ? 'runId' and new.state is distinct from old.state then
+            perform pg_notify('batchgate_run_batch', (new.batch_info ->> 'runId') || ' ' || new.id::text);
+        end if;
         if new.state = 'INITIALIZED'
            or (old.state in ('PENDING', 'RUNNING') and new.state not in ('PENDING', 'RUNNING')) then
             perform pg_notify('batchgate_queue', '');

@@ -22,6 +22,7 @@ from gateway.api.batches import routes as batch_routes
 from gateway.api.control import routes as control_routes
 from gateway.api.health import READINESS
 from gateway.api.health import routes as health_routes
+from gateway.api.jobs import routes as job_routes
 from gateway.api.livy import livy_routes, start_livy_site
 from gateway.api.metrics import METRICS, measure
 from gateway.api.metrics import routes as metrics_routes
@@ -29,13 +30,16 @@ from gateway.api.middleware import authenticate, errors
 from gateway.api.openapi import SPEC_KEY, build_spec
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.sessions import routes as session_routes
+from gateway.api.ui import routes as ui_routes
 from gateway.auth import Authenticator
 from gateway.control import BatchControl
 from gateway.embedded import EmbeddedPostgres
 from gateway.heartbeat import Heartbeat
-from gateway.keys import AUTH, CONTROL, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.jobs.runs import RunCoordinator
+from gateway.jobs.service import JobService
+from gateway.keys import AUTH, CONTROL, JOBS, SERVICE, SESSIONS, SETTINGS, STORE
 from gateway.listener import CONTROL as CONTROL_CHANNEL
-from gateway.listener import KILL, QUEUE, Hub, Listener
+from gateway.listener import KILL, QUEUE, RUN_BATCH, Hub, Listener
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
 from gateway.policy import Policy
@@ -46,6 +50,7 @@ from gateway.service import BatchService
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
+from gateway.store.jobs import JobStore
 from gateway.supervisor import Supervisor
 from gateway.takeover import Takeover
 
@@ -115,8 +120,10 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(openapi_routes)
     app.add_routes(control_routes)
     app.add_routes(batch_routes)
+    app.add_routes(job_routes)
     app.add_routes(audit_routes)
     app.add_routes(session_routes)
+    app.add_routes(ui_routes)
     app.cleanup_ctx.append(_runtime)
     return app
 
@@ -142,6 +149,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     heartbeat: Heartbeat | None = None
     takeover: Takeover | None = None
     retention: Retention | None = None
+    coordinator: RunCoordinator | None = None
     try:
         version = await store.apply_schema()
         hub = Hub()
@@ -163,13 +171,18 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         hub.on(QUEUE, scheduler.wake)
         hub.on(KILL, _kill_handler(supervisor, store))
         hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
+        job_store = JobStore(store)
+        coordinator = RunCoordinator(job_store)
+        hub.on(RUN_BATCH, coordinator.on_batch_change)
         await listener.start()
         await heartbeat.start()
         app[STORE] = store
         app[SESSIONS] = SessionService(store, app[AUTH])
         policy = Policy(settings)
+        app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub)
         app[SERVICE] = BatchService(store, logs, engines, hub, policy,
-                                    submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics)
+                                    submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
+                                    roles=app[JOBS].batch_roles)
         app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir)
         app[READINESS] = Readiness(store, heartbeat)
         livy_port: int | None = None
@@ -181,6 +194,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
         takeover.start()
         retention.start()
+        coordinator.start()
         log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
                  engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
@@ -188,7 +202,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         if livy_runner is not None:
             await livy_runner.cleanup()
         # Stop claiming, then let go of the applications without killing them.
-        for loop in (retention, takeover, scheduler):
+        for loop in (coordinator, retention, takeover, scheduler):
             if loop is not None:
                 await loop.stop()
         if supervisor is not None:

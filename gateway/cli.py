@@ -10,6 +10,7 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.commands import register as register_client_commands
 from gateway.logconfig import configure_logging
 from gateway.settings import Settings
 
@@ -49,6 +50,10 @@ def serve(**options: Any) -> None:
 
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
                 shutdown_timeout=10.0)
+
+
+# The client commands (submit, list, get, log, kill, ...): gateway/commands/, on gateway.client.
+register_client_commands(main)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import structlog
 from engines.base import LaunchSpec, pause_refusal
 from engines.registry import EngineRegistry
 from gateway.auth import Principal
-from gateway.errors import BadRequest, Conflict, GatewayError, NotFound
+from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.listener import STATE, Hub
 from gateway.logs import LogStore
 from gateway.models import CONF_BATCH_ID, TERMINAL_STATES
@@ -56,11 +56,7 @@ class BatchControl:
         self._workdir_of = workdir_of
 
     async def _modifiable(self, who: Principal, batch_id: str) -> BatchRecord:
-        batch = await self._store.get_batch(parse_batch_id(batch_id))
-        if batch is None:
-            raise NotFound(f"batch {batch_id} not found")
-        self._policy.check_modify(who, batch)
-        return batch
+        return await self._batches.modifiable(who, batch_id)
 
     async def _audit(self, who: Principal, action: str, batch: BatchRecord, **detail: Any) -> None:
         await self._store.audit(who.name, action, str(batch.id), source_ip=who.source_ip,
@@ -247,7 +243,8 @@ class BatchControl:
                 "peakRssKb": local.get("max_rss_kb"),
             })
         root = str(batch.batch_info.get("restartRoot") or batch.id)
-        attempts = [a for a in await self._store.attempts(root) if self._policy.may_read(who, a)]
+        attempts = [a for a in await self._store.attempts(root)
+                    if self._policy.may_read(who, a, await self._batches.roles(who, a))]
         return batch, steps, counters, attempts
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.auth import Authenticator
 from gateway.control import BatchControl
+from gateway.jobs.service import JobService
 from gateway.service import BatchService
 from gateway.sessions import SessionService
 from gateway.settings import Settings
@@ -15,5 +16,6 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", BatchService)
 CONTROL = web.AppKey("control", BatchControl)
+JOBS = web.AppKey("jobs", JobService)
 AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)

@@ -17,7 +17,9 @@ STATE = "batchgate_state"
 KILL = "batchgate_kill"
 LOG = "batchgate_log"
 CONTROL = "batchgate_control"
-CHANNELS = (QUEUE, STATE, KILL, LOG, CONTROL)
+RUN = "batchgate_run"
+RUN_BATCH = "batchgate_run_batch"
+CHANNELS = (QUEUE, STATE, KILL, LOG, CONTROL, RUN, RUN_BATCH)
 
 Handler = Callable[[str | None], None]
 

@@ -185,7 +185,8 @@ class Metrics:
                 counts = await asyncio.wait_for(self._store.count_batches_by_state(), 5.0)
             except (Unavailable, TimeoutError):
                 self._states.database_up = 0.0
-                self._states_read_at = now() - self._state_ttl + 1.0  # retry in a second, not on every scrape
+                # Retry within a second, not on every scrape.
+                self._states_read_at = now() - self._state_ttl + min(1.0, self._state_ttl)
                 return
             self._states.counts = {(t, s): 0 for t in {bt for bt, _ in counts} for s in STATES}
             self._states.counts.update(counts)

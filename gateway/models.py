@@ -6,7 +6,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.settings import ALL_BATCH_TYPES
 
@@ -269,3 +269,13 @@ class BatchDetails(ApiModel):
 class DropResponse(ApiModel):
     success: bool
     msg: str
+
+
+def validation_message(exc: ValidationError) -> str:
+    """The first error of a pydantic validation, as 'field: what is wrong'."""
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in error["loc"]) or "body"
+        msg = error["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)

@@ -26,18 +26,21 @@ class Policy:
 
     # --- batches -------------------------------------------------------------------------
 
-    def may_read(self, who: Principal, batch: BatchRecord) -> bool:
-        return who.is_admin or who.name in (batch.batch_user, batch.real_user)
+    # `roles` are what the caller holds on the batch through a job (or project) it belongs to:
+    # READ lets them read it, EXECUTE lets them act on it.
 
-    def may_modify(self, who: Principal, batch: BatchRecord) -> bool:
-        return who.is_admin or who.name in (batch.batch_user, batch.real_user)
+    def may_read(self, who: Principal, batch: BatchRecord, roles: frozenset[str] = frozenset()) -> bool:
+        return who.is_admin or who.name in (batch.batch_user, batch.real_user) or "READ" in roles
 
-    def check_read(self, who: Principal, batch: BatchRecord) -> None:
-        if not self.may_read(who, batch):
+    def may_modify(self, who: Principal, batch: BatchRecord, roles: frozenset[str] = frozenset()) -> bool:
+        return who.is_admin or who.name in (batch.batch_user, batch.real_user) or "EXECUTE" in roles
+
+    def check_read(self, who: Principal, batch: BatchRecord, roles: frozenset[str] = frozenset()) -> None:
+        if not self.may_read(who, batch, roles):
             raise Forbidden(f"batch {batch.id} belongs to another user")
 
-    def check_modify(self, who: Principal, batch: BatchRecord) -> None:
-        if not self.may_modify(who, batch):
+    def check_modify(self, who: Principal, batch: BatchRecord, roles: frozenset[str] = frozenset()) -> None:
+        if not self.may_modify(who, batch, roles):
             raise Forbidden(f"batch {batch.id} belongs to another user")
 
     def list_user(self, who: Principal, requested: str | None) -> str | None:

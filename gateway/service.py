@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class BatchService:
     def __init__(
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
         *, submit_rate_per_minute: int = 0, metrics: Metrics | None = None,
+        roles: Callable[[Principal, BatchRecord], Awaitable[frozenset[str]]] | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -52,6 +53,7 @@ class BatchService:
         self._hub = hub
         self._policy = policy
         self._rate = submit_rate_per_minute
+        self._roles = roles
         self._metrics = metrics or Metrics()
 
     async def _find(self, batch_id: str) -> BatchRecord:
@@ -60,14 +62,20 @@ class BatchService:
             raise NotFound(f"batch {batch_id} not found")
         return batch
 
-    async def _readable(self, principal: Principal, batch_id: str) -> BatchRecord:
+    async def roles(self, principal: Principal, batch: BatchRecord) -> frozenset[str]:
+        """What the caller holds on a batch through its job or project (nothing for plain batches)."""
+        if self._roles is None or principal.is_admin or principal.name in (batch.batch_user, batch.real_user):
+            return frozenset()
+        return await self._roles(principal, batch)
+
+    async def readable(self, principal: Principal, batch_id: str) -> BatchRecord:
         batch = await self._find(batch_id)
-        self._policy.check_read(principal, batch)
+        self._policy.check_read(principal, batch, await self.roles(principal, batch))
         return batch
 
-    async def _modifiable(self, principal: Principal, batch_id: str) -> BatchRecord:
+    async def modifiable(self, principal: Principal, batch_id: str) -> BatchRecord:
         batch = await self._find(batch_id)
-        self._policy.check_modify(principal, batch)
+        self._policy.check_modify(principal, batch, await self.roles(principal, batch))
         return batch
 
     async def _check_rate(self, principal: Principal) -> None:
@@ -134,7 +142,7 @@ class BatchService:
         return batch, not created
 
     async def kill(self, principal: Principal, batch_id: str) -> tuple[bool, str, BatchRecord]:
-        batch = await self._modifiable(principal, batch_id)
+        batch = await self.modifiable(principal, batch_id)
         if batch.state in TERMINAL_STATES:
             return False, f"batch {batch.id} is already {batch.state}", batch
         await self._store.audit(principal.name, "kill", str(batch.id), source_ip=principal.source_ip,
@@ -176,7 +184,7 @@ class BatchService:
     # --- queries -------------------------------------------------------------------------
 
     async def get(self, principal: Principal, batch_id: str) -> BatchRecord:
-        return await self._readable(principal, batch_id)
+        return await self.readable(principal, batch_id)
 
     async def get_by_seq(self, principal: Principal, seq: int) -> BatchRecord:
         """A batch by its sequence number, the Livy API's id (Livy's wording when it is unknown)."""
@@ -195,13 +203,13 @@ class BatchService:
         return await self._store.list_batches(flt)
 
     async def read_log(self, principal: Principal, batch_id: str, start: int, size: int) -> list[str]:
-        batch = await self._readable(principal, batch_id)
+        batch = await self.readable(principal, batch_id)
         return await self._logs.read(batch.id, start, size)
 
     async def follow_log(
         self, principal: Principal, batch_id: str, start: int
     ) -> tuple[BatchRecord, AsyncIterator[tuple[int, list[str]]]]:
-        batch = await self._readable(principal, batch_id)
+        batch = await self.readable(principal, batch_id)
         return batch, self._logs.follow(batch.id, start)
 
     async def audit_log(self, principal: Principal, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:

@@ -15,10 +15,10 @@ from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
 from gateway.api.middleware import principal
-from gateway.api.params import MAX_PAGE, int_param, list_filter, validation_message
+from gateway.api.params import MAX_PAGE, int_param, list_filter
 from gateway.errors import BadRequest, TooLarge
 from gateway.keys import SERVICE, SETTINGS
-from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
+from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog, validation_message
 from gateway.service import Upload
 from gateway.store import BatchRecord
 

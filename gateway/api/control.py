@@ -9,10 +9,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.api.middleware import principal
-from gateway.api.params import list_filter, validation_message
+from gateway.api.params import list_filter
 from gateway.errors import BadRequest
 from gateway.keys import CONTROL, SETTINGS
-from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse, DropResponse, Step
+from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse, DropResponse, Step, validation_message
 
 routes = web.RouteTableDef()
 

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 import gateway
+from gateway.jobs.models import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.models import (
     AuditList,
     Batch,
@@ -58,9 +59,93 @@ OFFSET = {"type": "integer", "minimum": 0, "maximum": 2**31}
 COMMON = (400, 401, 403, 503)
 
 
+JOB_MODELS: tuple[type[BaseModel], ...] = (Job, JobList, JobLog, JobSpec, Run, RunList, TriggerRequest, RetryRequest)
+NAME = {"name": "name", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}, "description": "the job name"}
+RUN_ID = {"name": "runId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
+          "description": "the run id"}
+
+
+def _job_paths() -> dict[str, Any]:
+    page = [_query("from", OFFSET, "offset"),
+            _query("size", {"type": "integer", "minimum": 1, "maximum": 10000}, "page")]
+    run_filters = [_query("state", {"type": "string"}, "run states, comma-separated"),
+                   _query("project", {"type": "string"}, "project"), *page]
+    body = {"required": True, "content": {"application/json": {"schema": _ref(JobSpec)}}}
+    tag = ["jobs"]
+
+    def control(summary: str, body_model: type[BaseModel] | None = None) -> dict[str, Any]:
+        op: dict[str, Any] = {"tags": ["runs"], "summary": summary, "parameters": [RUN_ID],
+                              "responses": {"200": _json(Run), **_errors(*COMMON, 404, 409)}}
+        if body_model is not None:
+            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": _ref(body_model)}}}
+        return {"post": op}
+
+    return {
+        "/api/v1/jobs": {
+            "post": {"tags": tag, "summary": "Create a job", "requestBody": body,
+                     "responses": {"200": _json(Job), **_errors(*COMMON, 409)}},
+            "get": {"tags": tag, "summary": "List jobs", "parameters": [
+                _query("owner", {"type": "string"}, "owner"), _query("project", {"type": "string"}, "project"), *page],
+                "responses": {"200": _json(JobList), **_errors(*COMMON)}},
+        },
+        "/api/v1/jobs/{name}": {
+            "get": {"tags": tag, "summary": "Read a job with its graph", "parameters": [NAME],
+                    "responses": {"200": _json(Job), **_errors(*COMMON, 404)}},
+            "put": {"tags": tag, "summary": "Update a job (a new version)", "parameters": [NAME], "requestBody": body,
+                    "responses": {"200": _json(Job), **_errors(*COMMON, 404)}},
+            "delete": {"tags": tag, "summary": "Delete a job", "parameters": [NAME],
+                       "responses": {"200": _json(CloseBatchResponse), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/jobs/{name}/log": {
+            "get": {"tags": tag, "summary": "The job's own history", "parameters": [NAME, *page],
+                    "responses": {"200": _json(JobLog), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/jobs/{name}/runs": {
+            "post": {"tags": ["runs"], "summary": "Trigger a run", "parameters": [NAME],
+                     "requestBody": {"required": False,
+                                     "content": {"application/json": {"schema": _ref(TriggerRequest)}}},
+                     "responses": {"200": _json(Run), **_errors(*COMMON, 404)}},
+            "get": {"tags": ["runs"], "summary": "The job's runs, newest first", "parameters": [NAME, *run_filters],
+                    "responses": {"200": _json(RunList), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/runs": {
+            "get": {"tags": ["runs"], "summary": "Runs, newest first",
+                    "parameters": [_query("job", {"type": "string"}, "job name"), *run_filters],
+                    "responses": {"200": _json(RunList), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/runs/{runId}": {
+            "get": {"tags": ["runs"], "summary": "A run; with updatedSince only the nodes changed after it",
+                    "parameters": [RUN_ID, _query("updatedSince", {"type": "integer", "minimum": 0,
+                                                                   "maximum": 2**62}, "epoch ms")],
+                    "responses": {"200": _json(Run), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/runs/{runId}/events": {
+            "get": {"tags": ["runs"], "summary": "Server-sent events of run and node changes until the run ends",
+                    "parameters": [RUN_ID],
+                    "responses": {"200": {"description": "`run` and `node` events, then `end`",
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/runs/{runId}/cancel": control("Cancel a run"),
+        "/api/v1/runs/{runId}/pause": control("Pause a run: no new nodes start"),
+        "/api/v1/runs/{runId}/resume": control("Resume a paused run"),
+        "/api/v1/runs/{runId}/retry": control("Retry failed and cancelled nodes and what depends on them",
+                                              RetryRequest),
+        "/api/v1/runs/{runId}/nodes/{nodeId}/log": {
+            "get": {"tags": ["runs"], "summary": "A node's batch log by line window",
+                    "parameters": [RUN_ID, {"name": "nodeId", "in": "path", "required": True,
+                                            "schema": {"type": "string"}},
+                                   _query("from", {"type": "integer", "minimum": 0, "maximum": 2**62}, "first line"),
+                                   _query("size", {"type": "integer", "minimum": 0, "maximum": 10000}, "lines")],
+                    "responses": {"200": _json(LocalLog), **_errors(*COMMON, 404)}},
+        },
+    }
+
+
 def build_spec() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in MODELS:
+    for model in (*MODELS, *JOB_MODELS):
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -170,6 +255,7 @@ def build_spec() -> dict[str, Any]:
     paths.update(_session_paths(schemas))
     paths.update(_operations_paths(schemas))
     paths.update(_livy_paths(schemas))
+    paths.update(_job_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,

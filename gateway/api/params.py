@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
-from pydantic import ValidationError
-
 from gateway.errors import BadRequest
 from gateway.models import BatchState
+from gateway.models import validation_message as validation_message  # re-exported for handlers
 from gateway.settings import ALL_BATCH_TYPES
 from gateway.store import ListFilter
 from gateway.store.store import SORT_COLUMNS
@@ -96,13 +95,3 @@ def list_filter(query: Mapping[str, str]) -> ListFilter:
         size=int_param(query, "size", 100, minimum=1, maximum=MAX_PAGE),
         desc=bool_param(query, "desc", False),
     )
-
-
-def validation_message(exc: ValidationError) -> str:
-    """The first error of a pydantic validation, as 'field: what is wrong'."""
-    parts = []
-    for error in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in error["loc"]) or "body"
-        msg = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    return "; ".join(parts)

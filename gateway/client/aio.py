@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -70,6 +71,15 @@ def _message(status: int, reason: str | None, text: str, content_type: str) -> s
     snippet = " ".join(text.split())[:120]
     kind = content_type or "no content type"
     return f"{reason or 'error'} (not a batchgate answer: {kind}{': ' + snippet if snippet else ''})"
+
+
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    error = exc.os_error
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (nothing listens there)"
+    if isinstance(error, socket.gaierror):
+        return f"unknown host {exc.host!r}"
+    return error.strerror or str(error) or type(error).__name__
 
 
 def _bool(value: bool) -> str:
@@ -147,7 +157,7 @@ class AsyncClient:
             except aiohttp.InvalidURL as exc:
                 raise GatewayUnreachable(self.url, f"invalid URL ({exc})") from None
             except aiohttp.ClientConnectorError as exc:
-                raise GatewayUnreachable(self.url, str(exc.os_error) or type(exc).__name__) from None
+                raise GatewayUnreachable(self.url, _connect_reason(exc)) from None
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise GatewayUnreachable(self.url, str(exc) or type(exc).__name__) from None
             if resp.status < 400:

@@ -179,6 +179,11 @@ class Store:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
+    @property
+    def q(self) -> dict[str, str]:
+        """The named queries, for the other store classes of this package."""
+        return self._q
+
     async def close(self) -> None:
         await self._pool.close()
 

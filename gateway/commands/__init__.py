@@ -1,0 +1,13 @@
+"""The client side of the `batchgate` command: submit, list, get, log, kill and the rest, built on
+gateway.client. `gateway.cli` (with `serve`) registers them. Exit codes: gateway.commands.common.Exit."""
+
+from __future__ import annotations
+
+import click
+
+from gateway.commands.batches import COMMANDS as BATCH_COMMANDS
+
+
+def register(group: click.Group) -> None:
+    for command in BATCH_COMMANDS:
+        group.add_command(command)

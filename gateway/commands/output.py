@@ -1,0 +1,89 @@
+"""How the CLI shows things: rich tables on a terminal, plain text when piped, JSON with --output json."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from gateway.models import Batch
+
+STATE_STYLES = {
+    "FINISHED": "green", "ERROR": "bold red", "CANCELED": "yellow", "RUNNING": "cyan", "PENDING": "blue",
+    "PAUSED": "magenta", "INITIALIZED": "dim",
+}
+TERMINAL = ("FINISHED", "ERROR", "CANCELED")
+
+
+def dump(model: BaseModel | list[BaseModel] | dict[str, Any]) -> Any:
+    if isinstance(model, BaseModel):
+        return model.model_dump(mode="json", by_alias=True)
+    if isinstance(model, list):
+        return [dump(m) for m in model]
+    return {k: dump(v) if isinstance(v, BaseModel | list | dict) else v for k, v in model.items()}
+
+
+def print_json(console: Console, value: Any, *, compact: bool = False) -> None:
+    text = json.dumps(dump(value), separators=(",", ":")) if compact else json.dumps(dump(value), indent=2)
+    console.file.write(text + "\n")
+    console.file.flush()
+
+
+def fmt_time(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def elapsed(batch: Batch) -> float:
+    end = batch.end_time or int(time.time() * 1000)
+    return max(0, end - batch.create_time) / 1000
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def batch_table(batches: Iterable[Batch], title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", pad_edge=False, box=None)
+    for column in ("ID", "NAME", "USER", "TYPE", "STATE", "CREATED", "DURATION", "APP ID"):
+        table.add_column(column, no_wrap=column != "NAME", overflow="fold" if column == "NAME" else "ellipsis")
+    for b in batches:
+        table.add_row(b.id, b.name or "", b.user, b.batch_type, state_text(b.state), fmt_time(b.create_time),
+                      fmt_seconds(elapsed(b)), b.app_id or "")
+    return table
+
+
+def batch_fields(batch: Batch) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, str | Text]] = [
+        ("id", batch.id), ("name", batch.name or ""), ("user", batch.user), ("type", batch.batch_type),
+        ("state", state_text(batch.state)), ("created", fmt_time(batch.create_time)),
+        ("ended", fmt_time(batch.end_time)), ("duration", fmt_seconds(elapsed(batch))),
+        ("app id", batch.app_id or ""), ("app url", batch.app_url or ""), ("app state", batch.app_state or ""),
+        ("diagnostic", batch.app_diagnostic or ""), ("instance", batch.kyuubi_instance or ""),
+    ]
+    for key, value in sorted(batch.batch_info.items()):
+        rows.append((f"info.{key}", value if isinstance(value, str) else json.dumps(value)))
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

@@ -1,0 +1,1 @@
+"""Jobs (saved, versioned definitions) and runs (DAG executions whose nodes are ordinary batches)."""

@@ -1,0 +1,253 @@
+"""JobService: jobs (create, read, update, delete, history), triggering and reading runs, permissions."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from engines.base import InvalidRequest, LaunchSpec
+from engines.registry import EngineRegistry
+from gateway.auth import Principal
+from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
+from gateway.jobs.graph import check_graph, check_variables, node_request
+from gateway.jobs.models import JobSpec, Permission
+from gateway.jobs.runs import RunCoordinator
+from gateway.listener import Hub
+from gateway.logs import LogStore
+from gateway.policy import Policy
+from gateway.store import BatchRecord
+from gateway.store.jobs import JobRecord, JobStore, NodeRecord, RunRecord
+
+log = structlog.get_logger("gateway.jobs")
+
+ALL = frozenset(p.value for p in Permission)
+RUN_CHANNEL = "batchgate_run"
+
+
+class JobService:
+    def __init__(self, jobs: JobStore, runs: RunCoordinator, logs: LogStore, engines: EngineRegistry,
+                 policy: Policy, hub: Hub) -> None:
+        self._jobs = jobs
+        self._runs = runs
+        self._logs = logs
+        self._engines = engines
+        self._policy = policy
+        self._hub = hub
+
+    # --- permissions ---------------------------------------------------------------------
+
+    def roles(self, who: Principal, job: JobRecord) -> frozenset[str]:
+        if who.is_admin or who.name == job.owner:
+            return ALL
+        return frozenset(job.permissions.get(who.name, ()))
+
+    def _require(self, who: Principal, job: JobRecord, permission: str) -> None:
+        if permission not in self.roles(who, job):
+            raise Forbidden(f"job {job.name}: user {who.name} lacks {permission}")
+
+    async def job(self, who: Principal, name: str, permission: str = "READ") -> JobRecord:
+        job = await self._jobs.get_job(name)
+        if job is None:
+            raise NotFound(f"job {name} not found")
+        self._require(who, job, permission)
+        return job
+
+    async def batch_roles(self, who: Principal, batch: BatchRecord) -> frozenset[str]:
+        """Roles a user holds on a node batch through its run's job (node batches inherit them)."""
+        job_name = batch.batch_info.get("job")
+        if not job_name or "runId" not in batch.batch_info:
+            return frozenset()
+        job = await self._jobs.get_job(str(job_name))
+        return self.roles(who, job) if job is not None else frozenset()
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def _validate(self, spec: JobSpec) -> dict[str, Any]:
+        check_graph(spec.nodes)
+        check_variables(spec.nodes, spec.variables)
+        for node in spec.nodes:
+            request = node_request(node.id, node.request, spec.variables)
+            engine = self._engines.get(request.batch_type)
+            if engine is None:
+                raise BadRequest(f"nodes[{node.id}].request.batchType: {request.batch_type} is not enabled")
+            try:
+                self._policy.check_request(request)
+                if request.resource and "${" not in str(node.request.get("resource", "")):
+                    self._policy.check_resource(request.resource, f"nodes[{node.id}].request.resource")
+                    engine.validate(_spec(request, node.id))
+            except InvalidRequest as exc:
+                raise BadRequest(f"nodes[{node.id}].request.{exc}") from None
+            except (BadRequest, Forbidden) as exc:
+                raise type(exc)(f"nodes[{node.id}].request.{exc.message}") from None
+        return {
+            "nodes": [n.model_dump(mode="json", by_alias=True) for n in spec.nodes],
+            "variables": spec.variables,
+            "failureAction": spec.failure_action.value,
+        }
+
+    async def create(self, who: Principal, spec: JobSpec) -> JobRecord:
+        if not spec.name:
+            raise BadRequest("name: required")
+        definition = self._validate(spec)
+        job = await self._jobs.create_job(
+            name=spec.name, owner=who.name, description=spec.description, definition=definition,
+            permissions={u: [p.value for p in ps] for u, ps in spec.permissions.items()}, project=spec.project,
+        )
+        if job is None:
+            raise Conflict(f"name: a job named {spec.name} exists already")
+        log.info("job.created", job=job.name, user=who.name)
+        return job
+
+    async def update(self, who: Principal, name: str, spec: JobSpec) -> JobRecord:
+        job = await self.job(who, name, "WRITE")
+        if spec.name and spec.name != name:
+            raise BadRequest(f"name: a job cannot be renamed ({spec.name!r} != {name!r})")
+        definition = self._validate(spec)
+        permissions = {u: [p.value for p in ps] for u, ps in spec.permissions.items()}
+        if permissions != job.permissions and who.name != job.owner and not who.is_admin:
+            raise Forbidden(f"permissions: only the owner of job {name} may change its permissions")
+        updated = await self._jobs.update_job(name=name, actor=who.name, description=spec.description,
+                                              definition=definition, permissions=permissions, project=spec.project)
+        if updated is None:
+            raise NotFound(f"job {name} not found")
+        return updated
+
+    async def delete(self, who: Principal, name: str) -> None:
+        await self.job(who, name, "WRITE")
+        active = await self._jobs.active_runs_of_job(name)
+        if active:
+            raise Conflict(f"job {name} has active runs: {', '.join(str(r) for r in active)}; cancel them first")
+        if not await self._jobs.delete_job(name, who.name):
+            raise NotFound(f"job {name} not found")
+
+    async def list_jobs(self, who: Principal, owner: str | None, project: str | None, offset: int,
+                   size: int) -> tuple[int, list[JobRecord]]:
+        return await self._jobs.list_jobs(reader=None if who.is_admin else who.name, owner=owner, project=project,
+                                          offset=offset, size=size)
+
+    async def history(self, who: Principal, name: str, offset: int, size: int) -> tuple[int, list[dict[str, Any]]]:
+        job = await self._jobs.get_job(name)
+        if job is not None:
+            self._require(who, job, "READ")
+        elif not who.is_admin:
+            raise NotFound(f"job {name} not found")
+        return await self._jobs.read_job_log(name, offset, size)
+
+    # --- runs ----------------------------------------------------------------------------
+
+    async def trigger(self, who: Principal, name: str, variables: dict[str, str], disabled: list[str],
+                      failure_action: str | None, *, trigger: str = "API", schedule_id: uuid.UUID | None = None,
+                      fire_time: int | None = None, user: str | None = None) -> RunRecord:
+        job = await self.job(who, name, "EXECUTE")
+        definition = job.definition
+        declared: dict[str, str] = definition.get("variables", {})
+        unknown = sorted(set(variables) - set(declared))
+        if unknown:
+            raise BadRequest(f"variables: unknown variable {unknown[0]!r}; the job declares {sorted(declared)}")
+        ids = [n["id"] for n in definition["nodes"]]
+        bad = sorted(set(disabled) - set(ids))
+        if bad:
+            raise BadRequest(f"disabled: unknown node {bad[0]!r}")
+        merged = {**declared, **variables}
+        for node in definition["nodes"]:
+            if node["id"] not in disabled:
+                node_request(node["id"], node["request"], merged)  # a 400 now, not a failed node later
+        run = await self._jobs.create_run(
+            run_id=uuid.uuid4(), job=name, version=job.version, trigger=trigger, user=user or who.name,
+            real_user=who.name, variables=merged, failure_action=failure_action or definition["failureAction"],
+            project=job.project, schedule_id=schedule_id, fire_time=fire_time,
+            nodes=[(n["id"], "SKIPPED" if n["id"] in disabled else "READY", n.get("dependsOn", []))
+                   for n in definition["nodes"]],
+        )
+        log.info("run.triggered", run_id=str(run.id), job=name, user=who.name, trigger=trigger)
+        return await self._runs.advance(run.id) or run
+
+    async def run(self, who: Principal, run_id: str, permission: str = "READ") -> RunRecord:
+        rid = _run_id(run_id)
+        run = await self._jobs.get_run(rid)
+        if run is None:
+            raise NotFound(f"run {run_id} not found")
+        if who.is_admin or (who.name in (run.submit_user, run.real_user) and permission == "READ"):
+            return run
+        job = await self._jobs.get_job(run.job)
+        roles = self.roles(who, job) if job is not None else frozenset()
+        if who.name in (run.submit_user, run.real_user):
+            roles = roles | {"READ", "EXECUTE"}
+        if permission not in roles:
+            raise Forbidden(f"run {run_id}: user {who.name} lacks {permission} on job {run.job}")
+        return run
+
+    async def nodes(self, run: RunRecord, since: int = 0) -> list[NodeRecord]:
+        return await self._jobs.run_nodes(run.id, since)
+
+    async def list_runs(self, who: Principal, job: str | None, states: list[str], project: str | None, offset: int,
+                        size: int) -> tuple[int, list[RunRecord]]:
+        reader = None if who.is_admin else who.name
+        if job and not who.is_admin:
+            await self.job(who, job, "READ")
+            reader = None  # READ on the job shows all of its runs
+        return await self._jobs.list_runs(reader=reader, job=job, states=states, project=project, offset=offset,
+                                          size=size)
+
+    async def control(self, who: Principal, run_id: str, action: str, variables: dict[str, str]) -> RunRecord:
+        run = await self.run(who, run_id, "EXECUTE")
+        if action == "cancel":
+            result = await self._runs.cancel(run.id)
+        elif action == "pause":
+            result = await self._runs.pause(run.id)
+        elif action == "resume":
+            result = await self._runs.resume(run.id)
+        else:
+            job_version = await self._jobs.get_job(run.job)
+            declared = job_version.definition.get("variables", {}) if job_version else run.variables
+            result = await self._runs.retry(run.id, variables, declared)
+        await self._jobs.job_log(run.job, who.name, f"run_{action}", {"run": str(run.id)})
+        return result
+
+    async def node_log(self, who: Principal, run_id: str, node_id: str, start: int, size: int) -> list[str]:
+        run = await self.run(who, run_id)
+        node = next((n for n in await self._jobs.run_nodes(run.id) if n.node_id == node_id), None)
+        if node is None:
+            raise NotFound(f"run {run_id} has no node {node_id}")
+        if node.batch_id is None:
+            return []
+        return await self._logs.read(node.batch_id, start, size)
+
+    async def events(self, run: RunRecord, after: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Batches of run events after an id, until the run has ended and everything was sent."""
+        key = str(run.id)
+        position = after
+        with self._hub.subscribe(RUN_CHANNEL, key) as changed:
+            while True:
+                changed.clear()
+                events = await self._jobs.events_after(run.id, position)
+                if events:
+                    position = events[-1]["id"]
+                    yield events
+                    continue
+                current = await self._jobs.get_run(run.id)
+                if current is None or current.state in ("SUCCEEDED", "FAILED", "KILLED"):
+                    return
+                waiter = asyncio.ensure_future(changed.wait())
+                done, _ = await asyncio.wait({waiter}, timeout=15)
+                waiter.cancel()
+                if not done:
+                    yield []  # keepalive
+
+
+def _run_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise BadRequest(f"runId: {value!r} is not a valid run id (a UUID)") from None
+
+
+def _spec(request: Any, node_id: str) -> LaunchSpec:
+    return LaunchSpec(batch_id=node_id, batch_type=request.batch_type, user="", real_user="", name=request.name,
+                      resource=request.resource or "", class_name=request.class_name, conf=request.conf,
+                      args=request.args, workdir=Path("."))

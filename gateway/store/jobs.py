@@ -1,0 +1,317 @@
+"""JobStore: the SQL of jobs and runs (queries in queries.sql, like every other query)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from gateway.errors import Unavailable
+from gateway.store.store import CONNECTION_ERRORS, Store
+
+
+class JobRecord(BaseModel):
+    name: str
+    owner: str
+    version: int
+    description: str | None
+    definition: dict[str, Any]
+    permissions: dict[str, list[str]]
+    project: str | None
+    created_at: int
+    updated_at: int
+
+
+class RunRecord(BaseModel):
+    id: uuid.UUID
+    job: str
+    version: int
+    state: str
+    trigger: str
+    submit_user: str
+    real_user: str
+    variables: dict[str, str]
+    failure_action: str
+    paused: bool
+    attempt: int
+    project: str | None
+    schedule_id: uuid.UUID | None
+    fire_time: int | None
+    create_time: int
+    start_time: int
+    end_time: int
+    update_time: int
+
+
+class NodeRecord(BaseModel):
+    run_id: uuid.UUID
+    node_id: str
+    position: int
+    state: str
+    depends_on: list[str]
+    batch_id: uuid.UUID | None
+    attempt: int
+    start_time: int
+    end_time: int
+    update_time: int
+
+
+@dataclass
+class NodeState:
+    """A node as the advancer sees it: its row plus its batch's state."""
+
+    node_id: str
+    state: str
+    depends_on: list[str]
+    batch_id: uuid.UUID | None
+    attempt: int
+    start_time: int
+    end_time: int
+    batch_state: str | None
+    app_start_time: int | None
+    batch_end_time: int | None
+    changed: bool = False
+
+
+@dataclass
+class NewBatch:
+    id: uuid.UUID
+    batch_type: str
+    name: str | None
+    resource: str
+    class_name: str | None
+    conf: dict[str, str]
+    args: list[str]
+    priority: int
+    info: dict[str, Any]
+
+
+class RunTransaction:
+    """One run, locked for the length of a transaction: read everything, write the changes."""
+
+    def __init__(self, conn: asyncpg.Connection, queries: dict[str, str], run: RunRecord) -> None:
+        self._conn = conn
+        self._q = queries
+        self.run = run
+
+    async def nodes(self) -> list[NodeState]:
+        rows = await self._conn.fetch(self._q["run_nodes_with_batches"], self.run.id)
+        return [NodeState(**dict(r)) for r in rows]
+
+    async def save_nodes(self, nodes: list[NodeState]) -> None:
+        changed = [n for n in nodes if n.changed]
+        if not changed:
+            return
+        await self._conn.execute(
+            self._q["update_run_nodes"], self.run.id, [n.node_id for n in changed], [n.state for n in changed],
+            [n.batch_id for n in changed], [n.attempt for n in changed], [n.start_time for n in changed],
+            [n.end_time for n in changed],
+        )
+
+    async def insert_batches(self, batches: list[NewBatch], user: str, real_user: str, project: str | None) -> None:
+        if not batches:
+            return
+        await self._conn.execute(
+            self._q["insert_node_batches"], [b.id for b in batches], [b.batch_type for b in batches], user,
+            real_user, [b.name for b in batches], [b.resource for b in batches], [b.class_name for b in batches],
+            [json.dumps(b.conf) for b in batches], [json.dumps(b.args) for b in batches],
+            [b.priority for b in batches], project, [json.dumps(b.info) for b in batches],
+        )
+
+    async def save_run(self, *, state: str, start_time: int, end_time: int, paused: bool, attempt: int,
+                       variables: dict[str, str]) -> RunRecord:
+        row = await self._conn.fetchrow(self._q["update_run"], self.run.id, state, start_time, end_time, paused,
+                                        attempt, variables)
+        self.run = RunRecord.model_validate(dict(row))
+        return self.run
+
+    async def events(self, changes: list[tuple[str | None, str]]) -> None:
+        if changes:
+            await self._conn.execute(self._q["insert_run_events"], self.run.id, [c[0] for c in changes],
+                                     [c[1] for c in changes])
+
+    async def stop_batches(self, batch_ids: list[uuid.UUID], why: str) -> None:
+        """Cancel the queued ones and ask the owners to kill the launched ones."""
+        if batch_ids:
+            await self._conn.execute(self._q["cancel_run_batches"], batch_ids, why)
+            await self._conn.execute(self._q["kill_run_batches"], batch_ids)
+
+    async def definition(self) -> dict[str, Any]:
+        value = await self._conn.fetchval(self._q["get_job_version"], self.run.job, self.run.version)
+        result: dict[str, Any] = value or {}
+        return result
+
+
+class JobStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._store._fetch(query, *args)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def create_job(self, *, name: str, owner: str, description: str | None, definition: dict[str, Any],
+                         permissions: dict[str, list[str]], project: str | None) -> JobRecord | None:
+        async def op(conn: asyncpg.Connection) -> JobRecord | None:
+            async with conn.transaction():
+                row = await conn.fetchrow(self._store.q["insert_job"], name, owner, description, definition,
+                                          permissions, project)
+                if row is None:
+                    return None
+                await conn.execute(self._store.q["insert_job_version"], name, 1, definition, owner)
+                await conn.execute(self._store.q["insert_job_log"], name, owner, "created", {"version": 1})
+                return JobRecord.model_validate(dict(row))
+
+        return await self._store._run(op)
+
+    async def update_job(self, *, name: str, actor: str, description: str | None, definition: dict[str, Any],
+                         permissions: dict[str, list[str]], project: str | None) -> JobRecord | None:
+        async def op(conn: asyncpg.Connection) -> JobRecord | None:
+            async with conn.transaction():
+                row = await conn.fetchrow(self._store.q["update_job"], name, description, definition, permissions,
+                                          project)
+                if row is None:
+                    return None
+                job = JobRecord.model_validate(dict(row))
+                await conn.execute(self._store.q["insert_job_version"], name, job.version, definition, actor)
+                await conn.execute(self._store.q["insert_job_log"], name, actor, "updated", {"version": job.version})
+                return job
+
+        return await self._store._run(op)
+
+    async def get_job(self, name: str) -> JobRecord | None:
+        rows = await self._fetch("get_job", name)
+        return JobRecord.model_validate(dict(rows[0])) if rows else None
+
+    async def delete_job(self, name: str, actor: str) -> bool:
+        async def op(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                gone = await conn.fetchval(self._store.q["delete_job"], name)
+                if gone:
+                    await conn.execute(self._store.q["insert_job_log"], name, actor, "deleted", {})
+                return gone is not None
+
+        return await self._store._run(op)
+
+    async def active_runs_of_job(self, name: str) -> list[uuid.UUID]:
+        return [r["id"] for r in await self._fetch("active_runs_of_job", name)]
+
+    async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self._store._run(lambda conn: conn.execute(self._store.q["insert_job_log"], job, actor, action, detail))
+
+    async def read_job_log(self, job: str, offset: int, size: int) -> tuple[int, list[dict[str, Any]]]:
+        rows = await self._fetch("job_log", job, offset, size)
+        total = rows[0]["total"] if rows else 0
+        return total, [{"id": r["id"], "time": r["at"], "actor": r["actor"], "action": r["action"],
+                        "detail": r["detail"]} for r in rows]
+
+    async def list_jobs(self, *, reader: str | None, owner: str | None, project: str | None, offset: int,
+                        size: int) -> tuple[int, list[JobRecord]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if reader is not None:  # not an admin: own jobs, and jobs that grant the reader something
+            params.append(reader)
+            where.append(f"(owner = ${len(params)} or permissions ? ${len(params)})")
+        if owner:
+            params.append(owner)
+            where.append(f"owner = ${len(params)}")
+        if project:
+            params.append(project)
+            where.append(f"project = ${len(params)}")
+        clause = ("where " + " and ".join(where)) if where else ""
+        sql = (f"select *, count(*) over () as total from jobs {clause} order by name "
+               f"offset ${len(params) + 1} limit ${len(params) + 2}")
+
+        async def op(conn: asyncpg.Connection) -> tuple[int, list[JobRecord]]:
+            rows = await conn.fetch(sql, *params, offset, size)
+            if not rows and offset:
+                total = await conn.fetchval(f"select count(*) from jobs {clause}", *params)
+                return total, []
+            total = rows[0]["total"] if rows else 0
+            return total, [JobRecord.model_validate({k: v for k, v in dict(r).items() if k != "total"})
+                           for r in rows]
+
+        return await self._store._run(op)
+
+    # --- runs ----------------------------------------------------------------------------
+
+    async def create_run(self, *, run_id: uuid.UUID, job: str, version: int, trigger: str, user: str,
+                         real_user: str, variables: dict[str, str], failure_action: str, project: str | None,
+                         nodes: list[tuple[str, str, list[str]]], schedule_id: uuid.UUID | None = None,
+                         fire_time: int | None = None) -> RunRecord:
+        async def op(conn: asyncpg.Connection) -> RunRecord:
+            async with conn.transaction():
+                row = await conn.fetchrow(self._store.q["insert_run"], run_id, job, version, trigger, user,
+                                          real_user, variables, failure_action, project, schedule_id, fire_time)
+                await conn.execute(self._store.q["insert_run_nodes"], run_id, [n[0] for n in nodes],
+                                   [n[1] for n in nodes], [json.dumps(n[2]) for n in nodes])
+                await conn.execute(self._store.q["insert_job_log"], job, real_user, "triggered",
+                                   {"run": str(run_id), "trigger": trigger})
+                return RunRecord.model_validate(dict(row))
+
+        return await self._store._run(op)
+
+    async def get_run(self, run_id: uuid.UUID) -> RunRecord | None:
+        rows = await self._fetch("get_run", run_id)
+        return RunRecord.model_validate(dict(rows[0])) if rows else None
+
+    async def run_nodes(self, run_id: uuid.UUID, since: int = 0) -> list[NodeRecord]:
+        return [NodeRecord.model_validate(dict(r)) for r in await self._fetch("run_nodes", run_id, since)]
+
+    async def list_runs(self, *, reader: str | None, job: str | None, states: list[str], project: str | None,
+                        offset: int, size: int) -> tuple[int, list[RunRecord]]:
+        where: list[str] = []
+        params: list[Any] = []
+        if reader is not None:
+            params.append(reader)
+            n = len(params)
+            where.append(f"(submit_user = ${n} or real_user = ${n} or job in "
+                         f"(select name from jobs where owner = ${n} or permissions ? ${n}))")
+        if job:
+            params.append(job)
+            where.append(f"job = ${len(params)}")
+        if states:
+            params.append(states)
+            where.append(f"state = any(${len(params)}::text[])")
+        if project:
+            params.append(project)
+            where.append(f"project = ${len(params)}")
+        clause = ("where " + " and ".join(where)) if where else ""
+        count_sql = f"select count(*) from runs {clause}"
+        page_sql = (f"select * from runs {clause} order by create_time desc, id desc "
+                    f"offset ${len(params) + 1} limit ${len(params) + 2}")
+
+        async def op(conn: asyncpg.Connection) -> tuple[int, list[RunRecord]]:
+            total: int = await conn.fetchval(count_sql, *params)
+            rows = await conn.fetch(page_sql, *params, offset, size) if total > offset else []
+            return total, [RunRecord.model_validate(dict(r)) for r in rows]
+
+        return await self._store._run(op)
+
+    async def events_after(self, run_id: uuid.UUID, after: int, limit: int = 500) -> list[dict[str, Any]]:
+        rows = await self._fetch("run_events_after", run_id, after, limit)
+        return [dict(r) for r in rows]
+
+    async def stale_runs(self) -> list[uuid.UUID]:
+        rows = await self._fetch("stale_runs")
+        rows += await self._fetch("preparing_runs")
+        return [r["run_id"] if "run_id" in r else r["id"] for r in rows]
+
+    @asynccontextmanager
+    async def locked_run(self, run_id: uuid.UUID) -> AsyncIterator[RunTransaction | None]:
+        try:
+            async with self._store.pool.acquire() as conn, conn.transaction():
+                row = await conn.fetchrow(self._store.q["lock_run"], run_id)
+                yield RunTransaction(conn, self._store.q, RunRecord.model_validate(dict(row))) if row else None
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+__all__ = ["JobRecord", "JobStore", "NodeRecord", "NodeState", "RunRecord", "RunTransaction"]
