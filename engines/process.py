@@ -272,8 +272,9 @@ class ProcessRun:
         if not self.signal_group(signal.SIGTERM):
             return
         self.signal_group(signal.SIGCONT)  # a stopped group cannot act on SIGTERM
+        # Wait on the runner's pidfd, not on the output reader: a kill may come before anyone reads.
         try:
-            await asyncio.wait_for(self._exited.wait(), grace)
+            await asyncio.wait_for(self._wait_exit(), grace)
         except TimeoutError:
             self.signal_group(signal.SIGKILL)
 

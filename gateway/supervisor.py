@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -20,6 +20,7 @@ from engines.base import (
     AppInfo,
     Details,
     EngineError,
+    Event,
     Exited,
     LaunchSpec,
     LogLines,
@@ -210,8 +211,14 @@ class Supervisor:
     # --- following -----------------------------------------------------------------------
 
     async def _follow(self, batch: BatchRecord, run: Run, blog: Any) -> None:
+        # aclosing: the engine's cleanup (sessions, watches) runs as soon as the events end.
+        # Every engine's events() is an async generator; the Protocol only promises an iterator.
+        async with contextlib.aclosing(cast(AsyncGenerator[Event, None], run.events())) as events:
+            await self._consume(batch, run, events, blog)
+
+    async def _consume(self, batch: BatchRecord, run: Run, events: AsyncIterator[Event], blog: Any) -> None:
         started = batch.state != "PENDING"  # for the metrics: count PENDING -> RUNNING once
-        async for event in run.events():
+        async for event in events:
             if isinstance(event, LogLines):
                 owned = await self._retry(
                     partial(self._logs.append, batch.id, event.lines, event.offset, self.instance))

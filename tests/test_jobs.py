@@ -16,8 +16,9 @@ from tests.helpers import Api
 TERMINAL_RUN = ("SUCCEEDED", "FAILED", "KILLED")
 
 
-def node(node_id: str, marker: Path, deps: list[str] | None = None, *, code: str = "", sleep: float = 0.0,
-         fail: bool = False) -> dict[str, Any]:
+def node(
+    node_id: str, marker: Path, deps: list[str] | None = None, *, code: str = "", sleep: float = 0.0, fail: bool = False
+) -> dict[str, Any]:
     program = (
         "import os, sys, time\n"
         f"time.sleep({sleep})\n"
@@ -25,8 +26,11 @@ def node(node_id: str, marker: Path, deps: list[str] | None = None, *, code: str
         f"open({str(marker)!r}, 'a').write({node_id!r} + '\\n')\n"
         f"sys.exit({1 if fail else 0})\n"
     )
-    return {"id": node_id, "dependsOn": deps or [],
-            "request": {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", program]}}
+    return {
+        "id": node_id,
+        "dependsOn": deps or [],
+        "request": {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", program]},
+    }
 
 
 async def create_job(api: Api, name: str, nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -51,10 +55,17 @@ def lines(marker: Path) -> list[str]:
 
 async def test_diamond_runs_in_order_exactly_once(api: Api, tmp_path: Path) -> None:
     marker = tmp_path / "order.txt"
-    job = await create_job(api, "diamond", [
-        node("a", marker), node("b", marker, ["a"], sleep=0.3), node("c", marker, ["a"]),
-        node("d", marker, ["b", "c"]),
-    ], description="a diamond")
+    job = await create_job(
+        api,
+        "diamond",
+        [
+            node("a", marker),
+            node("b", marker, ["a"], sleep=0.3),
+            node("c", marker, ["a"]),
+            node("d", marker, ["b", "c"]),
+        ],
+        description="a diamond",
+    )
     assert job["version"] == 1 and job["owner"] == "admin"
     graph = {n["id"]: (n["in"], n["out"]) for n in job["nodes"]}
     assert graph == {"a": ([], ["b", "c"]), "b": (["a"], ["d"]), "c": (["a"], ["d"]), "d": (["b", "c"], [])}
@@ -83,20 +94,34 @@ async def test_independent_branches_run_in_parallel(api: Api, tmp_path: Path) ->
     assert starts[-1] - starts[0] < 1.0, "all four started before the first one finished"
 
 
-@pytest.mark.parametrize(("action", "expect"), [
-    ("FINISH_CURRENTLY_RUNNING", {"bad": "FAILED", "slow": "SUCCEEDED", "after_bad": "CANCELLED",
-                                  "after_slow": "CANCELLED"}),
-    ("CANCEL_ALL", {"bad": "FAILED", "slow": "CANCELLED", "after_bad": "CANCELLED", "after_slow": "CANCELLED"}),
-    ("FINISH_ALL_POSSIBLE", {"bad": "FAILED", "slow": "SUCCEEDED", "after_bad": "CANCELLED",
-                             "after_slow": "SUCCEEDED"}),
-])
+@pytest.mark.parametrize(
+    ("action", "expect"),
+    [
+        (
+            "FINISH_CURRENTLY_RUNNING",
+            {"bad": "FAILED", "slow": "SUCCEEDED", "after_bad": "CANCELLED", "after_slow": "CANCELLED"},
+        ),
+        ("CANCEL_ALL", {"bad": "FAILED", "slow": "CANCELLED", "after_bad": "CANCELLED", "after_slow": "CANCELLED"}),
+        (
+            "FINISH_ALL_POSSIBLE",
+            {"bad": "FAILED", "slow": "SUCCEEDED", "after_bad": "CANCELLED", "after_slow": "SUCCEEDED"},
+        ),
+    ],
+)
 async def test_failure_actions(api: Api, tmp_path: Path, action: str, expect: dict[str, str]) -> None:
     marker = tmp_path / "m.txt"
     name = f"fail-{action.lower()}"
-    await create_job(api, name, [
-        node("bad", marker, fail=True), node("slow", marker, sleep=2.0),
-        node("after_bad", marker, ["bad"]), node("after_slow", marker, ["slow"]),
-    ], failureAction=action)
+    await create_job(
+        api,
+        name,
+        [
+            node("bad", marker, fail=True),
+            node("slow", marker, sleep=2.0),
+            node("after_bad", marker, ["bad"]),
+            node("after_slow", marker, ["slow"]),
+        ],
+        failureAction=action,
+    )
     run = await api.call("POST", f"/api/v1/jobs/{name}/runs")
     final = await wait_run(api, run["id"])
     assert final["state"] == "FAILED"
@@ -109,14 +134,24 @@ async def test_failure_actions(api: Api, tmp_path: Path, action: str, expect: di
 async def test_retry_after_fixing_a_variable(api: Api, tmp_path: Path) -> None:
     marker = tmp_path / "m.txt"
     check = "if '${mode}' != 'good': sys.exit('bad mode ${mode}')"
-    await create_job(api, "retry-me", [
-        node("first", marker), node("check", marker, ["first"], code=check), node("last", marker, ["check"]),
-    ], variables={"mode": "bad"})
+    await create_job(
+        api,
+        "retry-me",
+        [
+            node("first", marker),
+            node("check", marker, ["first"], code=check),
+            node("last", marker, ["check"]),
+        ],
+        variables={"mode": "bad"},
+    )
     run = await api.call("POST", "/api/v1/jobs/retry-me/runs")
     failed = await wait_run(api, run["id"])
     assert failed["state"] == "FAILED"
-    assert {n["id"]: n["state"] for n in failed["nodes"]} == {"first": "SUCCEEDED", "check": "FAILED",
-                                                               "last": "CANCELLED"}
+    assert {n["id"]: n["state"] for n in failed["nodes"]} == {
+        "first": "SUCCEEDED",
+        "check": "FAILED",
+        "last": "CANCELLED",
+    }
     retried = await api.call("POST", f"/api/v1/runs/{run['id']}/retry", json={"variables": {"mode": "good"}})
     assert retried["attempt"] == 2
     final = await wait_run(api, run["id"])
@@ -124,17 +159,24 @@ async def test_retry_after_fixing_a_variable(api: Api, tmp_path: Path) -> None:
     nodes = {n["id"]: n for n in final["nodes"]}
     assert nodes["first"]["attempt"] == 1 and nodes["check"]["attempt"] == 2 and nodes["last"]["attempt"] == 2
     assert collections.Counter(lines(marker)) == {"first": 1, "check": 1, "last": 1}, "succeeded nodes are kept"
-    status, payload = await api.status_of("POST", f"/api/v1/runs/{run['id']}/retry")
+    status, _payload = await api.status_of("POST", f"/api/v1/runs/{run['id']}/retry")
     assert status == 409
 
 
 async def test_variables_and_disabled_nodes(api: Api, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
-    say = {"id": "say", "request": {"batchType": "LOCAL", "resource": sys.executable,
-                                    "args": ["-c", f"open({str(out)!r}, 'w').write('${{greeting}}, ${{who}}')"]}}
+    say = {
+        "id": "say",
+        "request": {
+            "batchType": "LOCAL",
+            "resource": sys.executable,
+            "args": ["-c", f"open({str(out)!r}, 'w').write('${{greeting}}, ${{who}}')"],
+        },
+    }
     skip = node("skip", tmp_path / "never.txt")
-    await create_job(api, "vars", [skip, {**say, "dependsOn": ["skip"]}],
-                     variables={"greeting": "hello", "who": "nobody"})
+    await create_job(
+        api, "vars", [skip, {**say, "dependsOn": ["skip"]}], variables={"greeting": "hello", "who": "nobody"}
+    )
     run = await api.call("POST", "/api/v1/jobs/vars/runs", json={"variables": {"who": "world"}, "disabled": ["skip"]})
     final = await wait_run(api, run["id"])
     assert final["state"] == "SUCCEEDED"
@@ -220,7 +262,9 @@ async def test_updated_since_and_event_stream(api: Api, tmp_path: Path) -> None:
     b_end = next(n for n in final["nodes"] if n["id"] == "b")["updateTime"]
     changed = await api.call("GET", f"/api/v1/runs/{run['id']}?updatedSince={b_end - 1}")
     assert "b" in [n["id"] for n in changed["nodes"]] and "a" not in [n["id"] for n in changed["nodes"]]
-    later = await api.call("GET", f"/api/v1/runs/{run['id']}?updatedSince={max(n['updateTime'] for n in final['nodes'])}")
+    later = await api.call(
+        "GET", f"/api/v1/runs/{run['id']}?updatedSince={max(n['updateTime'] for n in final['nodes'])}"
+    )
     assert later["nodes"] == []
 
 
@@ -249,18 +293,37 @@ async def test_history_listing_and_versions(api: Api, tmp_path: Path) -> None:
     assert log["entries"][0]["action"] == "deleted"
 
 
-@pytest.mark.parametrize(("nodes", "text"), [
-    ([{"id": "a", "dependsOn": ["b"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
-      {"id": "b", "dependsOn": ["c"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
-      {"id": "c", "dependsOn": ["a"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}}], "cycle: a -> b -> c -> a"),
-    ([{"id": "a", "dependsOn": ["ghost"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}}], "unknown node 'ghost'"),
-    ([{"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
-      {"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/true"}}], "duplicate node id 'a'"),
-    ([{"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/echo", "args": ["${missing}"]}}], "${missing}"),
-    ([{"id": "a", "request": {"batchType": "NOPE", "resource": "/bin/true"}}], "nodes[a].request.batchType"),
-    ([{"id": "a", "request": {"batchType": "LOCAL", "resource": "/no/such"}}], "nodes[a].request.resource"),
-    ([], "nodes"),
-])
+@pytest.mark.parametrize(
+    ("nodes", "text"),
+    [
+        (
+            [
+                {"id": "a", "dependsOn": ["b"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
+                {"id": "b", "dependsOn": ["c"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
+                {"id": "c", "dependsOn": ["a"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
+            ],
+            "cycle: a -> b -> c -> a",
+        ),
+        (
+            [{"id": "a", "dependsOn": ["ghost"], "request": {"batchType": "LOCAL", "resource": "/bin/true"}}],
+            "unknown node 'ghost'",
+        ),
+        (
+            [
+                {"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
+                {"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/true"}},
+            ],
+            "duplicate node id 'a'",
+        ),
+        (
+            [{"id": "a", "request": {"batchType": "LOCAL", "resource": "/bin/echo", "args": ["${missing}"]}}],
+            "${missing}",
+        ),
+        ([{"id": "a", "request": {"batchType": "NOPE", "resource": "/bin/true"}}], "nodes[a].request.batchType"),
+        ([{"id": "a", "request": {"batchType": "LOCAL", "resource": "/no/such"}}], "nodes[a].request.resource"),
+        ([], "nodes"),
+    ],
+)
 async def test_job_validation_names_the_problem(api: Api, nodes: list[dict[str, Any]], text: str) -> None:
     status, payload = await api.status_of("POST", "/api/v1/jobs", json={"name": "bad", "nodes": nodes})
     assert status == 400 and text in payload["message"], payload
@@ -268,10 +331,15 @@ async def test_job_validation_names_the_problem(api: Api, nodes: list[dict[str, 
 
 async def test_job_name_conflicts_and_not_found(api: Api, tmp_path: Path) -> None:
     await create_job(api, "dup", [node("x", tmp_path / "m")])
-    status, payload = await api.status_of("POST", "/api/v1/jobs", json={"name": "dup", "nodes": [node("x", tmp_path / "m")]})
+    status, _payload = await api.status_of(
+        "POST", "/api/v1/jobs", json={"name": "dup", "nodes": [node("x", tmp_path / "m")]}
+    )
     assert status == 409
-    for method, path in (("GET", "/api/v1/jobs/ghost"), ("POST", "/api/v1/jobs/ghost/runs"),
-                         ("GET", "/api/v1/runs/00000000-0000-0000-0000-000000000000")):
+    for method, path in (
+        ("GET", "/api/v1/jobs/ghost"),
+        ("POST", "/api/v1/jobs/ghost/runs"),
+        ("GET", "/api/v1/runs/00000000-0000-0000-0000-000000000000"),
+    ):
         status, _ = await api.status_of(method, path)
         assert status == 404, path
     status, _ = await api.status_of("GET", "/api/v1/runs/not-a-uuid")
@@ -283,16 +351,23 @@ async def test_permissions_matrix(start_gateway, tmp_path: Path) -> None:  # typ
 
     users = htpasswd(tmp_path / "users", {u: "pw" for u in ("owner", "reader", "runner", "writer", "stranger", "root")})
     gate: Api = await start_gateway(users_file=users, admin=["root"], engines=["LOCAL"])
-    owner, reader, runner, writer, stranger, root = (gate.as_user(u, "pw") for u in
-                                                      ("owner", "reader", "runner", "writer", "stranger", "root"))
+    owner, reader, runner, writer, stranger, root = (
+        gate.as_user(u, "pw") for u in ("owner", "reader", "runner", "writer", "stranger", "root")
+    )
     marker = tmp_path / "m.txt"
-    await create_job(owner, "shared", [node("x", marker)],
-                     permissions={"reader": ["READ"], "runner": ["READ", "EXECUTE"], "writer": ["READ", "WRITE"]})
+    await create_job(
+        owner,
+        "shared",
+        [node("x", marker)],
+        permissions={"reader": ["READ"], "runner": ["READ", "EXECUTE"], "writer": ["READ", "WRITE"]},
+    )
     run = await owner.call("POST", "/api/v1/jobs/shared/runs")
     final = await wait_run(owner, run["id"])
     batch_id = final["nodes"][0]["batchId"]
-    spec = {"nodes": [node("x", marker)], "permissions": {"reader": ["READ"], "runner": ["READ", "EXECUTE"],
-                                                          "writer": ["READ", "WRITE"]}}
+    spec = {
+        "nodes": [node("x", marker)],
+        "permissions": {"reader": ["READ"], "runner": ["READ", "EXECUTE"], "writer": ["READ", "WRITE"]},
+    }
     checks: list[tuple[str, str, dict[str, Any], dict[str, int]]] = [
         ("GET", "/api/v1/jobs/shared", {}, {"reader": 200, "runner": 200, "writer": 200, "stranger": 403}),
         ("GET", f"/api/v1/runs/{run['id']}", {}, {"reader": 200, "runner": 200, "writer": 200, "stranger": 403}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import socket
@@ -127,7 +128,8 @@ class AsyncClient:
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         elif self.user is not None:
-            headers["Authorization"] = aiohttp.BasicAuth(self.user, self._password or "", "utf-8").encode()
+            pair = f"{self.user}:{self._password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
         return headers
 
     def _http(self) -> aiohttp.ClientSession:

@@ -1,0 +1,177 @@
+"""A real Flink session cluster on loopback for tests, started from the apache-flink package.
+
+The package's conf/ is copied to a folder of our own (keeping `env.java.opts.all`, which carries the
+Java 17 `--add-opens` list), with free ports, a small memory budget and every log, pid and temporary
+file under that folder. `stop()` runs the stop script with the same environment and then makes sure
+that the daemons it started are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engines.flink_cli import default_flink_home
+
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _set(conf: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set a dotted key in Flink's nested config.yaml, replacing a flat spelling of it if present."""
+    conf.pop(dotted, None)
+    node = conf
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+class FlinkCluster:
+    """One JobManager and one TaskManager, bound to 127.0.0.1."""
+
+    def __init__(self, root: Path, home: Path | None = None, *, slots: int = 4) -> None:
+        self.home = home or default_flink_home()
+        if self.home is None:
+            raise RuntimeError("apache-flink is not installed")
+        self.root = root
+        self.conf_dir = root / "conf"
+        self.log_dir = root / "log"
+        self.pid_dir = root / "pid"
+        self.tmp_dir = root / "tmp"
+        self.rest_port = free_port()
+        self.rpc_port = free_port()
+        self.slots = slots
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.rest_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHGATE_", "FLINK_"))}
+        env.update(
+            FLINK_CONF_DIR=str(self.conf_dir), FLINK_LOG_DIR=str(self.log_dir), FLINK_PID_DIR=str(self.pid_dir),
+            FLINK_IDENT_STRING="batchgate-test", TMPDIR=str(self.tmp_dir),
+            JVM_ARGS=f"-Djava.io.tmpdir={self.tmp_dir}",
+        )
+        return env
+
+    def write_conf(self) -> None:
+        assert self.home is not None
+        shutil.copytree(self.home / "conf", self.conf_dir, dirs_exist_ok=True)
+        conf = yaml.safe_load((self.conf_dir / "config.yaml").read_text()) or {}
+        settings: dict[str, Any] = {
+            "rest.address": "127.0.0.1",
+            "rest.bind-address": "127.0.0.1",
+            "rest.port": self.rest_port,
+            "jobmanager.rpc.address": "127.0.0.1",
+            "jobmanager.rpc.port": self.rpc_port,
+            "jobmanager.bind-host": "127.0.0.1",
+            "taskmanager.bind-host": "127.0.0.1",
+            "taskmanager.host": "127.0.0.1",
+            "taskmanager.numberOfTaskSlots": self.slots,
+            "jobmanager.memory.process.size": "1g",
+            "taskmanager.memory.process.size": "1280m",
+            "io.tmp.dirs": str(self.tmp_dir),
+            "web.upload.dir": str(self.tmp_dir),
+            "blob.server.port": "0",
+            "taskmanager.rpc.port": "0",
+        }
+        for key, value in settings.items():
+            _set(conf, key, value)
+        (self.conf_dir / "config.yaml").write_text(yaml.safe_dump(conf, default_flow_style=False))
+        (self.conf_dir / "masters").write_text(f"127.0.0.1:{self.rest_port}\n")
+        (self.conf_dir / "workers").write_text("localhost\n")
+
+    def start(self) -> None:
+        assert self.home is not None
+        for folder in (self.log_dir, self.pid_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.write_conf()
+        subprocess.run(
+            [str(self.home / "bin" / "start-cluster.sh")], env=self.env(), check=True, timeout=120,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.url + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Until the REST API answers and a TaskManager with free slots has registered."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                overview = self.get("/overview")
+                if overview.get("taskmanagers", 0) >= 1 and overview.get("slots-total", 0) >= 1:
+                    return
+                last = overview
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                last = exc
+            if not self.daemon_pids():
+                break
+            time.sleep(0.5)
+        raise RuntimeError(f"Flink session cluster not ready after {timeout}s (last: {last}); "
+                           f"logs in {self.log_dir}: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = []
+        for path in sorted(self.log_dir.glob("*.log")) + sorted(self.log_dir.glob("*.out")):
+            content = path.read_text(errors="replace").splitlines()[-lines:]
+            text.append(f"--- {path.name}\n" + "\n".join(content))
+        return "\n".join(text)
+
+    def daemon_pids(self) -> list[int]:
+        pids: list[int] = []
+        for path in self.pid_dir.glob("*.pid"):
+            for word in path.read_text().split():
+                if word.isdigit() and Path(f"/proc/{word}").exists():
+                    pids.append(int(word))
+        return pids
+
+    def stop(self) -> None:
+        """The stop script with the same environment, then SIGKILL for any daemon it left behind."""
+        started = self.daemon_pids()
+        if self.home is not None and self.conf_dir.exists():
+            try:
+                subprocess.run(
+                    [str(self.home / "bin" / "stop-cluster.sh")], env=self.env(), timeout=60,
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )
+            except subprocess.TimeoutExpired:
+                pass
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in started):
+            time.sleep(0.2)
+        for pid in started:
+            if Path(f"/proc/{pid}").exists():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
