@@ -123,6 +123,49 @@ create table if not exists sessions (
 );
 create index if not exists sessions_expires_at_idx on sessions (expires_at);
 
+-- Projects group batches and jobs; members hold roles on everything in them.
+create table if not exists projects (
+    name text primary key,
+    description text,
+    owner text not null,
+    members jsonb not null default '{}',              -- {user: [READ, EXECUTE, WRITE, SCHEDULE, ADMIN]}
+    created_at bigint not null default bg_now_ms(),
+    updated_at bigint not null default bg_now_ms()
+);
+
+-- Versioned code bundles (zip files), kept in the database so that every instance can read them.
+create table if not exists artifacts (
+    project text not null references projects (name) on delete cascade,
+    version integer not null,
+    size bigint not null,
+    digest text not null,
+    files jsonb not null,                             -- the file names in the zip
+    uploader text not null,
+    created_at bigint not null default bg_now_ms(),
+    primary key (project, version)
+);
+
+create table if not exists artifact_chunks (
+    project text not null,
+    version integer not null,
+    chunk integer not null,
+    data bytea not null,
+    primary key (project, version, chunk),
+    foreign key (project, version) references artifacts (project, version) on delete cascade
+);
+
+-- Who did what in a project, written in the same transaction as the change it records.
+create table if not exists project_log (
+    id bigint generated always as identity primary key,
+    project text not null,
+    at bigint not null default bg_now_ms(),
+    actor text not null,
+    action text not null,
+    detail jsonb not null default '{}'
+);
+create index if not exists project_log_project_idx on project_log (project, id);
+create index if not exists batches_project_idx on batches (project, create_time, id) where project is not null;
+
 -- Jobs: named, versioned definitions. A run keeps the version it started with (job_versions).
 create table if not exists jobs (
     name text primary key,

@@ -268,8 +268,9 @@ class SparkRun:
             return self._from_launcher_exit(exited)
         if self._kill_requested:
             return self._exited("KILLED", "killed before the application was submitted", exited.info)
-        if exited.app_state == "FINISHED" and self._api is not None:
-            return self._exited("FAILED", "spark-submit ended without naming the application it submitted",
+        if exited.app_state == "FINISHED" and isinstance(self._api, StandaloneApi):
+            # It returns right after submitting: without a driver id there is nothing to follow.
+            return self._exited("FAILED", "spark-submit ended without naming the driver it submitted",
                                 exited.info)
         return self._from_launcher_exit(exited)
 

@@ -29,6 +29,7 @@ from gateway.api.metrics import routes as metrics_routes
 from gateway.api.middleware import authenticate, errors
 from gateway.api.openapi import SPEC_KEY, build_spec
 from gateway.api.openapi import routes as openapi_routes
+from gateway.api.projects import routes as project_routes
 from gateway.api.sessions import routes as session_routes
 from gateway.api.ui import routes as ui_routes
 from gateway.auth import Authenticator
@@ -37,12 +38,13 @@ from gateway.embedded import EmbeddedPostgres
 from gateway.heartbeat import Heartbeat
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
-from gateway.keys import AUTH, CONTROL, JOBS, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SERVICE, SESSIONS, SETTINGS, STORE
 from gateway.listener import CONTROL as CONTROL_CHANNEL
 from gateway.listener import KILL, QUEUE, RUN_BATCH, Hub, Listener
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
 from gateway.policy import Policy
+from gateway.projects.service import ProjectService
 from gateway.readiness import Readiness
 from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
@@ -51,6 +53,7 @@ from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
+from gateway.store.projects import ProjectStore
 from gateway.supervisor import Supervisor
 from gateway.takeover import Takeover
 
@@ -121,6 +124,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(control_routes)
     app.add_routes(batch_routes)
     app.add_routes(job_routes)
+    app.add_routes(project_routes)
     app.add_routes(audit_routes)
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
@@ -158,7 +162,11 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         engines = build_engines(settings, processes)
         logs = LogStore(store, hub, metrics)
         instance = instance_id(settings)
-        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics)
+        projects = ProjectService(ProjectStore(store), data_dir=settings.data_dir,
+                                  max_artifact_bytes=settings.max_artifact_bytes,
+                                  max_artifact_files=settings.max_artifact_files)
+        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics,
+                                projects=projects)
         limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
         scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches,
                               metrics=metrics)
@@ -179,11 +187,13 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[SESSIONS] = SessionService(store, app[AUTH])
         policy = Policy(settings)
-        app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub)
+        app[PROJECTS] = projects
+        app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub, projects)
         app[SERVICE] = BatchService(store, logs, engines, hub, policy,
                                     submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
-                                    roles=app[JOBS].batch_roles)
-        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir)
+                                    roles=app[JOBS].batch_roles, projects=projects)
+        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir,
+                                    projects)
         app[READINESS] = Readiness(store, heartbeat)
         livy_port: int | None = None
         if settings.livy_port is not None:

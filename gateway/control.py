@@ -23,6 +23,7 @@ from gateway.listener import STATE, Hub
 from gateway.logs import LogStore
 from gateway.models import CONF_BATCH_ID, TERMINAL_STATES
 from gateway.policy import Policy
+from gateway.projects.service import ProjectService
 from gateway.service import BatchService, parse_batch_id
 from gateway.store import BatchRecord, ListFilter, Store
 
@@ -45,7 +46,7 @@ class BulkResult:
 class BatchControl:
     def __init__(
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
-        batches: BatchService, workdir_of: Callable[[uuid.UUID], Path],
+        batches: BatchService, workdir_of: Callable[[uuid.UUID], Path], projects: ProjectService | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -54,6 +55,7 @@ class BatchControl:
         self._policy = policy
         self._batches = batches
         self._workdir_of = workdir_of
+        self._projects = projects
 
     async def _modifiable(self, who: Principal, batch_id: str) -> BatchRecord:
         return await self._batches.modifiable(who, batch_id)
@@ -174,9 +176,9 @@ class BatchControl:
         base = flt or ListFilter()
         if ids:
             base = dataclasses.replace(base, ids=tuple(parse_batch_id(i) for i in ids))
-        # A user's filter only ever reaches the user's own batches; explicit ids are checked one by one.
-        if not who.is_admin and not ids:
-            base = dataclasses.replace(base, user=self._policy.list_user(who, base.user))
+        # A user's filter only ever reaches what the user may see; each batch is then checked on its own.
+        if not ids:
+            base = await self._batches.scoped(who, base)
         # Batches created from here on (a RESTART's new attempts, say) are not part of this action.
         base = dataclasses.replace(base, created_before=int(time.time() * 1000) + 1)
         result = BulkResult()
@@ -208,8 +210,11 @@ class BatchControl:
             for missing in (i for i in ids if str(parse_batch_id(i)) not in found):
                 result.matched += 1
                 result.failed.append({"id": missing, "message": f"batch {missing} not found"})
-        await self._store.audit(who.name, f"bulk_{action.lower()}", None, source_ip=who.source_ip,
-                                detail={"matched": result.matched, "succeeded": result.succeeded})
+        detail = {"matched": result.matched, "succeeded": result.succeeded}
+        await self._store.audit(who.name, f"bulk_{action.lower()}", base.project, source_ip=who.source_ip,
+                                detail=detail)
+        if base.project and self._projects is not None:
+            await self._projects.record(base.project, who.name, f"bulk_{action.lower()}", detail)
         return result
 
     async def _one(self, who: Principal, action: str, batch_id: str) -> None:

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.auth import Authenticator
 from gateway.control import BatchControl
 from gateway.jobs.service import JobService
+from gateway.projects.service import ProjectService
 from gateway.service import BatchService
 from gateway.sessions import SessionService
 from gateway.settings import Settings
@@ -17,5 +18,6 @@ STORE = web.AppKey("store", Store)
 SERVICE = web.AppKey("service", BatchService)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)
+PROJECTS = web.AppKey("projects", ProjectService)
 AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)

@@ -15,6 +15,7 @@ ACTIVE_STATES = frozenset({"PENDING", "RUNNING"})
 
 CONF_BATCH_ID = "kyuubi.batch.id"
 CONF_PRIORITY = "kyuubi.batch.priority"
+CONF_PROJECT = "batchgate.project"
 CONF_PROXY_USERS = ("kyuubi.session.proxy.user", "hive.server2.proxy.user")
 MAX_NAME_LENGTH = 256
 
@@ -56,6 +57,7 @@ class BatchRequest(ApiModel):
     name: str | None = None
     conf: dict[str, str] = Field(default_factory=dict)
     args: list[str] = Field(default_factory=list)
+    project: str | None = Field(default=None, max_length=128)
 
     @field_validator("batch_type")
     @classmethod
@@ -154,6 +156,11 @@ class BatchRequest(ApiModel):
     def priority(self) -> int:
         return int(self.conf.get(CONF_PRIORITY, "0"))
 
+    @property
+    def project_name(self) -> str | None:
+        """The request field `project`, or conf `batchgate.project` for Kyuubi clients."""
+        return self.project or self.conf.get(CONF_PROJECT) or None
+
 
 class Batch(ApiModel):
     """A batch as Kyuubi's REST API shows it."""
@@ -227,6 +234,7 @@ class BulkFilter(ApiModel):
     create_time: int | None = Field(default=None, alias="createTime", ge=0)
     end_time: int | None = Field(default=None, alias="endTime", ge=0)
     key: str | None = None
+    project: str | None = None
 
 
 class BulkRequest(ApiModel):
@@ -235,6 +243,7 @@ class BulkRequest(ApiModel):
     action: str
     ids: list[str] | None = Field(default=None, max_length=100_000)
     filter: BulkFilter | None = None
+    project: str | None = Field(default=None, description="every batch of this project (as Kylin 5 does)")
 
 
 class BulkFailure(ApiModel):

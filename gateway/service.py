@@ -23,6 +23,7 @@ from gateway.logs import LogStore
 from gateway.metrics import Metrics
 from gateway.models import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
 from gateway.policy import Policy
+from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
 from gateway.store import BatchRecord, ListFilter, Store
 from gateway.store.records import AuditRecord, mask_conf
 from gateway.store.store import AuditFilter
@@ -46,6 +47,7 @@ class BatchService:
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
         *, submit_rate_per_minute: int = 0, metrics: Metrics | None = None,
         roles: Callable[[Principal, BatchRecord], Awaitable[frozenset[str]]] | None = None,
+        projects: ProjectService | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -54,6 +56,7 @@ class BatchService:
         self._policy = policy
         self._rate = submit_rate_per_minute
         self._roles = roles
+        self._projects = projects
         self._metrics = metrics or Metrics()
 
     async def _find(self, batch_id: str) -> BatchRecord:
@@ -103,7 +106,19 @@ class BatchService:
         if not resource:
             raise BadRequest("resource: required (or upload a resourceFile)")
         self._policy.check_request(request)
-        if upload is None:
+        project = request.project_name
+        info: dict[str, Any] = {"uploadedFile": upload.name} if upload else {}
+        if project and self._projects is not None:
+            await self._projects.check_put(principal, project, "batch")
+        elif project:
+            raise BadRequest("project: projects are not available on this gateway")
+        is_artifact = upload is None and resource.startswith(ARTIFACT_PREFIX)
+        if is_artifact:
+            if self._projects is None:
+                raise BadRequest("resource: artifact resources need projects")
+            path, version = await self._projects.resolve(project, resource)
+            info["artifact"] = {"path": path, "version": version}
+        elif upload is None:
             self._policy.check_resource(resource)
         user = self._policy.effective_user(principal, request.proxy_user, f"conf.{CONF_PROXY_USERS[0]}")
         await self._check_rate(principal)
@@ -114,14 +129,15 @@ class BatchService:
             class_name=request.class_name, conf=request.conf, args=request.args, workdir=Path("."),
         )
         try:
-            engine.validate(spec)
+            if not is_artifact:  # an artifact's file exists only once it is unpacked at launch
+                engine.validate(spec)
         except InvalidRequest as exc:
             raise BadRequest(str(exc)) from None
         fields: dict[str, Any] = dict(
             batch_id=batch_id, batch_type=request.batch_type, user=user, real_user=principal.name,
             name=request.name, resource=resource, class_name=request.class_name, conf=request.conf,
-            args=request.args, priority=request.priority, project=None,
-            batch_info={"uploadedFile": upload.name} if upload else {},
+            args=request.args, priority=request.priority, project=project,
+            batch_info=info,
             source_ip=principal.source_ip,
         )
         if upload is None:
@@ -199,8 +215,20 @@ class BatchService:
         return await self._store.log_tails([b.id for b in batches], lines)
 
     async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
-        flt = dataclasses.replace(flt, user=self._policy.list_user(principal, flt.user))
-        return await self._store.list_batches(flt)
+        return await self._store.list_batches(await self.scoped(principal, flt))
+
+    async def scoped(self, principal: Principal, flt: ListFilter) -> ListFilter:
+        """A list filter limited to what the caller may see: own batches, and those of their projects."""
+        if principal.is_admin:
+            return flt
+        shared: tuple[str, ...] = ()
+        if self._projects is not None:
+            shared = await self._projects.readable_projects(principal)
+        if flt.project and flt.project not in shared:
+            return dataclasses.replace(flt, user=self._policy.list_user(principal, flt.user))
+        if flt.user and flt.user != principal.name and not flt.project:
+            self._policy.list_user(principal, flt.user)  # another user's batches: only within a project
+        return dataclasses.replace(flt, reader=principal.name, reader_projects=shared)
 
     async def read_log(self, principal: Principal, batch_id: str, start: int, size: int) -> list[str]:
         batch = await self.readable(principal, batch_id)

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     impersonation: dict[str, list[str]] = Field(default_factory=dict)
     # Groups for impersonation rules: {"etl": ["bob", "carol"]}.
     groups: dict[str, list[str]] = Field(default_factory=dict)
+    # Project artifacts (zip bundles): size (compressed and uncompressed) and number of entries.
+    max_artifact_bytes: int = Field(default=512 << 20, ge=1024)
+    max_artifact_files: int = Field(default=10_000, ge=1)
     # Submits per user per minute, across all instances (0: unlimited).
     submit_rate_per_minute: int = Field(default=0, ge=0)
 

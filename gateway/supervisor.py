@@ -31,9 +31,10 @@ from engines.base import (
 )
 from engines.registry import EngineRegistry
 from engines.runner import PIDS
-from gateway.errors import Unavailable
+from gateway.errors import GatewayError, Unavailable
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
+from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
 from gateway.states import terminal_state
 from gateway.store import BatchRecord, Store
 
@@ -59,8 +60,10 @@ class Supervisor:
         launch_concurrency: int = 8,
         recover_concurrency: int = 32,
         metrics: Metrics | None = None,
+        projects: ProjectService | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._projects = projects
         self._store = store
         self._logs = logs
         self._engines = engines
@@ -168,7 +171,11 @@ class Supervisor:
             if intent is None:
                 blog.info("batch.lost_ownership_before_launch")
                 return None
-            resource = await self._retry(partial(self._materialize, batch))
+            try:
+                resource = await self._retry(partial(self._materialize, batch))
+            except GatewayError as exc:  # an artifact that is gone or broken: the batch cannot start
+                await self._finish(batch.id, "FAILED", f"launch failed: {exc.message}")
+                return None
             spec = self.spec(batch, resource)
             await self._retry(partial(
                 self._logs.note, batch.id, f"claimed by {self.instance}; launching {batch.batch_type}"))
@@ -191,7 +198,11 @@ class Supervisor:
         return run
 
     async def _materialize(self, batch: BatchRecord) -> str | None:
-        """Write an uploaded resource into the working dir; returns its path, or None if none."""
+        """Write an uploaded or artifact resource into the working dir; returns its path, or None."""
+        if batch.resource.startswith(ARTIFACT_PREFIX) and batch.project and self._projects is not None:
+            pinned = batch.batch_info.get("artifact", {}).get("version", 0)
+            return await self._projects.materialize(batch.project, batch.resource, int(pinned),
+                                                    self.workdir(batch.id))
         name = batch.batch_info.get("uploadedFile")
         if not name:
             return None

@@ -58,8 +58,11 @@ async def bulk(request: web.Request) -> web.Response:
             raise BadRequest(validation_message(exc)) from None
         raise BadRequest(f"body: invalid JSON ({exc})") from None
     flt = None
-    if body.filter is not None:
-        query = {k: str(v) for k, v in body.filter.model_dump(by_alias=True, exclude_none=True).items()}
+    if body.filter is not None or body.project:
+        query = {k: str(v) for k, v in (body.filter.model_dump(by_alias=True, exclude_none=True)
+                                        if body.filter else {}).items()}
+        if body.project:
+            query["project"] = body.project
         try:
             flt = list_filter(query)
         except BadRequest as exc:

@@ -169,12 +169,12 @@ def livy_routes(prefix: str = PREFIX) -> list[web.RouteDef]:
     return [
         web.post(batches, create_batch),
         web.post(batches + "/", create_batch),
-        web.get(batches, list_batches, allow_head=False),
-        web.get(batches + "/", list_batches, allow_head=False),
-        web.get(one, get_batch, allow_head=False),
+        web.get(batches, list_batches),
+        web.get(batches + "/", list_batches),
+        web.get(one, get_batch),
         web.delete(one, delete_batch),
-        web.get(f"{one}/state", get_state, allow_head=False),
-        web.get(f"{one}/log", get_log, allow_head=False),
+        web.get(f"{one}/state", get_state),
+        web.get(f"{one}/log", get_log),
     ]
 
 

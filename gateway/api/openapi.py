@@ -23,6 +23,7 @@ from gateway.models import (
     Health,
     LocalLog,
 )
+from gateway.projects.models import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
 from gateway.settings import ALL_BATCH_TYPES
 
 routes = web.RouteTableDef()
@@ -143,9 +144,54 @@ def _job_paths() -> dict[str, Any]:
     }
 
 
+PROJECT_MODELS: tuple[type[BaseModel], ...] = (Project, ProjectList, ProjectSpec, ArtifactList, ProjectLog)
+PROJECT = {"name": "name", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}, "description": "project"}
+
+
+def _project_paths() -> dict[str, Any]:
+    page = [_query("from", OFFSET, "offset"),
+            _query("size", {"type": "integer", "minimum": 1, "maximum": 10000}, "page")]
+    body = {"required": True, "content": {"application/json": {"schema": _ref(ProjectSpec)}}}
+    tag = ["projects"]
+    return {
+        "/api/v1/projects": {
+            "post": {"tags": tag, "summary": "Create a project", "requestBody": body,
+                     "responses": {"200": _json(Project), **_errors(*COMMON, 409)}},
+            "get": {"tags": tag, "summary": "Projects the caller belongs to", "parameters": page,
+                    "responses": {"200": _json(ProjectList), **_errors(*COMMON)}},
+        },
+        "/api/v1/projects/{name}": {
+            "get": {"tags": tag, "summary": "A project", "parameters": [PROJECT],
+                    "responses": {"200": _json(Project), **_errors(*COMMON, 404)}},
+            "put": {"tags": tag, "summary": "Update description and members", "parameters": [PROJECT],
+                    "requestBody": body, "responses": {"200": _json(Project), **_errors(*COMMON, 404)}},
+            "delete": {"tags": tag, "summary": "Delete a project (409 while it has live work)",
+                       "parameters": [PROJECT],
+                       "responses": {"200": _json(CloseBatchResponse), **_errors(*COMMON, 404, 409)}},
+        },
+        "/api/v1/projects/{name}/artifacts": {
+            "get": {"tags": tag, "summary": "Artifact versions", "parameters": [PROJECT],
+                    "responses": {"200": _json(ArtifactList), **_errors(*COMMON, 404)}},
+            "post": {"tags": tag, "summary": "Upload a zip as the next artifact version", "parameters": [PROJECT],
+                     "requestBody": {"required": True, "content": {
+                         "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                         "multipart/form-data": {"schema": {"type": "object", "properties": {
+                             "file": {"type": "string", "format": "binary"}}}}}},
+                     "responses": {"200": {"description": "the stored artifact",
+                                           "content": {"application/json": {"schema": {"type": "object"}}}},
+                                   **_errors(*COMMON, 404, 413)}},
+        },
+        "/api/v1/projects/{name}/log": {
+            "get": {"tags": tag, "summary": "The project log, newest first", "parameters": [PROJECT, *page],
+                    "responses": {"200": _json(ProjectLog), **_errors(*COMMON, 404)}},
+        },
+    }
+
+
 def build_spec() -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for model in (*MODELS, *JOB_MODELS):
+    for model in (*MODELS, *JOB_MODELS, *PROJECT_MODELS):
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -256,6 +302,7 @@ def build_spec() -> dict[str, Any]:
     paths.update(_operations_paths(schemas))
     paths.update(_livy_paths(schemas))
     paths.update(_job_paths())
+    paths.update(_project_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,

@@ -82,6 +82,7 @@ def list_filter(query: Mapping[str, str]) -> ListFilter:
         except ValueError:
             raise BadRequest(f"attemptsOf: {attempts_of!r} is not a batch id") from None
     return ListFilter(
+        project=text_param(query, "project"),
         sort=sort,
         key=text_param(query, "key"),
         attempts_of=attempts_of,

@@ -20,6 +20,7 @@ from gateway.jobs.runs import RunCoordinator
 from gateway.listener import Hub
 from gateway.logs import LogStore
 from gateway.policy import Policy
+from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
 from gateway.store import BatchRecord
 from gateway.store.jobs import JobRecord, JobStore, NodeRecord, RunRecord
 
@@ -31,43 +32,52 @@ RUN_CHANNEL = "batchgate_run"
 
 class JobService:
     def __init__(self, jobs: JobStore, runs: RunCoordinator, logs: LogStore, engines: EngineRegistry,
-                 policy: Policy, hub: Hub) -> None:
+                 policy: Policy, hub: Hub, projects: ProjectService | None = None) -> None:
         self._jobs = jobs
         self._runs = runs
         self._logs = logs
         self._engines = engines
         self._policy = policy
         self._hub = hub
+        self._projects = projects
 
     # --- permissions ---------------------------------------------------------------------
 
-    def roles(self, who: Principal, job: JobRecord) -> frozenset[str]:
+    async def roles(self, who: Principal, job: JobRecord) -> frozenset[str]:
+        """The owner's rights, the job's own grants, and the roles of the job's project, together."""
         if who.is_admin or who.name == job.owner:
             return ALL
-        return frozenset(job.permissions.get(who.name, ()))
+        granted = frozenset(job.permissions.get(who.name, ()))
+        if job.project and self._projects is not None:
+            granted |= await self._projects.roles(who, job.project)
+        return granted
 
-    def _require(self, who: Principal, job: JobRecord, permission: str) -> None:
-        if permission not in self.roles(who, job):
+    async def _require(self, who: Principal, job: JobRecord, permission: str) -> None:
+        if permission not in await self.roles(who, job):
             raise Forbidden(f"job {job.name}: user {who.name} lacks {permission}")
 
     async def job(self, who: Principal, name: str, permission: str = "READ") -> JobRecord:
         job = await self._jobs.get_job(name)
         if job is None:
             raise NotFound(f"job {name} not found")
-        self._require(who, job, permission)
+        await self._require(who, job, permission)
         return job
 
     async def batch_roles(self, who: Principal, batch: BatchRecord) -> frozenset[str]:
         """Roles a user holds on a node batch through its run's job (node batches inherit them)."""
+        roles: frozenset[str] = frozenset()
+        if batch.project and self._projects is not None:
+            roles |= await self._projects.roles(who, batch.project)
         job_name = batch.batch_info.get("job")
-        if not job_name or "runId" not in batch.batch_info:
-            return frozenset()
-        job = await self._jobs.get_job(str(job_name))
-        return self.roles(who, job) if job is not None else frozenset()
+        if job_name and "runId" in batch.batch_info:
+            job = await self._jobs.get_job(str(job_name))
+            if job is not None:
+                roles |= await self.roles(who, job)
+        return roles
 
     # --- jobs ----------------------------------------------------------------------------
 
-    def _validate(self, spec: JobSpec) -> dict[str, Any]:
+    async def _validate(self, spec: JobSpec) -> dict[str, Any]:
         check_graph(spec.nodes)
         check_variables(spec.nodes, spec.variables)
         for node in spec.nodes:
@@ -75,6 +85,14 @@ class JobService:
             engine = self._engines.get(request.batch_type)
             if engine is None:
                 raise BadRequest(f"nodes[{node.id}].request.batchType: {request.batch_type} is not enabled")
+            if request.resource and request.resource.startswith(ARTIFACT_PREFIX):
+                if self._projects is None:
+                    raise BadRequest(f"nodes[{node.id}].request.resource: artifact resources need projects")
+                try:
+                    await self._projects.resolve(spec.project, request.resource)
+                except BadRequest as exc:
+                    raise BadRequest(f"nodes[{node.id}].request.{exc.message}") from None
+                continue
             try:
                 self._policy.check_request(request)
                 if request.resource and "${" not in str(node.request.get("resource", "")):
@@ -93,7 +111,8 @@ class JobService:
     async def create(self, who: Principal, spec: JobSpec) -> JobRecord:
         if not spec.name:
             raise BadRequest("name: required")
-        definition = self._validate(spec)
+        await self._check_project(who, spec.project)
+        definition = await self._validate(spec)
         job = await self._jobs.create_job(
             name=spec.name, owner=who.name, description=spec.description, definition=definition,
             permissions={u: [p.value for p in ps] for u, ps in spec.permissions.items()}, project=spec.project,
@@ -107,7 +126,9 @@ class JobService:
         job = await self.job(who, name, "WRITE")
         if spec.name and spec.name != name:
             raise BadRequest(f"name: a job cannot be renamed ({spec.name!r} != {name!r})")
-        definition = self._validate(spec)
+        definition = await self._validate(spec)
+        if spec.project != job.project:
+            await self._check_project(who, spec.project)
         permissions = {u: [p.value for p in ps] for u, ps in spec.permissions.items()}
         if permissions != job.permissions and who.name != job.owner and not who.is_admin:
             raise Forbidden(f"permissions: only the owner of job {name} may change its permissions")
@@ -116,6 +137,12 @@ class JobService:
         if updated is None:
             raise NotFound(f"job {name} not found")
         return updated
+
+    async def _check_project(self, who: Principal, project: str | None) -> None:
+        if project:
+            if self._projects is None:
+                raise BadRequest("project: projects are not available on this gateway")
+            await self._projects.check_put(who, project, "job")
 
     async def delete(self, who: Principal, name: str) -> None:
         await self.job(who, name, "WRITE")
@@ -127,13 +154,19 @@ class JobService:
 
     async def list_jobs(self, who: Principal, owner: str | None, project: str | None, offset: int,
                    size: int) -> tuple[int, list[JobRecord]]:
+        shared = await self._shared(who)
         return await self._jobs.list_jobs(reader=None if who.is_admin else who.name, owner=owner, project=project,
-                                          offset=offset, size=size)
+                                          offset=offset, size=size, reader_projects=shared)
+
+    async def _shared(self, who: Principal) -> tuple[str, ...]:
+        if who.is_admin or self._projects is None:
+            return ()
+        return await self._projects.readable_projects(who)
 
     async def history(self, who: Principal, name: str, offset: int, size: int) -> tuple[int, list[dict[str, Any]]]:
         job = await self._jobs.get_job(name)
         if job is not None:
-            self._require(who, job, "READ")
+            await self._require(who, job, "READ")
         elif not who.is_admin:
             raise NotFound(f"job {name} not found")
         return await self._jobs.read_job_log(name, offset, size)
@@ -175,7 +208,9 @@ class JobService:
         if who.is_admin or (who.name in (run.submit_user, run.real_user) and permission == "READ"):
             return run
         job = await self._jobs.get_job(run.job)
-        roles = self.roles(who, job) if job is not None else frozenset()
+        roles = await self.roles(who, job) if job is not None else frozenset()
+        if run.project and self._projects is not None:
+            roles |= await self._projects.roles(who, run.project)
         if who.name in (run.submit_user, run.real_user):
             roles = roles | {"READ", "EXECUTE"}
         if permission not in roles:
@@ -192,7 +227,7 @@ class JobService:
             await self.job(who, job, "READ")
             reader = None  # READ on the job shows all of its runs
         return await self._jobs.list_runs(reader=reader, job=job, states=states, project=project, offset=offset,
-                                          size=size)
+                                          size=size, reader_projects=await self._shared(who))
 
     async def control(self, who: Principal, run_id: str, action: str, variables: dict[str, str]) -> RunRecord:
         run = await self.run(who, run_id, "EXECUTE")

@@ -167,6 +167,9 @@ class JobStore:
                     return None
                 await conn.execute(self._store.q["insert_job_version"], name, 1, definition, owner)
                 await conn.execute(self._store.q["insert_job_log"], name, owner, "created", {"version": 1})
+                if project:
+                    await conn.execute(self._store.q["insert_project_log"], project, owner, "job_created",
+                                       {"job": name, "version": 1})
                 return JobRecord.model_validate(dict(row))
 
         return await self._store._run(op)
@@ -182,6 +185,9 @@ class JobStore:
                 job = JobRecord.model_validate(dict(row))
                 await conn.execute(self._store.q["insert_job_version"], name, job.version, definition, actor)
                 await conn.execute(self._store.q["insert_job_log"], name, actor, "updated", {"version": job.version})
+                if project:
+                    await conn.execute(self._store.q["insert_project_log"], project, actor, "job_changed",
+                                       {"job": name, "version": job.version})
                 return job
 
         return await self._store._run(op)
@@ -213,12 +219,14 @@ class JobStore:
                         "detail": r["detail"]} for r in rows]
 
     async def list_jobs(self, *, reader: str | None, owner: str | None, project: str | None, offset: int,
-                        size: int) -> tuple[int, list[JobRecord]]:
+                        size: int, reader_projects: tuple[str, ...] = ()) -> tuple[int, list[JobRecord]]:
         where: list[str] = []
         params: list[Any] = []
-        if reader is not None:  # not an admin: own jobs, and jobs that grant the reader something
+        if reader is not None:  # not an admin: own jobs, jobs that grant the reader something, project jobs
             params.append(reader)
-            where.append(f"(owner = ${len(params)} or permissions ? ${len(params)})")
+            params.append(list(reader_projects))
+            n = len(params)
+            where.append(f"(owner = ${n - 1} or permissions ? ${n - 1} or project = any(${n}::text[]))")
         if owner:
             params.append(owner)
             where.append(f"owner = ${len(params)}")
@@ -266,13 +274,14 @@ class JobStore:
         return [NodeRecord.model_validate(dict(r)) for r in await self._fetch("run_nodes", run_id, since)]
 
     async def list_runs(self, *, reader: str | None, job: str | None, states: list[str], project: str | None,
-                        offset: int, size: int) -> tuple[int, list[RunRecord]]:
+                        offset: int, size: int, reader_projects: tuple[str, ...] = ()) -> tuple[int, list[RunRecord]]:
         where: list[str] = []
         params: list[Any] = []
         if reader is not None:
             params.append(reader)
-            n = len(params)
-            where.append(f"(submit_user = ${n} or real_user = ${n} or job in "
+            params.append(list(reader_projects))
+            n = len(params) - 1
+            where.append(f"(submit_user = ${n} or real_user = ${n} or project = any(${n + 1}::text[]) or job in "
                          f"(select name from jobs where owner = ${n} or permissions ? ${n}))")
         if job:
             params.append(job)

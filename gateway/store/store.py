@@ -56,6 +56,10 @@ class ListFilter:
     batch_types: tuple[str, ...] = ()  # any of these types (the Livy API lists SPARK and PYSPARK)
     attempts_of: str | None = None
     created_before: int = 0
+    project: str | None = None
+    # A non-admin's view: their own batches (as effective or real user) and their projects' batches.
+    reader: str | None = None
+    reader_projects: tuple[str, ...] = ()
     # Keyset position (create_time, id): rows strictly after it, for walking a changing match set.
     after: tuple[int, uuid.UUID] | None = None
 
@@ -340,6 +344,13 @@ class Store:
             add("create_time >= {p}", flt.create_time)
         if flt.end_time > 0:
             add("end_time > 0 and end_time <= {p}", flt.end_time)
+        if flt.project:
+            add("project = {p}", flt.project)
+        if flt.reader is not None:
+            params.append(flt.reader)
+            params.append(list(flt.reader_projects))
+            n = len(params)
+            where.append(f"(batch_user = ${n - 1} or real_user = ${n - 1} or project = any(${n}::text[]))")
         if flt.created_before > 0:
             add("create_time < {p}", flt.created_before)
         if flt.ids:

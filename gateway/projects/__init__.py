@@ -1,0 +1,1 @@
+"""Projects: grouping, roles, artifacts and the project log (DESIGN.md §11)."""
