@@ -1,0 +1,1 @@
+"""Benchmark harness for batchgate: `python -m benchmarks.run [--smoke] [--only NAME ...] [--skip-ray]`."""

@@ -1,0 +1,87 @@
+"""localLog at from = 10,000,000 against from = 0, on a log of ten million lines.
+
+The log is written with SQL in the gateway's own layout (batch_log_chunks of 2,000 lines, as
+LogStore.append writes them, and batches.log_lines) before the gateway starts. It has 10,010,000
+lines, so that `from=10000000` is a full window like `from=0`, not an empty read past the end.
+Requests alternate between the two offsets, one at a time, so that both see the same noise.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import asyncpg
+
+from benchmarks import harness
+from benchmarks.report import Figure
+
+CHUNK = 2000
+DEEP = 10_000_000
+TARGET_MS = 10.0
+TARGET_RATIO = 2.0
+
+FILL = """
+insert into batch_log_chunks (batch_id, first_line, lines)
+select $1, c * $2::bigint,
+       array(select format('2026-11-25 12:%s INFO  [main] org.example.etl.Job - processed record %s of part-%s',
+                           lpad(((c * $2 + i) % 6000)::text, 5, '0'), c * $2 + i, c % 97)
+             from generate_series(0, $2 - 1) i)
+from generate_series(0, $3 - 1) c
+"""
+
+
+async def fill(url: str, lines: int) -> tuple[str, float]:
+    await harness.apply_schema(url)
+    batch_id = uuid.uuid4()
+    chunks = (lines + CHUNK - 1) // CHUNK
+    conn = await asyncpg.connect(url)
+    started = time.monotonic()
+    try:
+        await conn.execute("set session_replication_role = replica")
+        await conn.execute(
+            """insert into batches (id, batch_type, batch_user, real_user, name, resource, state, app_state,
+                                    instance, end_time, log_lines)
+               values ($1, 'LOCAL', 'bench', 'bench', 'bench-log', '/opt/jobs/chatty.py', 'FINISHED', 'FINISHED',
+                       'bench-old:1', bg_now_ms(), $2)""", batch_id, chunks * CHUNK)
+        await conn.execute(FILL, batch_id, CHUNK, chunks)
+        await conn.execute("vacuum (analyze) batch_log_chunks")
+    finally:
+        await conn.close()
+    return str(batch_id), time.monotonic() - started
+
+
+async def run(ctx: harness.Context) -> list[Figure]:
+    lines = ctx.sizes.log_lines
+    deep = DEEP if lines > DEEP else lines - 100
+    url = await ctx.pg.create_database("log")
+    batch_id, fill_seconds = await fill(url, lines)
+    path = f"/api/v1/batches/{batch_id}/localLog"
+    requests = [harness.Request("GET", f"{path}?from=0&size=100", tag="0"),
+                harness.Request("GET", f"{path}?from={deep}&size=100", tag="deep")]
+    n = ctx.sizes.log_reads * 2
+    async with harness.running_gateway(ctx, "log", database_url=url) as gw:
+        async with harness.http_session() as session, session.get(f"{gw.url}{path}?from={deep}&size=3") as resp:
+            body = await resp.json()
+            if body.get("rowCount") != 3 or f"record {deep} " not in body["logRowSet"][0]:
+                raise RuntimeError(f"unexpected window at from={deep}: {body}")
+        await harness.run_load(gw.port, requests, concurrency=1, count=20)  # warm
+        meter = ctx.cpu_meter(gw)
+        result = await harness.measured_load(meter, gw.port, requests, concurrency=1, count=n)
+    if result.errors:
+        raise RuntimeError(f"{result.errors} reads failed, e.g. {result.sample_error}")
+    at0 = harness.percentile(result.latencies_ms["0"], 50)
+    atdeep = harness.percentile(result.latencies_ms["deep"], 50)
+    ratio = atdeep / at0
+    p99_0, p99_deep = result.pct(99, "0"), result.pct(99, "deep")
+    detail = (f"log of {lines:,} lines in {lines // CHUNK:,} chunks (filled in {fill_seconds:.0f} s); size=100; "
+              f"{n} reads alternating; from=0 p50 {at0:.2f} ms p99 {p99_0:.2f} ms; from={deep:,} p50 {atdeep:.2f} ms "
+              f"p99 {p99_deep:.2f} ms; {harness.machine_share(meter)}")
+    ctx.shared["log_p50_0"] = at0
+    return [
+        harness.figure("log", f"localLog from={deep:,} / from=0 (p50)", ratio, "x", target="< 2",
+                       ok=ratio < TARGET_RATIO, detail=detail),
+        harness.figure("log", "localLog from=0, p99", p99_0, "ms", target="< 10 ms", ok=p99_0 < TARGET_MS),
+        harness.figure("log", f"localLog from={deep:,}, p99", p99_deep, "ms", target="< 10 ms",
+                       ok=p99_deep < TARGET_MS),
+    ]
