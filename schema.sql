@@ -269,6 +269,168 @@ drop trigger if exists run_events_notify on run_events;
 create trigger run_events_notify after insert on run_events
     for each row execute function bg_run_events_notify();
 
+-- Schedules (docs/schedules.md): a job fires by itself, by a cron expression or a period, in a zone.
+-- next_fire is the next tick nobody has claimed yet: every instance sleeps until min(next_fire).
+create table if not exists schedules (
+    id uuid primary key,
+    job text not null references jobs (name) on delete cascade,
+    owner text not null,                              -- runs are triggered as this user
+    description text,
+    cron text,
+    every text,
+    timezone text not null default 'UTC',
+    variables jsonb not null default '{}',
+    concurrency text not null default 'SKIP',
+    catchup text not null default 'LAST',
+    catchup_bound integer not null default 10,
+    start_at bigint,
+    end_at bigint,
+    anchor bigint not null,                           -- where a period counts from
+    enabled boolean not null default true,
+    next_fire bigint,                                 -- null: nothing left to fire (or disabled)
+    last_fire bigint,
+    created_at bigint not null default bg_now_ms(),
+    updated_at bigint not null default bg_now_ms(),
+    constraint schedules_timing_check check ((cron is null) <> (every is null)),
+    constraint schedules_concurrency_check check (concurrency in ('SKIP', 'QUEUE', 'ALLOW')),
+    constraint schedules_catchup_check check (catchup in ('NONE', 'LAST', 'ALL'))
+);
+create index if not exists schedules_next_fire_idx on schedules (next_fire) where enabled and next_fire is not null;
+create index if not exists schedules_job_idx on schedules (job);
+
+-- One row per schedule and fire time: inserting it is the claim, so a tick fires once across instances.
+-- outcome: PENDING (claimed, being fired), QUEUED (waits for the job's active run), FIRED, SKIPPED, FAILED.
+create table if not exists schedule_ticks (
+    schedule_id uuid not null references schedules (id) on delete cascade,
+    fire_time bigint not null,
+    instance text not null,
+    outcome text not null,
+    reason text,
+    run_id uuid,
+    claimed_at bigint not null default bg_now_ms(),
+    updated_at bigint not null default bg_now_ms(),
+    primary key (schedule_id, fire_time)
+);
+create index if not exists schedule_ticks_open_idx on schedule_ticks (outcome, fire_time)
+    where outcome in ('PENDING', 'QUEUED');
+-- A run per tick at most, whatever happens to the instance that fired it.
+create unique index if not exists runs_schedule_tick_idx on runs (schedule_id, fire_time)
+    where schedule_id is not null;
+
+-- SLAs: a rule with a duration on a job (each run), a node of it, a schedule (each tick, from its fire
+-- time) or one batch (from its conf). Deadlines are rows, so every instance's timer sees them.
+create table if not exists slas (
+    id uuid primary key,
+    owner text not null,
+    job text references jobs (name) on delete cascade,
+    schedule_id uuid references schedules (id) on delete cascade,
+    batch_id uuid,                                    -- no foreign key: retention purges batches
+    node text,
+    rule text not null,
+    duration_ms bigint not null,
+    actions text[] not null,
+    webhook text,
+    emails text[] not null default '{}',
+    description text,
+    created_at bigint not null default bg_now_ms(),
+    constraint slas_target_check check (num_nonnulls(job, batch_id) = 1),
+    constraint slas_rule_check check (rule in ('START_WITHIN', 'FINISH_WITHIN', 'SUCCEED_WITHIN'))
+);
+create index if not exists slas_job_idx on slas (job) where job is not null;
+create index if not exists slas_schedule_idx on slas (schedule_id) where schedule_id is not null;
+create index if not exists slas_batch_idx on slas (batch_id) where batch_id is not null;
+
+-- target: a run id (RUN), a batch id (BATCH) or "<schedule id>@<fire time>" (TICK).
+create table if not exists sla_deadlines (
+    sla_id uuid not null references slas (id) on delete cascade,
+    target text not null,
+    kind text not null,
+    start_at bigint not null,
+    due_at bigint not null,
+    fired boolean not null default false,
+    outcome text,                                     -- MET, BREACHED or GONE once fired
+    primary key (sla_id, target)
+);
+create index if not exists sla_deadlines_due_idx on sla_deadlines (due_at) where not fired;
+
+-- A breach is recorded once per SLA and target; its actions run after, and record what they did.
+create table if not exists sla_breaches (
+    id bigint generated always as identity primary key,
+    sla_id uuid not null references slas (id) on delete cascade,
+    target text not null,
+    kind text not null,
+    job text,
+    run_id uuid,
+    batch_id uuid,
+    node text,
+    rule text not null,
+    start_at bigint not null,
+    due_at bigint not null,
+    breached_at bigint not null default bg_now_ms(),
+    instance text not null,
+    actions_done boolean not null default false,
+    results jsonb not null default '{}',
+    constraint sla_breaches_once unique (sla_id, target)
+);
+create index if not exists sla_breaches_open_idx on sla_breaches (breached_at) where not actions_done;
+
+-- Every run of a job with SLAs gets its deadlines in the transaction that creates it.
+create or replace function bg_runs_sla_deadlines() returns trigger language plpgsql as
+$$
+begin
+    insert into sla_deadlines (sla_id, target, kind, start_at, due_at)
+    select s.id, new.id::text, 'RUN', new.create_time, new.create_time + s.duration_ms
+    from slas s where s.job = new.job and s.schedule_id is null
+    on conflict do nothing;
+    return new;
+end
+$$;
+
+drop trigger if exists runs_sla_deadlines on runs;
+create trigger runs_sla_deadlines after insert on runs
+    for each row execute function bg_runs_sla_deadlines();
+
+-- batchgate_schedule: "<schedule id>" when a schedule changed, "run-ended <job>" when a run of a job
+-- with schedules ended (a queued tick may fire now). batchgate_deadline: "<due_at>" for a new deadline.
+create or replace function bg_schedules_notify() returns trigger language plpgsql as
+$$
+begin
+    perform pg_notify('batchgate_schedule', coalesce(new.id, old.id)::text);
+    return null;
+end
+$$;
+
+drop trigger if exists schedules_notify on schedules;
+create trigger schedules_notify after insert or update or delete on schedules
+    for each row execute function bg_schedules_notify();
+
+create or replace function bg_runs_ended_notify() returns trigger language plpgsql as
+$$
+begin
+    if new.state in ('SUCCEEDED', 'FAILED', 'KILLED') and old.state not in ('SUCCEEDED', 'FAILED', 'KILLED')
+       and exists (select 1 from schedules where job = new.job) then
+        perform pg_notify('batchgate_schedule', 'run-ended ' || new.job);
+    end if;
+    return null;
+end
+$$;
+
+drop trigger if exists runs_ended_notify on runs;
+create trigger runs_ended_notify after update of state on runs
+    for each row execute function bg_runs_ended_notify();
+
+create or replace function bg_deadlines_notify() returns trigger language plpgsql as
+$$
+begin
+    perform pg_notify('batchgate_deadline', new.due_at::text);
+    return null;
+end
+$$;
+
+drop trigger if exists sla_deadlines_notify on sla_deadlines;
+create trigger sla_deadlines_notify after insert on sla_deadlines
+    for each row execute function bg_deadlines_notify();
+
 -- Every writer wakes every instance through these notifications; nobody polls for them.
 --   batchgate_queue: a batch became claimable, or capacity was freed
 --   batchgate_state: "<id> <state>" after a state change
@@ -277,14 +439,14 @@ create trigger run_events_notify after insert on run_events
 --   batchgate_control: "<instance> <id> <PAUSE|RESUME>" when a running batch is paused or resumed
 --   batchgate_run_batch: "<run id> <batch id>" when a node batch of a run changes state
 --   batchgate_run:   "<run id> <event id>" after a run or node change was recorded
+--   batchgate_schedule: "<schedule id>" after a schedule changed; "run-ended <job>" (schedules above)
+--   batchgate_deadline: "<due_at>" after an SLA deadline was registered
 create or replace function bg_batches_notify() returns trigger language plpgsql as
 $$
 begin
     if tg_op = 'INSERT' then
-        if new.state = 'INITIALIZED' then
-            perform pg_notify('batchgate_queue', '');
-        end if;
-        perform pg_notify('batchgate_state', new.id::text || ' ' || new.state);
+        -- No NOTIFY here: a notifying commit takes a database-wide lock, which would serialize every
+        -- submit. Submitters ring the queue bell instead (gateway/listener.py QueueBell), coalesced.
         return new;
     end if;
     if new.state is distinct from old.state or new.app_state is distinct from old.app_state

@@ -29,6 +29,11 @@ APPLICATION_TARGETS = frozenset({YARN_APPLICATION, KUBERNETES_APPLICATION})
 CONF_TARGET = "execution.target"
 CONF_JOBMANAGER = "batchgate.flink.jobmanager"
 CONF_FIXED_JOB_ID = "$internal.pipeline.job-id"
+# Where a pause's savepoint goes (a gateway key): a directory URI the JobManager can write to.
+CONF_SAVEPOINT_DIR = "batchgate.flink.savepoint-dir"
+# How often the local mini cluster's REST API refreshes the metrics of running tasks (Flink: 10 s), so
+# that a short job's vertex records are seen before the mini cluster goes away with its launcher.
+LOCAL_METRICS_INTERVAL_MS = "2000"
 # Conf keys that speak to the gateway, not to Flink: they are not passed on as -D.
 _GATEWAY_KEY = re.compile(r"^(batchgate\.|kyuubi\.|hive\.server2\.proxy\.user$)")
 _SECRET_KEY = re.compile(r"password|secret|token|key|credential", re.IGNORECASE)
@@ -172,7 +177,8 @@ def flink_conf(spec: LaunchSpec, target: Target, python: str, local_rest_port: i
     if target.name == LOCAL:
         # The mini cluster lives in the launcher: keep its files in the batch's folder, and give its
         # REST API a known port so that appUrl points at it while the job runs.
-        conf.update({"io.tmp.dirs": tmp, "web.upload.dir": tmp})
+        conf.update({"io.tmp.dirs": tmp, "web.upload.dir": tmp,
+                     "metrics.fetcher.update-interval": LOCAL_METRICS_INTERVAL_MS})
         if local_rest_port is not None:
             conf.update({"rest.address": "127.0.0.1", "rest.bind-address": "127.0.0.1",
                          "rest.bind-port": str(local_rest_port), "rest.port": str(local_rest_port)})
@@ -225,6 +231,27 @@ def build_argv(home: Path, spec: LaunchSpec, target: Target, conf: Mapping[str, 
     else:
         argv += ["-py", resource]
     return [*argv, *spec.args]
+
+
+def resume_argv(argv: list[str], savepoint: str) -> list[str]:
+    """The same `flink run` command, restoring from a savepoint: `flink run -s <savepoint> …`.
+
+    An earlier `-s` (from an earlier resume) is replaced."""
+    if len(argv) < 2 or argv[1] != "run":
+        raise ValueError(f"not a flink run command: {argv[:2]}")
+    rest = list(argv[2:])
+    if rest[:1] == ["-s"]:
+        rest = rest[2:]
+    return [argv[0], "run", "-s", savepoint, *rest]
+
+
+def savepoint_dir(conf: Mapping[str, str], workdir: Path) -> str:
+    """A pause's savepoint directory: conf `batchgate.flink.savepoint-dir`, else the batch's own folder
+    (right when the session cluster shares the gateway's disk, as on one machine)."""
+    configured = conf.get(CONF_SAVEPOINT_DIR, "").strip()
+    if configured:
+        return configured
+    return (workdir / "savepoints").resolve().as_uri()
 
 
 def display_argv(argv: list[str]) -> str:

@@ -1,13 +1,15 @@
 """A small client for the Flink REST API, and how Flink's job states map to batchgate's.
 
-Documented endpoints only: GET /jobs/{id}, GET /jobs/{id}/exceptions, PATCH /jobs/{id}?mode=cancel and
-DELETE /cluster.
+Documented endpoints only: GET /jobs/{id}, GET /jobs/{id}/exceptions, PATCH /jobs/{id}?mode=cancel,
+POST /jobs/{id}/stop (stop with a savepoint), GET /jobs/{id}/savepoints/{request id} and DELETE /cluster.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -100,9 +102,10 @@ class FlinkRest:
             await self._session.close()
             self._session = None
 
-    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None) -> Any:
+    async def _call(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                    body: dict[str, Any] | None = None) -> Any:
         try:
-            async with self._open().request(method, self.base_url + path, params=params) as resp:
+            async with self._open().request(method, self.base_url + path, params=params, json=body) as resp:
                 text = await resp.text()
                 if resp.status == 404:
                     raise JobNotFound(f"{method} {path}: 404 {_first_error(text)}")
@@ -134,6 +137,89 @@ class FlinkRest:
 
     async def shutdown_cluster(self) -> None:
         await self._call("DELETE", "/cluster")
+
+    async def stop_with_savepoint(self, job_id: str, target_directory: str, *, drain: bool = False) -> str:
+        """Ask for a savepoint and a graceful stop; returns the request id to poll."""
+        data = await self._call("POST", f"/jobs/{job_id}/stop",
+                                body={"targetDirectory": target_directory, "drain": drain})
+        request_id = data.get("request-id") if isinstance(data, dict) else None
+        if not request_id:
+            raise FlinkRestError(f"POST /jobs/{job_id}/stop: no request-id in the answer")
+        return str(request_id)
+
+    async def savepoint_status(self, job_id: str, request_id: str) -> SavepointStatus:
+        data = await self._call("GET", f"/jobs/{job_id}/savepoints/{request_id}")
+        if not isinstance(data, dict):
+            raise FlinkRestError(f"GET /jobs/{job_id}/savepoints/{request_id}: unexpected answer")
+        status = str((data.get("status") or {}).get("id") or "")
+        operation = data.get("operation") or {}
+        location = operation.get("location")
+        cause = operation.get("failure-cause")
+        return SavepointStatus(
+            completed=status == "COMPLETED", location=str(location) if location else None,
+            failure=savepoint_failure(cause) if cause else None)
+
+
+@dataclass(frozen=True)
+class SavepointStatus:
+    """A savepoint request: still in progress, or completed with a location or a failure."""
+
+    completed: bool
+    location: str | None = None
+    failure: str | None = None
+
+
+def savepoint_failure(cause: Any) -> str:
+    """One line from a savepoint's `failure-cause` ({"class", "stack-trace", …})."""
+    if not isinstance(cause, dict):
+        return str(cause)[:MAX_DIAGNOSTIC]
+    trace = str(cause.get("stack-trace") or "")
+    scanner = CauseScanner()
+    scanner.feed(trace.splitlines())
+    first = trace.strip().splitlines()[0] if trace.strip() else str(cause.get("class") or "unknown failure")
+    return (scanner.caused_by or first)[:MAX_DIAGNOSTIC]
+
+
+def _count(value: Any) -> int:
+    """A Flink metric as an int: missing, negative or NaN count as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if isinstance(value, float) and math.isnan(value):
+        return 0
+    return max(0, int(value))
+
+
+def _millis(value: Any) -> int | None:
+    """A Flink timestamp (ms); -1 or 0 means not yet."""
+    return int(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def vertex_steps(job_id: str, job: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The vertices of a job (GET /jobs/{id}) as detail steps, with records and bytes in and out."""
+    steps: list[dict[str, Any]] = []
+    for vertex in job.get("vertices") or []:
+        if not isinstance(vertex, dict):
+            continue
+        metrics = vertex.get("metrics") or {}
+        start, end = _millis(vertex.get("start-time")), _millis(vertex.get("end-time"))
+        steps.append({
+            "name": str(vertex.get("name") or vertex.get("id") or "vertex"), "kind": "engine",
+            "start": start, "end": end, "duration": _count(vertex.get("duration")) if start else 0,
+            "state": vertex.get("status"), "parallelism": _count(vertex.get("parallelism")),
+            "recordsIn": _count(metrics.get("read-records")), "recordsOut": _count(metrics.get("write-records")),
+            "bytesIn": _count(metrics.get("read-bytes")), "bytesOut": _count(metrics.get("write-bytes")),
+            "jobId": job_id, "vertexId": vertex.get("id"),
+        })
+    return steps
+
+
+def detail_counters(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over vertex steps, and how many vertices and jobs they come from."""
+    counters: dict[str, Any] = {key: sum(int(s.get(key) or 0) for s in steps)
+                                for key in ("recordsIn", "recordsOut", "bytesIn", "bytesOut")}
+    counters["vertices"] = len(steps)
+    counters["jobs"] = len({s.get("jobId") for s in steps})
+    return counters
 
 
 def _first_error(text: str) -> str:

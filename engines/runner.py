@@ -83,9 +83,14 @@ def main(argv: list[str]) -> int:
     os.setsid()
     if os.fork() != 0:
         os._exit(0)
+    # Keep only stdin, stdout (the pipe to the gateway) and stderr: an event loop may have left other
+    # copies of the pipe open in us, and the gateway waits for the pipe's end-of-file.
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 2)
+    if devnull > 2:
+        os.close(devnull)
     try:
         code = _supervise(workdir, argv[2:])
     except BaseException as exc:

@@ -40,7 +40,7 @@ from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
 from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SERVICE, SESSIONS, SETTINGS, STORE
 from gateway.listener import CONTROL as CONTROL_CHANNEL
-from gateway.listener import KILL, QUEUE, RUN_BATCH, Hub, Listener
+from gateway.listener import KILL, QUEUE, RUN_BATCH, Hub, Listener, QueueBell
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
 from gateway.policy import Policy
@@ -154,6 +154,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     takeover: Takeover | None = None
     retention: Retention | None = None
     coordinator: RunCoordinator | None = None
+    bell: QueueBell | None = None
     try:
         version = await store.apply_schema()
         hub = Hub()
@@ -180,7 +181,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         hub.on(KILL, _kill_handler(supervisor, store))
         hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
         job_store = JobStore(store)
-        coordinator = RunCoordinator(job_store)
+        bell = QueueBell(store.ring_queue, scheduler.wake)
+        coordinator = RunCoordinator(job_store, on_queued=bell.ring)
         hub.on(RUN_BATCH, coordinator.on_batch_change)
         await listener.start()
         await heartbeat.start()
@@ -191,7 +193,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub, projects)
         app[SERVICE] = BatchService(store, logs, engines, hub, policy,
                                     submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
-                                    roles=app[JOBS].batch_roles, projects=projects)
+                                    roles=app[JOBS].batch_roles, projects=projects, on_queued=bell.ring)
         app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir,
                                     projects)
         app[READINESS] = Readiness(store, heartbeat)
@@ -205,6 +207,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         takeover.start()
         retention.start()
         coordinator.start()
+        bell.start()
         log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
                  engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
@@ -212,6 +215,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         if livy_runner is not None:
             await livy_runner.cleanup()
         # Stop claiming, then let go of the applications without killing them.
+        if bell is not None:
+            await bell.close()
         for loop in (coordinator, retention, takeover, scheduler):
             if loop is not None:
                 await loop.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,17 @@ def serve(**options: Any) -> None:
     from gateway.app import create_app
 
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10.0)
+                shutdown_timeout=10.0, loop=_event_loop())
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (it measurably speeds up request handling), asyncio otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 # The client commands (submit, list, get, log, kill, ...): gateway/commands/, on gateway.client.

@@ -149,6 +149,7 @@ class BatchControl:
             conf=conf, args=batch.args, priority=batch.priority, project=batch.project, batch_info=info,
             source_ip=who.source_ip,
         )
+        self._batches.queued()
         await self._logs.note(new.id, f"restart of {batch.id} (attempt {attempt}) by {who.name}")
         await self._audit(who, "restart", batch, newBatch=str(new.id))
         return new

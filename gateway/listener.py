@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import asyncpg
 import structlog
@@ -19,7 +19,9 @@ LOG = "batchgate_log"
 CONTROL = "batchgate_control"
 RUN = "batchgate_run"
 RUN_BATCH = "batchgate_run_batch"
-CHANNELS = (QUEUE, STATE, KILL, LOG, CONTROL, RUN, RUN_BATCH)
+SCHEDULE = "batchgate_schedule"
+DEADLINE = "batchgate_deadline"
+CHANNELS = (QUEUE, STATE, KILL, LOG, CONTROL, RUN, RUN_BATCH, SCHEDULE, DEADLINE)
 
 Handler = Callable[[str | None], None]
 
@@ -117,3 +119,39 @@ class Listener:
                     conn.terminate()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+
+class QueueBell:
+    """Wakes the claimers after batches were queued: this instance's at once, the others through one
+    NOTIFY per short interval, however many batches were queued in it."""
+
+    INTERVAL = 0.01
+
+    def __init__(self, ring: Callable[[], Awaitable[None]], wake_local: Callable[[], None]) -> None:
+        self._ring = ring
+        self._wake_local = wake_local
+        self._pending = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def ring(self) -> None:
+        self._wake_local()
+        self._pending.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="queue-bell")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            try:
+                await self._ring()
+            except Exception as exc:  # the database is away: the others' safety net covers it
+                log.warning("queue_bell.failed", error=str(exc))
+            await asyncio.sleep(self.INTERVAL)  # coalesce a burst of submits into one NOTIFY

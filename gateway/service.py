@@ -48,6 +48,7 @@ class BatchService:
         *, submit_rate_per_minute: int = 0, metrics: Metrics | None = None,
         roles: Callable[[Principal, BatchRecord], Awaitable[frozenset[str]]] | None = None,
         projects: ProjectService | None = None,
+        on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -57,6 +58,7 @@ class BatchService:
         self._rate = submit_rate_per_minute
         self._roles = roles
         self._projects = projects
+        self._on_queued = on_queued
         self._metrics = metrics or Metrics()
 
     async def _find(self, batch_id: str) -> BatchRecord:
@@ -150,12 +152,18 @@ class BatchService:
             raise Forbidden(f"{CONF_BATCH_ID}: batch {batch_id} belongs to another user")
         if created:
             self._metrics.submitted(request.batch_type)
+            self.queued()
         log.info(
             "batch.submitted" if created else "batch.duplicate_submit",
             batch_id=str(batch.id), user=user, real_user=principal.name, engine=request.batch_type,
             conf=mask_conf(request.conf),
         )
         return batch, not created
+
+    def queued(self) -> None:
+        """Batches were queued: wake the claimers (here at once, elsewhere by a coalesced NOTIFY)."""
+        if self._on_queued is not None:
+            self._on_queued()
 
     async def kill(self, principal: Principal, batch_id: str) -> tuple[bool, str, BatchRecord]:
         batch = await self.modifiable(principal, batch_id)

@@ -126,6 +126,23 @@ class Settings(BaseSettings):
     livy_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_state_seconds: float = Field(default=5.0, ge=0)
 
+    # Schedules and SLAs (docs/schedules.md). A tick found later than schedule_misfire_seconds after its
+    # time was missed (the gateway was down) and follows the schedule's catchup rule; catchup ALL fires at
+    # most schedule_catchup_bound missed ticks unless the schedule says otherwise; a QUEUE schedule keeps
+    # at most schedule_queue_limit waiting ticks. SLA alerts: a webhook POST times out after
+    # sla_webhook_timeout_seconds and is retried sla_webhook_retries times with doubling backoff from
+    # sla_webhook_backoff_seconds; e-mail goes through smtp_host:smtp_port (none: no e-mail) from smtp_from.
+    schedule_misfire_seconds: float = Field(default=60.0, gt=0)
+    schedule_catchup_bound: int = Field(default=10, ge=1, le=1000)
+    schedule_queue_limit: int = Field(default=100, ge=1, le=100_000)
+    sla_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    sla_webhook_retries: int = Field(default=3, ge=0, le=20)
+    sla_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "batchgate@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 

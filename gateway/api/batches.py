@@ -8,7 +8,6 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, list_filter
+from gateway.api.responses import model_response
 from gateway.errors import BadRequest, TooLarge
 from gateway.keys import SERVICE, SETTINGS
 from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog, validation_message
@@ -27,8 +27,6 @@ routes = web.RouteTableDef()
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def _json(model: Any, status: int = 200) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True), status=status)
 
 
 def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
@@ -116,26 +114,26 @@ async def submit(request: web.Request) -> web.Response:
         if not raw:
             raise BadRequest("body: empty; send a JSON BatchRequest")
         record, duplicated = await service.submit(who, _parse_request(raw))
-    return _json(_batch(record, duplicated))
+    return model_response(_batch(record, duplicated))
 
 
 @routes.get("/api/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
     flt = list_filter(request.query)
     total, records = await request.app[SERVICE].list_batches(principal(request), flt)
-    return _json(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
+    return model_response(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
 
 
 @routes.get("/api/v1/batches/{batch_id}")
 async def get_batch(request: web.Request) -> web.Response:
     record = await request.app[SERVICE].get(principal(request), request.match_info["batch_id"])
-    return _json(record.to_api())
+    return model_response(record.to_api())
 
 
 @routes.delete("/api/v1/batches/{batch_id}")
 async def kill_batch(request: web.Request) -> web.Response:
     success, message, _ = await request.app[SERVICE].kill(principal(request), request.match_info["batch_id"])
-    return _json(CloseBatchResponse(success=success, msg=message))
+    return model_response(CloseBatchResponse(success=success, msg=message))
 
 
 @routes.get("/api/v1/batches/{batch_id}/localLog")
@@ -149,7 +147,7 @@ async def local_log(request: web.Request) -> web.Response:
         record = await service.get(who, request.match_info["batch_id"])
         start = max(record.log_lines - size, 0)
     rows = await service.read_log(who, request.match_info["batch_id"], start, size)
-    return _json(LocalLog(log_row_set=rows, row_count=len(rows)))
+    return model_response(LocalLog(log_row_set=rows, row_count=len(rows)))
 
 
 @routes.get("/api/v1/batches/{batch_id}/log/follow")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
 from gateway.api.middleware import principal
 from gateway.api.params import list_filter
+from gateway.api.responses import model_response
 from gateway.errors import BadRequest
 from gateway.keys import CONTROL, SETTINGS
 from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse, DropResponse, Step, validation_message
@@ -17,33 +17,31 @@ from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse,
 routes = web.RouteTableDef()
 
 
-def _json(model: Any) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True))
 
 
 @routes.post("/api/v1/batches/{batch_id}/pause")
 async def pause(request: web.Request) -> web.Response:
     batch = await request.app[CONTROL].pause(principal(request), request.match_info["batch_id"])
-    return _json(batch.to_api())
+    return model_response(batch.to_api())
 
 
 @routes.post("/api/v1/batches/{batch_id}/resume")
 async def resume(request: web.Request) -> web.Response:
     batch = await request.app[CONTROL].resume(principal(request), request.match_info["batch_id"])
-    return _json(batch.to_api())
+    return model_response(batch.to_api())
 
 
 @routes.post("/api/v1/batches/{batch_id}/restart")
 async def restart(request: web.Request) -> web.Response:
     batch = await request.app[CONTROL].restart(principal(request), request.match_info["batch_id"])
-    return _json(batch.to_api())
+    return model_response(batch.to_api())
 
 
 @routes.delete("/api/v1/batches/{batch_id}/drop")
 async def drop(request: web.Request) -> web.Response:
     batch_id = request.match_info["batch_id"]
     await request.app[CONTROL].drop(principal(request), batch_id)
-    return _json(DropResponse(success=True, msg=f"batch {batch_id} dropped"))
+    return model_response(DropResponse(success=True, msg=f"batch {batch_id} dropped"))
 
 
 @routes.put("/api/v1/batches/status")
@@ -68,7 +66,7 @@ async def bulk(request: web.Request) -> web.Response:
         except BadRequest as exc:
             raise BadRequest(f"filter.{exc.message}") from None
     result = await request.app[CONTROL].bulk(principal(request), body.action, body.ids or [], flt)
-    return _json(BulkResponse(
+    return model_response(BulkResponse(
         matched=result.matched, succeeded=result.succeeded,
         failed=[BulkFailure(**f) for f in result.failed], failures_truncated=result.failures_truncated,
     ))
@@ -78,7 +76,7 @@ async def bulk(request: web.Request) -> web.Response:
 async def details(request: web.Request) -> web.Response:
     batch, steps, counters, attempts = await request.app[CONTROL].details(
         principal(request), request.match_info["batch_id"])
-    return _json(BatchDetails(
+    return model_response(BatchDetails(
         batch=batch.to_api(), steps=[Step.model_validate(s) for s in steps], counters=counters,
         attempts=[a.to_api() for a in attempts],
     ))

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, text_param
+from gateway.api.responses import model_response
 from gateway.errors import BadRequest
 from gateway.jobs.models import (
     Job,
@@ -47,8 +48,6 @@ async def _body(request: web.Request, model: type[M], *, optional: bool = False)
         raise BadRequest(f"body: invalid JSON ({exc})") from None
 
 
-def _json(model: BaseModel) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True))
 
 
 def job_out(job: JobRecord) -> Job:
@@ -88,7 +87,7 @@ def _page(request: web.Request) -> tuple[int, int]:
 @routes.post("/api/v1/jobs")
 async def create_job(request: web.Request) -> web.Response:
     job = await request.app[JOBS].create(principal(request), await _body(request, JobSpec))
-    return _json(job_out(job))
+    return model_response(job_out(job))
 
 
 @routes.get("/api/v1/jobs")
@@ -96,19 +95,19 @@ async def list_jobs(request: web.Request) -> web.Response:
     offset, size = _page(request)
     total, jobs = await request.app[JOBS].list_jobs(
         principal(request), text_param(request.query, "owner"), text_param(request.query, "project"), offset, size)
-    return _json(JobList(from_=offset, total=total, jobs=[job_out(j) for j in jobs]))
+    return model_response(JobList(from_=offset, total=total, jobs=[job_out(j) for j in jobs]))
 
 
 @routes.get("/api/v1/jobs/{name}")
 async def get_job(request: web.Request) -> web.Response:
-    return _json(job_out(await request.app[JOBS].job(principal(request), request.match_info["name"])))
+    return model_response(job_out(await request.app[JOBS].job(principal(request), request.match_info["name"])))
 
 
 @routes.put("/api/v1/jobs/{name}")
 async def update_job(request: web.Request) -> web.Response:
     job = await request.app[JOBS].update(principal(request), request.match_info["name"],
                                          await _body(request, JobSpec))
-    return _json(job_out(job))
+    return model_response(job_out(job))
 
 
 @routes.delete("/api/v1/jobs/{name}")
@@ -122,7 +121,7 @@ async def delete_job(request: web.Request) -> web.Response:
 async def job_history(request: web.Request) -> web.Response:
     offset, size = _page(request)
     total, entries = await request.app[JOBS].history(principal(request), request.match_info["name"], offset, size)
-    return _json(JobLog(from_=offset, total=total, entries=[JobLogEntry(**e) for e in entries]))
+    return model_response(JobLog(from_=offset, total=total, entries=[JobLogEntry(**e) for e in entries]))
 
 
 @routes.post("/api/v1/jobs/{name}/runs")
@@ -131,7 +130,7 @@ async def trigger(request: web.Request) -> web.Response:
     service = request.app[JOBS]
     run = await service.trigger(principal(request), request.match_info["name"], body.variables, body.disabled,
                                 body.failure_action.value if body.failure_action else None)
-    return _json(run_out(run, await service.nodes(run)))
+    return model_response(run_out(run, await service.nodes(run)))
 
 
 async def _runs(request: web.Request, job: str | None) -> web.Response:
@@ -144,7 +143,7 @@ async def _runs(request: web.Request, job: str | None) -> web.Response:
     service = request.app[JOBS]
     total, runs = await service.list_runs(principal(request), job, states, text_param(request.query, "project"),
                                           offset, size)
-    return _json(RunList(from_=offset, total=total, runs=[run_out(r, await service.nodes(r)) for r in runs]))
+    return model_response(RunList(from_=offset, total=total, runs=[run_out(r, await service.nodes(r)) for r in runs]))
 
 
 @routes.get("/api/v1/jobs/{name}/runs")
@@ -162,7 +161,7 @@ async def get_run(request: web.Request) -> web.Response:
     since = int_param(request.query, "updatedSince", 0, minimum=0, maximum=2**62)
     service = request.app[JOBS]
     run = await service.run(principal(request), request.match_info["run_id"])
-    return _json(run_out(run, await service.nodes(run, since)))
+    return model_response(run_out(run, await service.nodes(run, since)))
 
 
 async def _control(request: web.Request, action: str) -> web.Response:
@@ -171,7 +170,7 @@ async def _control(request: web.Request, action: str) -> web.Response:
         variables = (await _body(request, RetryRequest, optional=True)).variables
     service = request.app[JOBS]
     run = await service.control(principal(request), request.match_info["run_id"], action, variables)
-    return _json(run_out(run, await service.nodes(run)))
+    return model_response(run_out(run, await service.nodes(run)))
 
 
 @routes.post("/api/v1/runs/{run_id}/cancel")

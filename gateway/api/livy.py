@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from gateway.api.metrics import METRICS, measure
 from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
 from gateway.api.params import int_param, validation_message
+from gateway.api.responses import model_response
 from gateway.errors import BadRequest, GatewayError, TooLarge
 from gateway.keys import AUTH, SERVICE, SESSIONS, SETTINGS, STORE
 from gateway.livy_models import (
@@ -37,8 +38,6 @@ MAX_LOG = 100_000  # lines in one log response, even when a client asks for all 
 LivyHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True), status=status, headers=headers)
 
 
 def _livy_id(request: web.Request) -> int:
@@ -104,7 +103,7 @@ async def create_batch(request: web.Request) -> web.Response:
         raise BadRequest(validation_message(exc)) from None
     record, _ = await request.app[SERVICE].submit(principal(request), kyuubi)
     location = f"{request.path.rstrip('/')}/{record.seq}"
-    return _json(LivyBatch.of(record, []), status=201, headers={"Location": location})
+    return model_response(LivyBatch.of(record, []), status=201, headers={"Location": location})
 
 
 @_livy_errors
@@ -118,19 +117,19 @@ async def list_batches(request: web.Request) -> web.Response:
     records = records[:size]
     tails = await service.log_tails(records, BATCH_LOG_LINES)
     sessions = [LivyBatch.of(r, tails.get(r.id, [])) for r in records]
-    return _json(LivyBatchList(from_=offset, total=total, sessions=sessions))
+    return model_response(LivyBatchList(from_=offset, total=total, sessions=sessions))
 
 
 @_livy_errors
 async def get_batch(request: web.Request) -> web.Response:
     record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
-    return _json(await _view(request, record))
+    return model_response(await _view(request, record))
 
 
 @_livy_errors
 async def get_state(request: web.Request) -> web.Response:
     record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
-    return _json(LivyBatchState(id=record.seq, state=livy_state(record)))
+    return model_response(LivyBatchState(id=record.seq, state=livy_state(record)))
 
 
 @_livy_errors
@@ -149,7 +148,7 @@ async def get_log(request: web.Request) -> web.Response:
         start = max(total - size, 0)
     size = min(size, MAX_LOG)
     lines = await service.read_log(who, str(record.id), start, size) if start < total and size else []
-    return _json(LivyBatchLog(id=record.seq, from_=start, total=total, log=lines))
+    return model_response(LivyBatchLog(id=record.seq, from_=start, total=total, log=lines))
 
 
 @_livy_errors
@@ -158,7 +157,7 @@ async def delete_batch(request: web.Request) -> web.Response:
     who = principal(request)
     record = await service.get_by_seq(who, _livy_id(request))
     await service.kill(who, str(record.id))
-    return _json(LivyMessage(msg="deleted"))
+    return model_response(LivyMessage(msg="deleted"))
 
 
 def livy_routes(prefix: str = PREFIX) -> list[web.RouteDef]:

@@ -6,10 +6,11 @@ import json
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param
+from gateway.api.responses import model_response
 from gateway.errors import BadRequest
 from gateway.keys import PROJECTS, SETTINGS
 from gateway.models import validation_message
@@ -27,8 +28,6 @@ from gateway.store.projects import ArtifactRecord, ProjectRecord
 routes = web.RouteTableDef()
 
 
-def _json(model: BaseModel) -> web.Response:
-    return web.json_response(model.model_dump(mode="json", by_alias=True))
 
 
 def project_out(record: ProjectRecord) -> Project:
@@ -60,26 +59,26 @@ def _page(request: web.Request) -> tuple[int, int]:
 
 @routes.post("/api/v1/projects")
 async def create_project(request: web.Request) -> web.Response:
-    return _json(project_out(await request.app[PROJECTS].create(principal(request), await _spec(request))))
+    return model_response(project_out(await request.app[PROJECTS].create(principal(request), await _spec(request))))
 
 
 @routes.get("/api/v1/projects")
 async def list_projects(request: web.Request) -> web.Response:
     offset, size = _page(request)
     total, records = await request.app[PROJECTS].list_projects(principal(request), offset, size)
-    return _json(ProjectList(from_=offset, total=total, projects=[project_out(r) for r in records]))
+    return model_response(ProjectList(from_=offset, total=total, projects=[project_out(r) for r in records]))
 
 
 @routes.get("/api/v1/projects/{name}")
 async def get_project(request: web.Request) -> web.Response:
-    return _json(project_out(await request.app[PROJECTS].get(principal(request), request.match_info["name"])))
+    return model_response(project_out(await request.app[PROJECTS].get(principal(request), request.match_info["name"])))
 
 
 @routes.put("/api/v1/projects/{name}")
 async def update_project(request: web.Request) -> web.Response:
     record = await request.app[PROJECTS].update(principal(request), request.match_info["name"],
                                                 await _spec(request))
-    return _json(project_out(record))
+    return model_response(project_out(record))
 
 
 @routes.delete("/api/v1/projects/{name}")
@@ -94,20 +93,20 @@ async def project_log(request: web.Request) -> web.Response:
     offset, size = _page(request)
     total, entries = await request.app[PROJECTS].history(principal(request), request.match_info["name"], offset,
                                                          size)
-    return _json(ProjectLog(from_=offset, total=total, entries=[ProjectLogEntry(**e) for e in entries]))
+    return model_response(ProjectLog(from_=offset, total=total, entries=[ProjectLogEntry(**e) for e in entries]))
 
 
 @routes.get("/api/v1/projects/{name}/artifacts")
 async def list_artifacts(request: web.Request) -> web.Response:
     records = await request.app[PROJECTS].artifacts(principal(request), request.match_info["name"])
-    return _json(ArtifactList(artifacts=[artifact_out(r) for r in records]))
+    return model_response(ArtifactList(artifacts=[artifact_out(r) for r in records]))
 
 
 @routes.post("/api/v1/projects/{name}/artifacts")
 async def upload_artifact(request: web.Request) -> web.Response:
     """The zip as the raw body (application/zip), or as the multipart part `file`."""
     record = await request.app[PROJECTS].upload(principal(request), request.match_info["name"], _zip_body(request))
-    return _json(artifact_out(record))
+    return model_response(artifact_out(record))
 
 
 async def _zip_body(request: web.Request) -> AsyncIterator[bytes]:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import structlog
@@ -35,8 +36,9 @@ def _now() -> int:
 
 
 class RunCoordinator:
-    def __init__(self, jobs: JobStore) -> None:
+    def __init__(self, jobs: JobStore, on_queued: Callable[[], None] | None = None) -> None:
         self._jobs = jobs
+        self._on_queued = on_queued
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._dirty: set[uuid.UUID] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -110,8 +112,16 @@ class RunCoordinator:
 
     # --- advancing -----------------------------------------------------------------------
 
-    async def advance(self, run_id: uuid.UUID) -> RunRecord | None:
+    @contextlib.asynccontextmanager
+    async def _locked(self, run_id: uuid.UUID) -> AsyncIterator[RunTransaction | None]:
+        """The run under its row lock; once committed, claimers hear about the batches it queued."""
         async with self._jobs.locked_run(run_id) as tx:
+            yield tx
+        if tx is not None and tx.inserted and self._on_queued is not None:
+            self._on_queued()
+
+    async def advance(self, run_id: uuid.UUID) -> RunRecord | None:
+        async with self._locked(run_id) as tx:
             if tx is None:
                 return None
             return await self._advance(tx)
@@ -218,7 +228,7 @@ class RunCoordinator:
     # --- control -------------------------------------------------------------------------
 
     async def cancel(self, run_id: uuid.UUID) -> RunRecord:
-        async with self._jobs.locked_run(run_id) as tx:
+        async with self._locked(run_id) as tx:
             if tx is None:
                 raise Conflict(f"run {run_id} disappeared")
             if tx.run.state in RUN_TERMINAL:
@@ -226,7 +236,7 @@ class RunCoordinator:
             return await self._advance(tx, stop_reason="canceled on request")
 
     async def pause(self, run_id: uuid.UUID) -> RunRecord:
-        async with self._jobs.locked_run(run_id) as tx:
+        async with self._locked(run_id) as tx:
             if tx is None:
                 raise Conflict(f"run {run_id} disappeared")
             run = tx.run
@@ -240,7 +250,7 @@ class RunCoordinator:
             return await self._advance(tx)
 
     async def resume(self, run_id: uuid.UUID) -> RunRecord:
-        async with self._jobs.locked_run(run_id) as tx:
+        async with self._locked(run_id) as tx:
             if tx is None:
                 raise Conflict(f"run {run_id} disappeared")
             run = tx.run
@@ -255,7 +265,7 @@ class RunCoordinator:
         unknown = sorted(set(variables) - set(declared))
         if unknown:
             raise BadRequest(f"variables: unknown variable {unknown[0]!r}; the job declares {sorted(declared)}")
-        async with self._jobs.locked_run(run_id) as tx:
+        async with self._locked(run_id) as tx:
             if tx is None:
                 raise Conflict(f"run {run_id} disappeared")
             run = tx.run

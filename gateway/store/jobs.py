@@ -99,6 +99,7 @@ class RunTransaction:
         self._conn = conn
         self._q = queries
         self.run = run
+        self.inserted = False
 
     async def nodes(self) -> list[NodeState]:
         rows = await self._conn.fetch(self._q["run_nodes_with_batches"], self.run.id)
@@ -117,6 +118,7 @@ class RunTransaction:
     async def insert_batches(self, batches: list[NewBatch], user: str, real_user: str, project: str | None) -> None:
         if not batches:
             return
+        self.inserted = True
         await self._conn.execute(
             self._q["insert_node_batches"], [b.id for b in batches], [b.batch_type for b in batches], user,
             real_user, [b.name for b in batches], [b.resource for b in batches], [b.class_name for b in batches],

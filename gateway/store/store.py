@@ -631,6 +631,9 @@ class Store:
 
     # --- instances -----------------------------------------------------------------------
 
+    async def ring_queue(self) -> None:
+        await self._run(lambda conn: conn.execute(self._q["ring_queue"]))
+
     async def heartbeat(self, instance: str, address: str, lease_ms: int) -> int:
         async def op(conn: asyncpg.Connection) -> int:
             value: int = await conn.fetchval(self._q["upsert_instance"], instance, address, lease_ms)

@@ -63,6 +63,10 @@ document.addEventListener('click', (event) => {
   main.focus({ preventScroll: true });
 });
 window.addEventListener('popstate', render);
+document.querySelector('.skip').addEventListener('click', (event) => {
+  event.preventDefault();
+  main.focus();
+});
 
 whenUnauthorized((message) => {
   if (!session.user) return;

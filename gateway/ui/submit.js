@@ -1,7 +1,7 @@
-// The submit form. Checking is the gateway's job: its 400 message is shown as it is, next to the field
+// The submit form. Checking is the gateway's job: its 400 message is shown as it is, under the field
 // it names.
 import { api } from './api.js';
-import { TYPES, errorBox, h } from './dom.js';
+import { TYPES, h } from './dom.js';
 
 const FIELD_OF = { batchType: 's-type', resource: 's-resource', className: 's-class', name: 's-name', args: 's-args', conf: 's-conf', resourceFile: 's-file' };
 
@@ -9,33 +9,36 @@ function lines(text) {
   return text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.length > 0);
 }
 
+function field(id, label, control, hint) {
+  return h('div', { class: 'field', id: `${id}-field` },
+    h('label', { for: id }, label), control,
+    hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null);
+}
+
 export function submitView(main, _params, _query, { navigate }) {
-  const input = (id, label, attrs = {}, hint = '') => [
-    h('label', { for: id }, label),
-    h('input', { id, name: id, ...attrs, 'aria-describedby': hint ? `${id}-hint` : undefined }),
-    hint ? h('p', { class: 'hint', id: `${id}-hint` }, hint) : null,
-  ];
-  const area = (id, label, hint) => [
-    h('label', { for: id }, label),
-    h('textarea', { id, name: id, rows: '4', spellcheck: 'false', 'aria-describedby': `${id}-hint` }),
-    h('p', { class: 'hint', id: `${id}-hint` }, hint),
-  ];
-  const error = h('div', { id: 'submit-error', 'aria-live': 'assertive' });
+  const described = (id, hint) => (hint ? `${id}-hint` : undefined);
+  const input = (id, label, attrs = {}, hint = '') =>
+    field(id, label, h('input', { id, name: id, ...attrs, 'aria-describedby': described(id, hint) }), hint);
+  const area = (id, label, hint) =>
+    field(id, label, h('textarea', { id, name: id, rows: '5', spellcheck: 'false', 'aria-describedby': `${id}-hint` }), hint);
+  const error = h('p', { id: 'submit-error', class: 'error', role: 'alert', hidden: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Submit');
-  const form = h('form', { class: 'card', id: 'submit-form', novalidate: true },
-    h('label', { for: 's-type' }, 'Batch type'),
-    h('select', { id: 's-type', name: 's-type' }, TYPES.map((t) => h('option', { value: t, selected: t === 'SPARK' }, t))),
-    ...input('s-resource', 'Resource', { autocomplete: 'off', spellcheck: 'false' }, 'The jar, .py file or program; or upload a file below.'),
-    ...input('s-file', 'Upload resource file', { type: 'file' }),
-    ...input('s-class', 'Class name', { autocomplete: 'off', spellcheck: 'false' }, 'Main class (Spark, Flink).'),
-    ...input('s-name', 'Name', { autocomplete: 'off' }),
-    ...area('s-args', 'Arguments', 'One argument per line, in order.'),
-    ...area('s-conf', 'Conf', 'One key=value per line.'),
-    error, h('div', { class: 'actions' }, button));
+  const top = h('div', { class: 'wide' });
+  const form = h('form', { class: 'card form-grid', id: 'submit-form', novalidate: true },
+    top,
+    field('s-type', 'Batch type', h('select', { id: 's-type', name: 's-type' },
+      TYPES.map((t) => h('option', { value: t, selected: t === 'SPARK' }, t)))),
+    input('s-name', 'Name', { autocomplete: 'off' }),
+    input('s-resource', 'Resource', { autocomplete: 'off', spellcheck: 'false' }, 'The jar, .py file or program; or upload a file.'),
+    input('s-class', 'Class name', { autocomplete: 'off', spellcheck: 'false' }, 'Main class (Spark, Flink).'),
+    area('s-args', 'Arguments', 'One argument per line, in order.'),
+    area('s-conf', 'Conf', 'One key=value per line.'),
+    input('s-file', 'Upload resource file', { type: 'file' }),
+    h('div', { class: 'actions wide' }, button));
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
-    error.replaceChildren();
+    error.hidden = true;
     for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
     const get = (id) => form.querySelector(`#${id}`).value;
     const conf = {};
@@ -72,12 +75,18 @@ export function submitView(main, _params, _query, { navigate }) {
 
   function showError(message) {
     const name = /^([A-Za-z]+)[.:]/.exec(message);
-    const target = name && FIELD_OF[name[1]] ? form.querySelector(`#${FIELD_OF[name[1]]}`) : null;
-    error.replaceChildren(errorBox(message));
+    const id = name && FIELD_OF[name[1]];
+    const target = id ? form.querySelector(`#${id}`) : null;
+    error.textContent = message;
+    error.hidden = false;
     if (target) {
+      form.querySelector(`#${id}-field`).append(error);
       target.setAttribute('aria-invalid', 'true');
       target.setAttribute('aria-errormessage', 'submit-error');
       target.focus();
+    } else {
+      top.append(error);
+      error.scrollIntoView({ block: 'nearest' });
     }
   }
 

@@ -1,0 +1,201 @@
+"""SLAs: what they are on, who may see and change them, and the judgement at a deadline.
+
+An SLA is on a job (each run, from its creation), one node of it, a schedule (each tick, from its fire
+time) or one batch (from its conf: `batchgate.sla.finishWithin=30m`, from its submission). Its deadlines
+are rows (`sla_deadlines`), registered in the transaction that creates the run (a trigger), claims the
+tick (the ticker) or here for a batch; the DeadlineTimer judges each one once, at its time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import structlog
+
+from gateway.auth import Principal
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.jobs.service import JobService
+from gateway.projects.service import ProjectService
+from gateway.schedules.alerts import check_webhook
+from gateway.schedules.models import EMAIL, Action, Rule, SlaSpec
+from gateway.schedules.service import ScheduleService, parse_id
+from gateway.schedules.timer import now_ms
+from gateway.schedules.timing import DURATION_UNITS, TimingError, parse_duration
+from gateway.service import BatchService
+from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
+
+log = structlog.get_logger("gateway.sla")
+
+CONF_PREFIX = "batchgate.sla."
+CONF_RULES = {"startWithin": Rule.START_WITHIN, "finishWithin": Rule.FINISH_WITHIN,
+              "succeedWithin": Rule.SUCCEED_WITHIN}
+CONF_OTHER = ("action", "webhook", "emails")
+
+
+def judge(rule: str, due_at: int, progress: Progress) -> str:
+    """MET, BREACHED, or GONE (the target no longer exists, or was a skipped tick)."""
+    if not progress.exists or progress.skipped:
+        return "GONE"
+    started = progress.started_at is not None and progress.started_at <= due_at
+    ended = progress.ended_at is not None and progress.ended_at <= due_at
+    if rule == Rule.START_WITHIN:
+        met = started or ended
+    elif rule == Rule.FINISH_WITHIN:
+        met = ended
+    else:
+        met = ended and progress.succeeded
+    return "MET" if met else "BREACHED"
+
+
+def format_duration(ms: int) -> str:
+    """Milliseconds as the shortest duration text that parse_duration reads back (90000 -> 1m30s)."""
+    parts: list[str] = []
+    rest = ms
+    for unit in ("w", "d", "h", "m", "s"):
+        size = DURATION_UNITS[unit]
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def parse_batch_conf(conf: dict[str, str]) -> list[dict[str, object]]:
+    """The SLAs a batch asks for in its conf; a 400 names the bad key."""
+    keys = {k.removeprefix(CONF_PREFIX): v for k, v in conf.items() if k.startswith(CONF_PREFIX)}
+    if not keys:
+        return []
+    for key in keys:
+        if key not in CONF_RULES and key not in CONF_OTHER:
+            raise BadRequest(f"conf.{CONF_PREFIX}{key}: unknown; known: "
+                             f"{', '.join(CONF_PREFIX + k for k in (*CONF_RULES, *CONF_OTHER))}")
+    rules = {k: v for k, v in keys.items() if k in CONF_RULES}
+    if not rules:
+        raise BadRequest(f"conf.{CONF_PREFIX}{next(iter(keys))}: needs a rule too: "
+                         f"{', '.join(CONF_PREFIX + k for k in CONF_RULES)}")
+    actions = [a.strip().upper() for a in keys.get("action", "ALERT").split(",") if a.strip()]
+    bad = [a for a in actions if a not in Action.__members__]
+    if bad or not actions:
+        raise BadRequest(f"conf.{CONF_PREFIX}action: {keys.get('action')!r}; use ALERT, KILL or ALERT,KILL")
+    webhook = keys.get("webhook") or None
+    if webhook and (problem := check_webhook(webhook, f"conf.{CONF_PREFIX}webhook")):
+        raise BadRequest(problem)
+    emails = [e.strip() for e in keys.get("emails", "").split(",") if e.strip()]
+    for address in emails:
+        if not EMAIL.match(address):
+            raise BadRequest(f"conf.{CONF_PREFIX}emails: {address!r} is not an e-mail address")
+    out: list[dict[str, object]] = []
+    for key, text in rules.items():
+        try:
+            duration = parse_duration(text, f"conf.{CONF_PREFIX}{key}")
+        except TimingError as exc:
+            raise BadRequest(exc.message) from None
+        out.append({"rule": CONF_RULES[key].value, "duration_ms": duration, "actions": sorted(set(actions)),
+                    "webhook": webhook, "emails": emails})
+    return out
+
+
+class SlaService:
+    def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
+                 projects: ProjectService | None, batches: BatchService, *,
+                 clock: Callable[[], int] = now_ms) -> None:
+        self._store = store
+        self._jobs = jobs
+        self._schedules = schedules
+        self._projects = projects
+        self._batches = batches
+        self._clock = clock
+
+    # --- batches (BatchService.submit calls this before it inserts the batch) ------------
+
+    async def on_batch_submit(self, batch_id: uuid.UUID, user: str, conf: dict[str, str]) -> None:
+        """Register the SLAs in a batch's conf. The ids derive from the batch id, so a repeated submit of the
+        same batch (kyuubi.batch.id) registers nothing new."""
+        wanted = parse_batch_conf(conf)
+        start = self._clock()
+        for sla in wanted:
+            sla_id = uuid.uuid5(batch_id, str(sla["rule"]))
+            created = await self._store.create_sla({**sla, "id": sla_id, "owner": user, "batch_id": batch_id,
+                                                    "start_at": start}, user)
+            if created is not None:
+                log.info("sla.created", sla_id=str(sla_id), batch_id=str(batch_id), rule=sla["rule"], user=user)
+
+    # --- commands ------------------------------------------------------------------------
+
+    async def create(self, who: Principal, spec: SlaSpec) -> SlaRecord:
+        if (spec.job is None) == (spec.schedule is None):
+            raise BadRequest("job: give either job or schedule (not both, not neither)")
+        schedule_id: uuid.UUID | None = None
+        if spec.schedule is not None:
+            schedule = await self._schedules.get(who, spec.schedule, "SCHEDULE")
+            schedule_id, job_name = schedule.id, schedule.job
+        else:
+            assert spec.job is not None
+            job_name = spec.job
+        job = await self._jobs.job(who, job_name, "SCHEDULE")
+        try:
+            duration = parse_duration(spec.duration)
+        except TimingError as exc:
+            raise BadRequest(exc.message) from None
+        if spec.node is not None and spec.node not in {n["id"] for n in job.definition.get("nodes", [])}:
+            raise BadRequest(f"node: job {job.name} has no node {spec.node!r}")
+        if spec.webhook and (problem := check_webhook(spec.webhook)):
+            raise BadRequest(problem)
+        sla = await self._store.create_sla({
+            "id": uuid.uuid4(), "owner": who.name, "job": job.name, "schedule_id": schedule_id, "node": spec.node,
+            "rule": spec.rule.value, "duration_ms": duration, "actions": sorted({a.value for a in spec.actions}),
+            "webhook": spec.webhook, "emails": spec.emails, "description": spec.description,
+        }, who.name)
+        assert sla is not None  # a fresh uuid4
+        await self._store.audit(who.name, "sla_create", str(sla.id),
+                                {"job": job.name, "rule": sla.rule, "durationMs": duration})
+        log.info("sla.created", sla_id=str(sla.id), job=job.name, rule=sla.rule, user=who.name)
+        return sla
+
+    async def delete(self, who: Principal, sla_id: str) -> None:
+        sla = await self.get(who, sla_id, "SCHEDULE")
+        if await self._store.delete_sla(sla.id, who.name) is None:
+            raise NotFound(f"SLA {sla_id} not found")
+        await self._store.audit(who.name, "sla_delete", str(sla.id), {"job": sla.job})
+        log.info("sla.deleted", sla_id=str(sla.id), user=who.name)
+
+    # --- queries -------------------------------------------------------------------------
+
+    async def get(self, who: Principal, sla_id: str, permission: str = "READ") -> SlaRecord:
+        sla = await self._store.get_sla(parse_id(sla_id, "slaId"))
+        if sla is None:
+            raise NotFound(f"SLA {sla_id} not found")
+        if sla.job is not None:
+            await self._jobs.job(who, sla.job, permission)
+        elif not who.is_admin and who.name != sla.owner:
+            try:
+                if permission == "READ":
+                    await self._batches.readable(who, str(sla.batch_id))
+                else:
+                    await self._batches.modifiable(who, str(sla.batch_id))
+            except NotFound:
+                raise Forbidden(f"SLA {sla_id} belongs to another user") from None
+        return sla
+
+    async def list_slas(self, who: Principal, job: str | None, schedule: str | None, batch: str | None,
+                        offset: int, size: int) -> tuple[int, list[SlaRecord]]:
+        schedule_id = parse_id(schedule, "schedule") if schedule else None
+        batch_id = parse_id(batch, "batch") if batch else None
+        reader: str | None = None
+        projects: tuple[str, ...] = ()
+        if not who.is_admin:
+            if job:
+                await self._jobs.job(who, job, "READ")
+            elif schedule:
+                await self._schedules.get(who, schedule)
+            elif batch:
+                await self._batches.readable(who, batch)
+            else:
+                reader = who.name
+                projects = await self._projects.readable_projects(who) if self._projects is not None else ()
+        return await self._store.list_slas(job=job, schedule_id=schedule_id, batch_id=batch_id, reader=reader,
+                                           reader_projects=projects, offset=offset, size=size)
+
+    async def breaches(self, who: Principal, sla_id: str, offset: int, size: int) -> tuple[int, list[BreachRecord]]:
+        sla = await self.get(who, sla_id)
+        return await self._store.list_breaches(sla.id, offset, size)

@@ -1,0 +1,425 @@
+"""ScheduleStore: the SQL of schedules, ticks, SLAs, deadlines and breaches (queries in queries.sql)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from gateway.errors import Unavailable
+from gateway.store.store import CONNECTION_ERRORS, Store
+
+
+class ScheduleRecord(BaseModel):
+    id: uuid.UUID
+    job: str
+    owner: str
+    description: str | None
+    cron: str | None
+    every: str | None
+    timezone: str
+    variables: dict[str, str]
+    concurrency: str
+    catchup: str
+    catchup_bound: int
+    start_at: int | None
+    end_at: int | None
+    anchor: int
+    enabled: bool
+    next_fire: int | None
+    last_fire: int | None
+    created_at: int
+    updated_at: int
+
+
+class TickRecord(BaseModel):
+    schedule_id: uuid.UUID
+    fire_time: int
+    instance: str
+    outcome: str
+    reason: str | None
+    run_id: uuid.UUID | None
+    claimed_at: int
+    updated_at: int
+
+
+class SlaRecord(BaseModel):
+    id: uuid.UUID
+    owner: str
+    job: str | None
+    schedule_id: uuid.UUID | None
+    batch_id: uuid.UUID | None
+    node: str | None
+    rule: str
+    duration_ms: int
+    actions: list[str]
+    webhook: str | None
+    emails: list[str]
+    description: str | None
+    created_at: int
+    breaches: int = 0
+
+
+class DeadlineRecord(BaseModel):
+    """A due deadline with its SLA."""
+
+    target: str
+    kind: str  # RUN, BATCH or TICK
+    start_at: int
+    due_at: int
+    sla_id: uuid.UUID
+    owner: str
+    job: str | None
+    schedule_id: uuid.UUID | None
+    batch_id: uuid.UUID | None
+    node: str | None
+    rule: str
+    duration_ms: int
+    actions: list[str]
+    webhook: str | None
+    emails: list[str]
+
+
+class BreachRecord(BaseModel):
+    id: int
+    sla_id: uuid.UUID
+    target: str
+    kind: str
+    job: str | None
+    run_id: uuid.UUID | None
+    batch_id: uuid.UUID | None
+    node: str | None
+    rule: str
+    start_at: int
+    due_at: int
+    breached_at: int
+    instance: str
+    actions_done: bool
+    results: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far an SLA's target got: when it started and ended (None: not yet), whether it succeeded."""
+
+    exists: bool
+    started_at: int | None = None
+    ended_at: int | None = None
+    succeeded: bool = False
+    run_id: uuid.UUID | None = None
+    batch_id: uuid.UUID | None = None
+    skipped: bool = False  # a tick that was skipped: there is nothing to be late
+
+
+@dataclass(frozen=True)
+class Busy:
+    run_id: uuid.UUID | None
+    firing: bool
+    queued: int
+
+
+def _model(model: type[Any], row: asyncpg.Record) -> Any:
+    return model.model_validate({k: v for k, v in dict(row).items() if k != "total"})
+
+
+class TickTransaction:
+    """One due schedule, locked until the transaction ends: decide its ticks and move it on."""
+
+    def __init__(self, conn: asyncpg.Connection, q: dict[str, str], schedule: ScheduleRecord) -> None:
+        self._conn = conn
+        self._q = q
+        self.schedule = schedule
+
+    async def lock_job(self) -> None:
+        await self._conn.execute(self._q["lock_schedule_job"], self.schedule.job)
+
+    async def busy(self) -> Busy:
+        row = await self._conn.fetchrow(self._q["job_busy"], self.schedule.job)
+        return Busy(row["run_id"], row["firing"], row["queued"])
+
+    async def insert_tick(self, fire_time: int, instance: str, outcome: str, reason: str | None) -> bool:
+        row = await self._conn.fetchrow(self._q["insert_tick"], self.schedule.id, fire_time, instance, outcome,
+                                        reason)
+        if row is not None and outcome in ("PENDING", "QUEUED"):
+            await self._conn.execute(self._q["register_tick_deadlines"], self.schedule.id, fire_time)
+        return row is not None
+
+    async def advance(self, next_fire: int | None, last_fire: int | None) -> None:
+        await self._conn.execute(self._q["advance_schedule"], self.schedule.id, next_fire, last_fire)
+
+    async def job_log(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self._conn.execute(self._q["insert_job_log"], self.schedule.job, actor, action, detail)
+
+
+class DeadlineTransaction:
+    """Due deadlines, locked until the transaction ends: judge each and record breaches once."""
+
+    def __init__(self, conn: asyncpg.Connection, q: dict[str, str]) -> None:
+        self._conn = conn
+        self._q = q
+
+    async def due(self, now: int, limit: int) -> list[DeadlineRecord]:
+        return [_model(DeadlineRecord, r) for r in await self._conn.fetch(self._q["claim_deadlines"], now, limit)]
+
+    async def progress(self, deadline: DeadlineRecord) -> Progress:
+        q = self._q
+        if deadline.kind == "BATCH":
+            row = await self._conn.fetchrow(q["batch_progress"], uuid.UUID(deadline.target))
+            if row is None:
+                return Progress(False)
+            return Progress(True, row["started_at"] or None, row["ended_at"] or None, row["succeeded"],
+                            batch_id=uuid.UUID(deadline.target))
+        run_id: uuid.UUID | None
+        if deadline.kind == "TICK":
+            schedule, _, fire = deadline.target.partition("@")
+            tick = await self._conn.fetchrow(q["tick_of_deadline"], uuid.UUID(schedule), int(fire))
+            if tick is None:
+                return Progress(False)
+            if tick["outcome"] == "SKIPPED" and tick["run_id"] is None:
+                return Progress(True, skipped=True)
+            run_id = tick["run_id"]
+            if run_id is None:
+                return Progress(True)  # still queued, or being fired: not started
+        else:
+            run_id = uuid.UUID(deadline.target)
+        row = await self._conn.fetchrow(q["run_progress"], run_id, deadline.node)
+        if row is None:
+            return Progress(False)
+        return Progress(True, row["started_at"] or None, row["ended_at"] or None, bool(row["succeeded"]),
+                        run_id=row["run_id"], batch_id=row["batch_id"])
+
+    async def breach(self, deadline: DeadlineRecord, progress: Progress, instance: str) -> BreachRecord | None:
+        row = await self._conn.fetchrow(
+            self._q["insert_breach"], deadline.sla_id, deadline.target, deadline.kind, deadline.job,
+            progress.run_id, progress.batch_id or deadline.batch_id, deadline.node, deadline.rule,
+            deadline.start_at, deadline.due_at, instance)
+        return _model(BreachRecord, row) if row is not None else None
+
+    async def close(self, deadline: DeadlineRecord, outcome: str) -> None:
+        await self._conn.execute(self._q["close_deadline"], deadline.sla_id, deadline.target, outcome)
+
+    async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self._conn.execute(self._q["insert_job_log"], job, actor, action, detail)
+
+
+class ScheduleStore:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._q = store.q
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._store._fetch(query, *args)
+
+    async def _value(self, query: str, *args: Any) -> Any:
+        return await self._store._run(lambda conn: conn.fetchval(self._q[query], *args))
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self._store.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    async def audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
+        await self._store.audit(actor, action, target, detail=detail)
+
+    async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
+        await self._store._run(lambda conn: conn.execute(self._q["insert_job_log"], job, actor, action, detail))
+
+    # --- schedules -----------------------------------------------------------------------
+
+    async def create_schedule(self, values: dict[str, Any], actor: str) -> ScheduleRecord:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["insert_schedule"], *_schedule_args(values, creating=True))
+            record: ScheduleRecord = _model(ScheduleRecord, row)
+            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_created",
+                               _schedule_detail(record))
+            return record
+
+    async def update_schedule(self, schedule_id: uuid.UUID, values: dict[str, Any], actor: str,
+                              changes: list[str]) -> ScheduleRecord | None:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["update_schedule"], schedule_id, *_schedule_args(values, creating=False))
+            if row is None:
+                return None
+            record: ScheduleRecord = _model(ScheduleRecord, row)
+            if not record.enabled:
+                await conn.execute(self._q["skip_queued_ticks"], schedule_id, "the schedule was disabled")
+            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_updated",
+                               {**_schedule_detail(record), "changed": changes})
+            return record
+
+    async def get_schedule(self, schedule_id: uuid.UUID) -> ScheduleRecord | None:
+        rows = await self._fetch("get_schedule", schedule_id)
+        return _model(ScheduleRecord, rows[0]) if rows else None
+
+    async def delete_schedule(self, schedule_id: uuid.UUID, actor: str) -> ScheduleRecord | None:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["delete_schedule"], schedule_id)
+            if row is None:
+                return None
+            record: ScheduleRecord = _model(ScheduleRecord, row)
+            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_deleted",
+                               {"schedule": str(schedule_id)})
+            return record
+
+    async def list_schedules(self, *, job: str | None, reader: str | None, reader_projects: tuple[str, ...],
+                             offset: int, size: int) -> tuple[int, list[ScheduleRecord]]:
+        rows = await self._fetch("list_schedules", job, reader, list(reader_projects), offset, size)
+        if not rows and offset:
+            rows_all = await self._fetch("list_schedules", job, reader, list(reader_projects), 0, 1)
+            return (rows_all[0]["total"] if rows_all else 0), []
+        return (rows[0]["total"] if rows else 0), [_model(ScheduleRecord, r) for r in rows]
+
+    async def last_ticks(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, TickRecord]:
+        if not ids:
+            return {}
+        return {r["schedule_id"]: _model(TickRecord, r) for r in await self._fetch("last_ticks", ids)}
+
+    async def list_ticks(self, schedule_id: uuid.UUID, offset: int, size: int) -> tuple[int, list[TickRecord]]:
+        rows = await self._fetch("list_ticks", schedule_id, offset, size)
+        if not rows and offset:
+            first = await self._fetch("list_ticks", schedule_id, 0, 1)
+            return (first[0]["total"] if first else 0), []
+        return (rows[0]["total"] if rows else 0), [_model(TickRecord, r) for r in rows]
+
+    # --- the ticker ----------------------------------------------------------------------
+
+    async def next_fire(self) -> int | None:
+        value: int | None = await self._value("next_fire")
+        return value
+
+    async def due_schedules(self, now: int, limit: int) -> list[uuid.UUID]:
+        return [r["id"] for r in await self._fetch("due_schedules", now, limit)]
+
+    @asynccontextmanager
+    async def claim(self, schedule_id: uuid.UUID, now: int) -> AsyncIterator[TickTransaction | None]:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["lock_due_schedule"], schedule_id, now)
+            yield TickTransaction(conn, self._q, _model(ScheduleRecord, row)) if row is not None else None
+
+    async def finish_tick(self, tick: TickRecord, outcome: str, reason: str | None, run_id: uuid.UUID | None,
+                          detail: dict[str, Any], actor: str, job: str) -> bool:
+        """Record a fired (or failed) tick and its line in the job's history, together."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["finish_tick"], tick.schedule_id, tick.fire_time, outcome, reason,
+                                      run_id, tick.instance)
+            if row is None:
+                return False
+            await conn.execute(self._q["insert_job_log"], job, actor, "tick_fired" if outcome == "FIRED"
+                               else "tick_failed", detail)
+            return True
+
+    async def claim_queued(self, job: str, instance: str) -> TickRecord | None:
+        """The oldest queued tick of a job, for this instance to fire, if the job is idle now."""
+        async with self._transaction() as conn:
+            await conn.execute(self._q["lock_schedule_job"], job)
+            busy = await conn.fetchrow(self._q["job_busy"], job)
+            if busy["run_id"] is not None or busy["firing"] or not busy["queued"]:
+                return None
+            row = await conn.fetchrow(self._q["claim_queued_tick"], job, instance)
+            return _model(TickRecord, row) if row is not None else None
+
+    async def skip_queued_tick(self, schedule_id: uuid.UUID, fire_time: int, reason: str) -> bool:
+        return bool(await self._fetch("skip_queued_tick", schedule_id, fire_time, reason))
+
+    async def jobs_with_queued_ticks(self) -> list[str]:
+        return [r["job"] for r in await self._fetch("jobs_with_queued_ticks")]
+
+    async def orphaned_ticks(self, instance: str, include_mine: bool) -> list[TickRecord]:
+        return [_model(TickRecord, r) for r in await self._fetch("orphaned_ticks", instance, include_mine)]
+
+    async def run_of_tick(self, schedule_id: uuid.UUID, fire_time: int) -> uuid.UUID | None:
+        value: uuid.UUID | None = await self._value("run_of_tick", schedule_id, fire_time)
+        return value
+
+    # --- SLAs ----------------------------------------------------------------------------
+
+    async def create_sla(self, values: dict[str, Any], actor: str) -> SlaRecord | None:
+        """Insert an SLA (None when its id exists) and note it in its job's history."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                self._q["insert_sla"], values["id"], values["owner"], values.get("job"), values.get("schedule_id"),
+                values.get("batch_id"), values.get("node"), values["rule"], values["duration_ms"], values["actions"],
+                values.get("webhook"), values.get("emails", []), values.get("description"))
+            if row is None:
+                return None
+            record: SlaRecord = _model(SlaRecord, row)
+            if record.job:
+                await conn.execute(self._q["insert_job_log"], record.job, actor, "sla_created",
+                                   {"sla": str(record.id), "rule": record.rule, "durationMs": record.duration_ms,
+                                    "schedule": str(record.schedule_id) if record.schedule_id else None,
+                                    "node": record.node, "actions": record.actions})
+            if record.batch_id is not None:
+                await conn.execute(self._q["insert_batch_deadline"], record.id, record.batch_id, values["start_at"],
+                                   values["start_at"] + record.duration_ms)
+            return record
+
+    async def get_sla(self, sla_id: uuid.UUID) -> SlaRecord | None:
+        rows = await self._fetch("get_sla", sla_id)
+        return _model(SlaRecord, rows[0]) if rows else None
+
+    async def delete_sla(self, sla_id: uuid.UUID, actor: str) -> SlaRecord | None:
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(self._q["delete_sla"], sla_id)
+            if row is None:
+                return None
+            record: SlaRecord = _model(SlaRecord, row)
+            if record.job:
+                await conn.execute(self._q["insert_job_log"], record.job, actor, "sla_deleted", {"sla": str(sla_id)})
+            return record
+
+    async def list_slas(self, *, job: str | None, schedule_id: uuid.UUID | None, batch_id: uuid.UUID | None,
+                        reader: str | None, reader_projects: tuple[str, ...], offset: int,
+                        size: int) -> tuple[int, list[SlaRecord]]:
+        args = (job, schedule_id, batch_id, reader, list(reader_projects))
+        rows = await self._fetch("list_slas", *args, offset, size)
+        if not rows and offset:
+            first = await self._fetch("list_slas", *args, 0, 1)
+            return (first[0]["total"] if first else 0), []
+        return (rows[0]["total"] if rows else 0), [_model(SlaRecord, r) for r in rows]
+
+    async def next_deadline(self) -> int | None:
+        value: int | None = await self._value("next_deadline")
+        return value
+
+    @asynccontextmanager
+    async def deadlines(self) -> AsyncIterator[DeadlineTransaction]:
+        async with self._transaction() as conn:
+            yield DeadlineTransaction(conn, self._q)
+
+    async def finish_breach(self, breach_id: int, results: dict[str, Any]) -> None:
+        await self._store._run(lambda conn: conn.execute(self._q["finish_breach"], breach_id, results))
+
+    async def orphaned_breaches(self, instance: str, include_mine: bool) -> list[BreachRecord]:
+        return [_model(BreachRecord, r) for r in await self._fetch("orphaned_breaches", instance, include_mine)]
+
+    async def list_breaches(self, sla_id: uuid.UUID, offset: int, size: int) -> tuple[int, list[BreachRecord]]:
+        rows = await self._fetch("list_breaches", sla_id, offset, size)
+        if not rows and offset:
+            first = await self._fetch("list_breaches", sla_id, 0, 1)
+            return (first[0]["total"] if first else 0), []
+        return (rows[0]["total"] if rows else 0), [_model(BreachRecord, r) for r in rows]
+
+
+def _schedule_args(v: dict[str, Any], *, creating: bool) -> list[Any]:
+    common = [v["description"], v["cron"], v["every"], v["timezone"], v["variables"], v["concurrency"], v["catchup"],
+              v["catchup_bound"], v["start_at"], v["end_at"], v["anchor"], v["enabled"], v["next_fire"]]
+    if creating:
+        return [v["id"], v["job"], v["owner"], *common]
+    return [*common, v["owner"]]
+
+
+def _schedule_detail(s: ScheduleRecord) -> dict[str, Any]:
+    return {"schedule": str(s.id), "cron": s.cron, "every": s.every, "timezone": s.timezone,
+            "concurrency": s.concurrency, "catchup": s.catchup, "enabled": s.enabled, "nextFire": s.next_fire}
+
+
+__all__ = ["BreachRecord", "DeadlineRecord", "Progress", "ScheduleRecord", "ScheduleStore", "SlaRecord",
+           "TickRecord"]
