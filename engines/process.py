@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,13 +55,45 @@ class ProcessSupervisor:
         self._inotify: Any = None
         self._reader: asyncio.Task[None] | None = None
         self._changed: dict[int, asyncio.Event] = {}
+        self._spawner: asyncio.subprocess.Process | None = None
+        self._spawner_path: str | None = None
+        self._spawner_dir: str | None = None
 
     async def start(self) -> None:
         if Inotify is not None:
             self._inotify = Inotify()
             self._reader = asyncio.create_task(self._dispatch(), name="inotify")
+        await self._start_spawner()
+
+    async def _start_spawner(self) -> None:
+        """The runner's fork server: a launch becomes a fork, not a new interpreter."""
+        self._spawner_dir = tempfile.mkdtemp(prefix="bg-spawn-")  # short: a socket path has a length limit
+        path = os.path.join(self._spawner_dir, "runner.sock")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-I", "-S", RUNNER, "--serve", path, stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+            )
+            assert proc.stdout is not None
+            ready = await asyncio.wait_for(proc.stdout.readline(), 10)
+        except (OSError, TimeoutError) as exc:
+            log.warning("spawner.unavailable", error=str(exc))
+            return
+        if ready.strip() != b"ready":
+            log.warning("spawner.unavailable", said=ready.decode(errors="replace"))
+            return
+        self._spawner = proc
+        self._spawner_path = path
 
     async def close(self) -> None:
+        if self._spawner is not None:
+            assert self._spawner.stdin is not None
+            self._spawner.stdin.close()  # its signal to exit; running batches are not its children
+            with contextlib.suppress(TimeoutError, ProcessLookupError):
+                await asyncio.wait_for(self._spawner.wait(), 5)
+            self._spawner = None
+        if self._spawner_dir:
+            shutil.rmtree(self._spawner_dir, ignore_errors=True)
         if self._reader:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -92,15 +126,17 @@ class ProcessSupervisor:
     async def launch(self, argv: list[str], workdir: Path, env: dict[str, str]) -> ProcessRun:
         """Start argv under the runner in workdir; raises EngineError if it cannot start."""
         await asyncio.to_thread(_prepare_workdir, workdir)
-        # -I -S: the runner needs only the standard library, and starts faster without site-packages.
-        proc = await asyncio.create_subprocess_exec(
-            self.python, "-I", "-S", RUNNER, str(workdir), "--", *argv,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
-        )
-        assert proc.stdout is not None
-        line = (await proc.stdout.read()).decode(errors="replace").strip()
-        await proc.wait()
+        line = await self._spawn(workdir, argv, env) if self._spawner_path else None
+        if line is None:
+            # -I -S: the runner needs only the standard library, and starts faster without site-packages.
+            proc = await asyncio.create_subprocess_exec(
+                self.python, "-I", "-S", RUNNER, str(workdir), "--", *argv,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL, env=env, start_new_session=True,
+            )
+            assert proc.stdout is not None
+            line = (await proc.stdout.read()).decode(errors="replace").strip()
+            await proc.wait()
         if line.startswith("error "):
             raise EngineError(line[len("error "):])
         parts = line.split()
@@ -114,6 +150,23 @@ class ProcessSupervisor:
             "workdir": str(workdir),
         }
         return ProcessRun(self, handle, offset=0)
+
+    async def _spawn(self, workdir: Path, argv: list[str], env: dict[str, str]) -> str | None:
+        """Ask the fork server for a runner; None if it is not there (then the caller execs one)."""
+        assert self._spawner_path is not None
+        try:
+            reader, writer = await asyncio.open_unix_connection(self._spawner_path)
+        except OSError as exc:
+            log.warning("spawner.lost", error=str(exc))
+            self._spawner_path = None
+            return None
+        try:
+            request = {"workdir": str(workdir), "argv": argv, "env": env}
+            writer.write(json.dumps(request).encode() + b"\n")
+            await writer.drain()
+            return (await reader.read()).decode(errors="replace").strip()
+        finally:
+            writer.close()
 
     def attach(self, handle: dict[str, Any], offset: int) -> ProcessRun | None:
         """Re-attach to a runner started by an earlier gateway process, or None if nothing is left."""

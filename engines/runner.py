@@ -73,18 +73,15 @@ def _supervise(workdir: Path, argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        print("usage: runner.py WORKDIR -- PROGRAM [ARGS...]", file=sys.stderr)
-        return 2
-    workdir = Path(argv[0])
-    if os.fork() != 0:
-        return 0  # the gateway reaps this one at once; the grandchild is re-parented
+def _detach_and_supervise(workdir: Path, argv: list[str], report_fd: int) -> None:
+    """In a fresh child: leave the caller's session, fork once more, and supervise. Never returns."""
     os.setsid()
     if os.fork() != 0:
         os._exit(0)
-    # Keep only stdin, stdout (the pipe to the gateway) and stderr: an event loop may have left other
-    # copies of the pipe open in us, and the gateway waits for the pipe's end-of-file.
+    # Keep only stdin, stdout (the report channel) and stderr: an event loop may have left other
+    # copies of the channel open in us, and the gateway waits for its end-of-file.
+    if report_fd != 1:
+        os.dup2(report_fd, 1)
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
@@ -92,11 +89,67 @@ def main(argv: list[str]) -> int:
     if devnull > 2:
         os.close(devnull)
     try:
-        code = _supervise(workdir, argv[2:])
+        code = _supervise(workdir, argv)
     except BaseException as exc:
         _write_json(workdir / EXIT, {"exit_code": None, "error": f"runner failed: {exc!r}"})
         code = 1
     os._exit(code)
+
+
+def serve(socket_path: str) -> int:
+    """A fork server: one small process per gateway that forks a runner per launch request.
+
+    Forking this process costs a millisecond; starting a Python interpreter per launch costs tens.
+    A request is one JSON line {"workdir", "argv", "env"} on a Unix socket connection; the answer is
+    the runner's report line. It exits when its standard input (a pipe from the gateway) closes.
+    """
+    import select
+    import socket
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(64)
+    os.write(1, b"ready\n")
+    while True:
+        readable, _, _ = select.select([server.fileno(), 0], [], [])
+        if 0 in readable and not os.read(0, 4096):
+            return 0  # the gateway is gone
+        if server.fileno() not in readable:
+            continue
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                request = json.loads(data)
+                workdir, argv, env = Path(request["workdir"]), list(request["argv"]), dict(request["env"])
+            except (ValueError, KeyError, TypeError):
+                conn.sendall(b"error malformed launch request\n")
+                continue
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                os.environ.clear()
+                os.environ.update(env)
+                _detach_and_supervise(workdir, argv, conn.fileno())
+            os.waitpid(pid, 0)  # the intermediate child exits at once; the runner is re-parented
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--serve":
+        return serve(argv[1])
+    if len(argv) < 3 or argv[1] != "--":
+        print("usage: runner.py WORKDIR -- PROGRAM [ARGS...] | runner.py --serve SOCKET", file=sys.stderr)
+        return 2
+    if os.fork() != 0:
+        return 0  # the gateway reaps this one at once; the grandchild is re-parented
+    _detach_and_supervise(Path(argv[0]), argv[2:], 1)
+    return 0
 
 
 if __name__ == "__main__":
