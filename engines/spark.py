@@ -67,6 +67,9 @@ class SparkConfig:
     kill_confirm: float = 30.0  # after a cluster kill, how long to wait for the cluster to confirm it
 
 
+KILL_NOTE_WAIT = 6.0  # seconds the end waits for a kill request in flight, so that its note is kept
+
+
 class SparkRun:
     """One spark-submit, launched or re-attached, merged with what the cluster says about its app."""
 
@@ -91,6 +94,8 @@ class SparkRun:
         self._tasks: list[asyncio.Task[None]] = []
         self._launcher_done = process is None
         self._kill_requested = False
+        self._kill_sent = asyncio.Event()  # clear while a kill request to the cluster is in flight
+        self._kill_sent.set()
         self._api_kill_sent = False
         self._finished = False
         self._api_answered = False
@@ -118,6 +123,13 @@ class SparkRun:
                         final = event
                         break
                     yield event
+                if final is not None:
+                    # A kill in flight when the end was seen still gets to say what it did.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._kill_sent.wait(), KILL_NOTE_WAIT)
+                    while not self._queue.empty():
+                        if isinstance(item := self._queue.get_nowait(), Note | LogLines):
+                            yield item
             finally:
                 self._finished = True
                 await decide.aclose()
@@ -369,14 +381,21 @@ class SparkRun:
     async def _kill_through_api(self) -> None:
         """Ask the cluster to kill the application (once it is known: until then, nothing to ask)."""
         assert self._api is not None
+        self._kill_sent.clear()
+        try:
+            await self._ask_api_to_kill(self._api)
+        finally:
+            self._kill_sent.set()
+
+    async def _ask_api_to_kill(self, api: ClusterApi) -> None:
         try:
             if self._session is not None:
-                text = await self._api.kill(self._session, self._info)
+                text = await api.kill(self._session, self._info)
             else:
                 async with aiohttp.ClientSession() as session:
-                    text = await self._api.kill(session, self._info)
+                    text = await api.kill(session, self._info)
         except StatusUnavailable as exc:
-            await self._queue.put(Note(f"kill through the {self._api.name} failed: {exc}"))
+            await self._queue.put(Note(f"kill through the {api.name} failed: {exc}"))
             return
         if text:
             self._api_kill_sent = True
@@ -426,7 +445,10 @@ class SparkEngine:
             for directory in plan.make_dirs:
                 directory.mkdir(parents=True, exist_ok=True)
 
-        await asyncio.to_thread(make_dirs)
+        try:
+            await asyncio.to_thread(make_dirs)
+        except OSError as exc:
+            raise EngineError(f"cannot prepare the batch's working dir: {exc}") from None
         info: dict[str, Any] = {"batchId": spec.batch_id, "master": plan.master.url,
                                 "deployMode": plan.deploy_mode,
                                 "restSubmission": spec.conf.get(REST_ENABLED_CONF, "").lower() == "true"}

@@ -30,7 +30,9 @@ from gateway.api.middleware import authenticate, errors
 from gateway.api.openapi import SPEC_KEY, build_spec
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.projects import routes as project_routes
+from gateway.api.schedules import routes as schedule_routes
 from gateway.api.sessions import routes as session_routes
+from gateway.api.slas import routes as sla_routes
 from gateway.api.ui import routes as ui_routes
 from gateway.auth import Authenticator
 from gateway.control import BatchControl
@@ -38,9 +40,9 @@ from gateway.embedded import EmbeddedPostgres
 from gateway.heartbeat import Heartbeat
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
-from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE
 from gateway.listener import CONTROL as CONTROL_CHANNEL
-from gateway.listener import KILL, QUEUE, RUN_BATCH, Hub, Listener, QueueBell
+from gateway.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE, Hub, Listener, QueueBell
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
 from gateway.policy import Policy
@@ -48,12 +50,18 @@ from gateway.projects.service import ProjectService
 from gateway.readiness import Readiness
 from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
+from gateway.schedules.alerts import Alerter
+from gateway.schedules.deadlines import DeadlineTimer
+from gateway.schedules.service import ScheduleService
+from gateway.schedules.sla import SlaService
+from gateway.schedules.ticker import Ticker
 from gateway.service import BatchService
 from gateway.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
 from gateway.store.projects import ProjectStore
+from gateway.store.schedules import ScheduleStore
 from gateway.supervisor import Supervisor
 from gateway.takeover import Takeover
 
@@ -125,6 +133,8 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(batch_routes)
     app.add_routes(job_routes)
     app.add_routes(project_routes)
+    app.add_routes(schedule_routes)
+    app.add_routes(sla_routes)
     app.add_routes(audit_routes)
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
@@ -155,6 +165,9 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     retention: Retention | None = None
     coordinator: RunCoordinator | None = None
     bell: QueueBell | None = None
+    ticker: Ticker | None = None
+    deadlines: DeadlineTimer | None = None
+    alerts: Alerter | None = None
     try:
         version = await store.apply_schema()
         hub = Hub()
@@ -196,6 +209,23 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                                     roles=app[JOBS].batch_roles, projects=projects, on_queued=bell.ring)
         app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir,
                                     projects)
+        # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
+        schedule_store = ScheduleStore(store)
+        alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
+                         backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
+                         smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
+                         smtp_timeout=settings.smtp_timeout_seconds)
+        app[SCHEDULES] = ScheduleService(schedule_store, app[JOBS], projects,
+                                         catchup_bound=settings.schedule_catchup_bound)
+        app[SLAS] = SlaService(schedule_store, app[JOBS], app[SCHEDULES], projects, app[SERVICE])
+        app[SERVICE].sla_hook = app[SLAS].on_batch_submit
+        ticker = Ticker(schedule_store, app[JOBS], instance, principal=app[AUTH].principal,
+                        misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,
+                        housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+        deadlines = DeadlineTimer(schedule_store, alerts, app[SERVICE], app[JOBS], logs, instance,
+                                  housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+        hub.on(SCHEDULE, ticker.on_notify)
+        hub.on(DEADLINE, deadlines.on_notify)
         app[READINESS] = Readiness(store, heartbeat)
         livy_port: int | None = None
         if settings.livy_port is not None:
@@ -208,6 +238,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         retention.start()
         coordinator.start()
         bell.start()
+        ticker.start()
+        deadlines.start()
         log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
                  engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
@@ -217,6 +249,11 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         # Stop claiming, then let go of the applications without killing them.
         if bell is not None:
             await bell.close()
+        for timer in (ticker, deadlines):
+            if timer is not None:
+                await timer.stop()
+        if alerts is not None:
+            await alerts.close()
         for loop in (coordinator, retention, takeover, scheduler):
             if loop is not None:
                 await loop.stop()
