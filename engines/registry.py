@@ -21,3 +21,10 @@ class EngineRegistry:
 
     def known(self, batch_type: str) -> bool:
         return batch_type in self._by_type
+
+    async def close(self) -> None:
+        """Let engines release what they hold (HTTP sessions); an engine opts in with `async close()`."""
+        for engine in {id(e): e for e in self._by_type.values()}.values():
+            closer = getattr(engine, "close", None)
+            if closer is not None:
+                await closer()

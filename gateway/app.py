@@ -164,6 +164,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     takeover: Takeover | None = None
     retention: Retention | None = None
     coordinator: RunCoordinator | None = None
+    engines: EngineRegistry | None = None
     bell: QueueBell | None = None
     ticker: Ticker | None = None
     deadlines: DeadlineTimer | None = None
@@ -263,6 +264,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             await heartbeat.stop()
         if listener is not None:
             await listener.close()
+        if engines is not None:
+            await engines.close()
         await processes.close()
         await store.close()
         if embedded is not None:
