@@ -18,7 +18,6 @@ the state comes from (on the local target from the mini cluster's REST API while
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -80,7 +79,7 @@ from engines.runner import EXIT, OUTPUT
 log = structlog.get_logger("engines.flink")
 
 CANCEL_RETRY_SECONDS = 5.0
-DETAILS_INTERVAL = 3.0  # at most one Details snapshot per this many seconds while a job runs (and its end)
+DETAILS_INTERVAL = 5.0  # at most one Details snapshot per this many seconds while a job runs (and its end)
 LOCAL_DETAILS_FASTEST = 0.5  # the local mini cluster's REST API is read no more often than this
 LOCAL_REST_TIMEOUT = 2.0  # a local REST read must not hold up the launcher's output for long
 LAUNCHER_SETTLE_SECONDS = 30.0  # a pause waits this long for a detached launcher to exit
@@ -331,7 +330,9 @@ class FlinkRun:
         if not self._dirty:
             return None
         self._dirty = False
-        return AppInfo(handle=self.handle)
+        paused_job = self._facts.get("paused_job") if self.paused else None
+        # While paused, appUrl shows the stopped job's page among the completed jobs.
+        return AppInfo(app_url=self._url(paused_job, True) if paused_job else None, handle=self.handle)
 
     async def _housekeeping(self) -> AsyncIterator[Event]:
         """Notes, a changed handle and due details: what every loop of the event stream yields first."""
@@ -427,10 +428,11 @@ class FlinkRun:
                     return
                 yield event
         finally:
-            if pending is not None:
+            if pending is not None:  # closed early: stop the read in flight before closing the output
                 pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+                await asyncio.wait({pending})
+                if not pending.cancelled():
+                    pending.exception()  # retrieved, so never reported as unhandled
             await output.aclose()
 
     async def _follow_launcher(self) -> AsyncIterator[Event]:
@@ -568,12 +570,12 @@ class FlinkRun:
             self._wake.clear()
             async for event in self._housekeeping():
                 yield event
+            if self._process is not None and not self._facts["cli_done"]:
+                return  # resumed (a kill meanwhile stops the new launcher; following it tells the end)
             if self._killing:
                 yield self._exit("KILLED", "canceled on request while paused (the savepoint "
                                            f"{self._facts.get('savepoint')} is kept)")
                 return
-            if self._process is not None and not self._facts["cli_done"]:
-                return  # resumed
             await self._sleep(3600.0)
 
     async def _follow_cluster(self) -> AsyncIterator[Event]:
@@ -830,11 +832,14 @@ class FlinkRun:
                 stopped = await self._await_stopped(rest, job_id)
             except asyncio.CancelledError:
                 raise  # the gateway detached: the request and the handle's "pausing" stay for the next one
-            except Exception:
+            except Exception as exc:
                 self._pausing = False
                 self._facts.pop("pausing", None)
                 self._dirty = True
                 self._wake.set()
+                if isinstance(exc, FlinkRestError):  # Flink's answer: the job keeps running
+                    self._notes.append(f"pause failed: {exc}")
+                    raise NotSupported(str(exc)) from None
                 raise
             finally:
                 await rest.close()
@@ -943,6 +948,8 @@ class FlinkRun:
                 if not self._facts.get("resuming"):  # else a launcher started before a gateway restart runs
                     await self._launch_resume()
                 job_id = await resumed
+            except (ResumeFailed, EngineError) as exc:  # nothing runs: the batch stays paused
+                raise NotSupported(f"resume failed: {exc}") from None
             finally:
                 self._resumed = None
             self._log.info("flink.resumed", job_id=job_id)
