@@ -344,6 +344,8 @@ class Store:
             add("create_time >= {p}", flt.create_time)
         if flt.end_time > 0:
             add("end_time > 0 and end_time <= {p}", flt.end_time)
+            # A batch ends after it is created: this bounds the create_time index range too.
+            add("create_time <= {p}", flt.end_time)
         if flt.project:
             add("project = {p}", flt.project)
         if flt.reader is not None:
