@@ -23,7 +23,18 @@ from pathlib import Path
 
 from benchmarks import baseline, harness, ray_peer
 from benchmarks.report import Figure, line, markdown_table, save_json
-from benchmarks.scenarios import e2e, follow, get_batch, listing, logs, profile, running, state_latency, submit
+from benchmarks.scenarios import (
+    e2e,
+    follow,
+    get_batch,
+    listing,
+    logs,
+    profile,
+    running,
+    state_latency,
+    submit,
+    workflow,
+)
 
 Scenario = Callable[[harness.Context], Awaitable[list[Figure]]]
 
@@ -39,6 +50,7 @@ SCENARIOS: dict[str, Scenario] = {
     "log": logs.run,
     "follow": follow.run,
     "running": running.run,
+    "workflow": workflow.run,
     "ray": ray_peer.run,
     "profile": profile.run,
 }

@@ -77,6 +77,10 @@ def queries(rows: int, t0: int, per_kind: int, seed: int = 7) -> list[harness.Re
             "deep paging": {"from": deep, "size": 100},
             "user+state, desc, page 50": {"batchUser": f"user_{rng.randrange(100)}", "batchState": "FINISHED",
                                           "from": 5000, "size": 100, "desc": "true"},
+            # Job control's richer list (issue 9): name words, id prefix, longest first.
+            "key (name words)": {"key": f"job_{rng.randrange(1000)}", "size": 100},
+            "key (id prefix)": {"key": f"{rng.randrange(16**4):04x}", "size": 100},
+            "sort=duration desc": {"sort": "duration", "desc": "true", "size": 100},
         }
         for tag, params in kinds.items():
             out.append(harness.Request("GET", "/api/v1/batches?" + urlencode(params), tag=tag))
