@@ -44,6 +44,14 @@ async def drop(request: web.Request) -> web.Response:
     return model_response(DropResponse(success=True, msg=f"batch {batch_id} dropped"))
 
 
+@routes.get("/api/v1/batches/status")
+@routes.post("/api/v1/batches/status")
+@routes.delete("/api/v1/batches/status")
+async def status_not_allowed(request: web.Request) -> web.Response:
+    """Only PUT exists here; without these, GET or DELETE would take 'status' for a batch id."""
+    raise web.HTTPMethodNotAllowed(request.method, ["PUT"])
+
+
 @routes.put("/api/v1/batches/status")
 async def bulk(request: web.Request) -> web.Response:
     raw = await request.read()

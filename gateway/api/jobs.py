@@ -13,6 +13,7 @@ from gateway.api.params import MAX_PAGE, int_param, text_param
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest
 from gateway.jobs.models import (
+    JOB_NAME,
     Job,
     JobList,
     JobLog,
@@ -79,6 +80,14 @@ def run_out(run: RunRecord, nodes: list[NodeRecord]) -> Run:
     )
 
 
+def _name(request: web.Request) -> str:
+    """The job name from the path; one that no job can have is a 400, not an empty answer."""
+    name = request.match_info["name"]
+    if not JOB_NAME.match(name):
+        raise BadRequest(f"name: {name!r} is not a valid job name")
+    return name
+
+
 def _page(request: web.Request) -> tuple[int, int]:
     return (int_param(request.query, "from", 0, minimum=0, maximum=2**31),
             int_param(request.query, "size", 100, minimum=1, maximum=MAX_PAGE))
@@ -100,19 +109,19 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{name}")
 async def get_job(request: web.Request) -> web.Response:
-    return model_response(job_out(await request.app[JOBS].job(principal(request), request.match_info["name"])))
+    return model_response(job_out(await request.app[JOBS].job(principal(request), _name(request))))
 
 
 @routes.put("/api/v1/jobs/{name}")
 async def update_job(request: web.Request) -> web.Response:
-    job = await request.app[JOBS].update(principal(request), request.match_info["name"],
+    job = await request.app[JOBS].update(principal(request), _name(request),
                                          await _body(request, JobSpec))
     return model_response(job_out(job))
 
 
 @routes.delete("/api/v1/jobs/{name}")
 async def delete_job(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
+    name = _name(request)
     await request.app[JOBS].delete(principal(request), name)
     return web.json_response({"success": True, "msg": f"job {name} deleted"})
 
@@ -120,7 +129,7 @@ async def delete_job(request: web.Request) -> web.Response:
 @routes.get("/api/v1/jobs/{name}/log")
 async def job_history(request: web.Request) -> web.Response:
     offset, size = _page(request)
-    total, entries = await request.app[JOBS].history(principal(request), request.match_info["name"], offset, size)
+    total, entries = await request.app[JOBS].history(principal(request), _name(request), offset, size)
     return model_response(JobLog(from_=offset, total=total, entries=[JobLogEntry(**e) for e in entries]))
 
 
@@ -128,7 +137,7 @@ async def job_history(request: web.Request) -> web.Response:
 async def trigger(request: web.Request) -> web.Response:
     body = await _body(request, TriggerRequest, optional=True)
     service = request.app[JOBS]
-    run = await service.trigger(principal(request), request.match_info["name"], body.variables, body.disabled,
+    run = await service.trigger(principal(request), _name(request), body.variables, body.disabled,
                                 body.failure_action.value if body.failure_action else None)
     return model_response(run_out(run, await service.nodes(run)))
 
@@ -148,7 +157,7 @@ async def _runs(request: web.Request, job: str | None) -> web.Response:
 
 @routes.get("/api/v1/jobs/{name}/runs")
 async def job_runs(request: web.Request) -> web.Response:
-    return await _runs(request, request.match_info["name"])
+    return await _runs(request, _name(request))
 
 
 @routes.get("/api/v1/runs")

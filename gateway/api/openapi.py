@@ -210,7 +210,8 @@ def build_spec() -> dict[str, Any]:
         _query("sort", {"type": "string", "enum": ["createTime", "endTime", "name", "duration"]}, "sort key"),
         _query("key", {"type": "string", "maxLength": 1024},
                "an id prefix, or words of the name by prefix (case-insensitive)"),
-        _query("attemptsOf", {"type": "string", "format": "uuid"}, "a batch and all its restarts"),
+        _query("attemptsOf", {"type": "string", "pattern": "^$|^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"},
+               "a batch and all its restarts (empty: no filter)"),
     ]
     paths: dict[str, Any] = {
         "/api/v1/batches": {
@@ -303,6 +304,7 @@ def build_spec() -> dict[str, Any]:
     paths.update(_livy_paths(schemas))
     paths.update(_job_paths())
     paths.update(_project_paths())
+    paths.update(_schedule_paths(schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,
@@ -421,6 +423,76 @@ def _session_paths(schemas: dict[str, Any]) -> dict[str, Any]:
             "delete": {"tags": ["sessions"], "summary": "Log out: revoke this session (others go on)",
                        "security": [{"bearer": []}, {"cookie": []}],
                        "responses": {"200": _json(SessionRevoked), **_errors(400, 401, 403, 503)}},
+        },
+    }
+
+
+def _schedule_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+    """/api/v1/schedules and /api/v1/slas (gateway/api/schedules.py, gateway/api/slas.py, docs/schedules.md)."""
+    from gateway.schedules.models import (
+        BreachList,
+        Schedule,
+        ScheduleList,
+        ScheduleSpec,
+        Sla,
+        SlaList,
+        SlaSpec,
+        TickList,
+    )
+
+    for model in (ScheduleSpec, Schedule, ScheduleList, TickList, SlaSpec, Sla, SlaList, BreachList):
+        schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+    page = [_query("from", OFFSET, "offset"),
+            _query("size", {"type": "integer", "minimum": 1, "maximum": 10000}, "page")]
+    sid = {"name": "scheduleId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
+           "description": "the schedule id"}
+    slaid = {"name": "slaId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"},
+             "description": "the SLA id"}
+    spec = {"required": True, "content": {"application/json": {"schema": _ref(ScheduleSpec)}}}
+    tag, sla_tag = ["schedules"], ["slas"]
+    return {
+        "/api/v1/schedules": {
+            "post": {"tags": tag, "summary": "Schedule a job: cron or every, in a time zone (SCHEDULE on the job)",
+                     "requestBody": spec, "responses": {"200": _json(Schedule), **_errors(*COMMON, 404)}},
+            "get": {"tags": tag, "summary": "Schedules of the jobs the caller may read",
+                    "parameters": [_query("job", {"type": "string"}, "job name"), *page],
+                    "responses": {"200": _json(ScheduleList), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/schedules/{scheduleId}": {
+            "get": {"tags": tag, "summary": "A schedule with nextFireTimes and lastFire", "parameters": [sid],
+                    "responses": {"200": _json(Schedule), **_errors(*COMMON, 404)}},
+            "put": {"tags": tag, "summary": "Replace a schedule's settings (its runs then run as the caller)",
+                    "parameters": [sid], "requestBody": spec,
+                    "responses": {"200": _json(Schedule), **_errors(*COMMON, 404)}},
+            "delete": {"tags": tag, "summary": "Delete a schedule", "parameters": [sid],
+                       "responses": {"200": _json(CloseBatchResponse), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/schedules/{scheduleId}/ticks": {
+            "get": {"tags": tag, "summary": "A schedule's ticks, newest first: fired, skipped (why), queued, failed",
+                    "parameters": [sid, *page], "responses": {"200": _json(TickList), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/slas": {
+            "post": {"tags": sla_tag, "summary": "An SLA on a job, a node of it, or a schedule",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(SlaSpec)}}},
+                     "responses": {"200": _json(Sla), **_errors(*COMMON, 404)}},
+            "get": {"tags": sla_tag, "summary": "SLAs the caller may read",
+                    "parameters": [_query("job", {"type": "string"}, "job name"),
+                                   _query("schedule", {"type": "string", "format": "uuid"}, "schedule id"),
+                                   _query("batch", {"type": "string", "format": "uuid"}, "batch id (conf SLAs)"),
+                                   *page],
+                    "responses": {"200": _json(SlaList), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/slas/{slaId}": {
+            "get": {"tags": sla_tag, "summary": "An SLA", "parameters": [slaid],
+                    "responses": {"200": _json(Sla), **_errors(*COMMON, 404)}},
+            "delete": {"tags": sla_tag, "summary": "Delete an SLA with its deadlines and breaches",
+                       "parameters": [slaid], "responses": {"200": _json(CloseBatchResponse), **_errors(*COMMON, 404)}},
+        },
+        "/api/v1/slas/{slaId}/breaches": {
+            "get": {"tags": sla_tag, "summary": "An SLA's breaches, newest first, each recorded once",
+                    "parameters": [slaid, *page], "responses": {"200": _json(BreachList), **_errors(*COMMON, 404)}},
         },
     }
 
