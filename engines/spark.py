@@ -6,6 +6,9 @@ Which source decides that an application ended depends on where its driver runs:
 - cluster deploy mode: the application outlives spark-submit, so the cluster API decides (standalone
   REST server / master JSON, YARN ResourceManager, Kubernetes driver pod), polled on an interval that
   starts fast and slows down while nothing changes.
+
+Details (Spark jobs and stages) come from the driver's REST API on the same timer while the driver's UI
+is reachable, and from the event log in the batch's dir once a client-mode driver has ended.
 """
 
 from __future__ import annotations
@@ -21,9 +24,27 @@ from typing import Any
 
 import aiohttp
 
-from engines.base import AppInfo, EngineError, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note
+from engines.base import (
+    AppInfo,
+    Details,
+    EngineError,
+    Event,
+    Exited,
+    InvalidRequest,
+    LaunchSpec,
+    LogLines,
+    Note,
+)
 from engines.process import ProcessRun, ProcessSupervisor, read_pids
 from engines.runner import EXIT
+from engines.spark_details import (
+    EVENT_LOG_MAX_BYTES,
+    EVENT_LOG_MAX_BYTES_WITH_LIVE,
+    DetailsUnavailable,
+    Snapshot,
+    SparkUi,
+    read_event_log,
+)
 from engines.spark_status import (
     IN_CLUSTER_CA,
     IN_CLUSTER_TOKEN,
@@ -68,6 +89,14 @@ class SparkConfig:
 
 
 KILL_NOTE_WAIT = 6.0  # seconds the end waits for a kill request in flight, so that its note is kept
+APP_ID_WAIT = 3.0  # a client-mode driver that shows its UI is RUNNING once it names its app, or after this
+# Details from the driver's UI: asked at most every DETAILS_ACTIVE seconds while a job or stage runs (or
+# something changed), every DETAILS_IDLE seconds otherwise; a snapshot is saved when a job or stage
+# appears or changes state, else at most every DETAILS_SAVE_EVERY seconds.
+DETAILS_ACTIVE = 1.0
+DETAILS_IDLE = 5.0
+DETAILS_SAVE_EVERY = 5.0
+PAUSE_REFUSAL = "Spark cannot suspend a running application (it has no savepoints); kill it and restart it instead"
 
 
 class SparkRun:
@@ -100,6 +129,15 @@ class SparkRun:
         self._finished = False
         self._api_answered = False
         self._reported: dict[str, Any] = {k: self._info.get(k) for k in ("appId", "appUrl", "appState")}
+        self._url_seen: float | None = None  # when the launcher first showed the driver's UI
+        # Details: the driver's UI, the fetch in flight, the latest snapshot and the last one sent.
+        self._ui: SparkUi | None = None
+        self._details_task: asyncio.Task[None] | None = None
+        self._details_next = 0.0
+        self._live: Snapshot | None = None
+        self._sent_steps: list[dict[str, Any]] | None = None
+        self._sent_shape: list[tuple[Any, ...]] | None = None
+        self._sent_at = 0.0
 
     @property
     def handle(self) -> dict[str, Any]:
@@ -140,6 +178,9 @@ class SparkRun:
 
     async def _stop_tasks(self) -> None:
         tasks, self._tasks = self._tasks, []
+        if self._details_task is not None:
+            tasks.append(self._details_task)
+            self._details_task = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -180,6 +221,8 @@ class SparkRun:
                     yield info
                 final = await self._launcher_ended(item)
                 if final is not None:
+                    if (details := await self._final_details()) is not None:
+                        yield details  # before the end: the supervisor stops reading at Exited
                     yield final
                     return
             elif isinstance(item, ClusterStatus):
@@ -190,12 +233,19 @@ class SparkRun:
                     self._api_kill_sent = True
                     self._tasks.append(asyncio.create_task(self._kill_through_api()))
                 if self._cluster and item.terminal:
+                    if (details := await self._final_details()) is not None:
+                        yield details
                     yield self._exited(item.state or "FAILED", item.diagnostic or self._ended_by_cluster(item))
                     return
             elif isinstance(item, _Final):
+                if (details := await self._final_details()) is not None:
+                    yield details
                 yield self._exited(item.app_state, item.diagnostic)
                 return
             elif isinstance(item, Note):
+                yield item
+            elif isinstance(item, Details):
+                self._sent_steps = item.steps
                 yield item
             elif item is _REFRESH and (info := self._from_launcher()):
                 yield info
@@ -215,8 +265,13 @@ class SparkRun:
                 state = None  # the cluster API knows better than the launcher's last report
             return self._report(app_id=app_id, state=state)
         url = facts.ui_url or facts.tracking_url
-        # The driver is up once it names its application or its UI; a cluster API that answered knows better.
-        running = bool(facts.app_id or url) and not self._api_answered
+        if url and self._url_seen is None:
+            self._url_seen = time.monotonic()
+        # The driver is up once it names its application. Its UI shows up a moment earlier (then the
+        # poller asks the UI for the id); a UI without an id still counts after APP_ID_WAIT, or at the end.
+        named = bool(facts.app_id) or (self._url_seen is not None and (
+            self._launcher_done or time.monotonic() - self._url_seen >= APP_ID_WAIT))
+        running = named and not self._api_answered  # a cluster API that answered knows better
         return self._report(app_id=facts.app_id, url=url, state="RUNNING" if running else None)
 
     def _from_cluster(self, status: ClusterStatus) -> AppInfo | None:
@@ -227,6 +282,10 @@ class SparkRun:
         if self._cluster:
             if status.app_id and status.app_id.startswith("driver-"):
                 self._info["driverId"] = status.app_id
+            if status.ui_url:  # where the running driver's UI is reachable (YARN: the RM's proxy)
+                self._info["uiUrl"] = status.ui_url
+            else:
+                self._info.pop("uiUrl", None)
             return self._report(app_id=status.app_id, url=status.app_url, state=status.state)
         # Client mode: the launcher owns the driver's UI URL and the end; the cluster adds its state.
         url = None if self._reported.get("appUrl") else status.app_url
@@ -239,9 +298,12 @@ class SparkRun:
             return None
         self._reported.update(changes)
         self._info.update(changes)
+        running = changes.get("appState") == "RUNNING"
+        # A change of state alone still names the application it is about (the batch.running log line).
+        app_id = changes.get("appId") or (self._reported.get("appId") if running else None)
         return AppInfo(
-            app_id=changes.get("appId"), app_url=changes.get("appUrl"), app_state=changes.get("appState"),
-            running=changes.get("appState") == "RUNNING", handle=self.handle,
+            app_id=app_id, app_url=changes.get("appUrl"), app_state=changes.get("appState"),
+            running=running, handle=self.handle,
         )
 
     def _identity(self) -> str | None:
@@ -308,9 +370,9 @@ class SparkRun:
         known = bool(self._parser.facts.app_id or self._info.get("appId"))
         if self._api is not None and (known or not isinstance(self._api, StandaloneApi)):
             return "api"  # a standalone master is asked by app id; YARN finds the app by its tag
-        if not known and eventlog.is_dir():
+        if not known:
             return "eventlog"
-        return "wait" if self._api is not None else None
+        return "wait"  # the driver's UI may still be asked for details while the launcher runs
 
     async def _poll(self) -> None:
         assert self._session is not None
@@ -319,7 +381,10 @@ class SparkRun:
         missing_since: float | None = None
         changed_at = time.monotonic()
         last: tuple[Any, ...] = ()
-        while (target := self._poll_target(eventlog)) is not None:
+        while True:
+            target, ui = self._poll_target(eventlog), self._details_ui()
+            if target is None and ui is None:
+                return
             now = time.monotonic()
             if target == "api":
                 assert self._api is not None
@@ -358,6 +423,12 @@ class SparkRun:
                 if app_id and not self._parser.facts.app_id:
                     self._parser.facts.app_id = app_id
                     await self._queue.put(_REFRESH)
+            if self._url_seen is not None and not self._cluster and self._reported.get("appState") is None:
+                await self._queue.put(_REFRESH)  # a UI without an app id yet: RUNNING after APP_ID_WAIT
+            if ui is not None and now >= self._details_next and (
+                    self._details_task is None or self._details_task.done()):
+                # On the same timer, but never waited for: a slow UI does not delay the state.
+                self._details_task = asyncio.create_task(self._fetch_details(ui))
             # Fast while launching or after a change, slower while nothing happens (at most poll_max).
             interval = min(self._config.poll_max, self._config.poll_min + 0.1 * (time.monotonic() - changed_at))
             self._wake.clear()
@@ -365,6 +436,65 @@ class SparkRun:
                 await asyncio.wait_for(self._wake.wait(), interval)
             if self._wake.is_set():
                 changed_at = time.monotonic()  # a kill or the launcher's exit: look closely again
+
+    # --- details: Spark jobs and stages --------------------------------------------------------
+
+    def _details_ui(self) -> str | None:
+        """The running driver's Spark UI (or a proxy to it), if it can be asked now."""
+        if self._finished:
+            return None
+        if self._cluster:  # YARN: the RM's proxy while the application runs; elsewhere not reachable
+            ui = self._info.get("uiUrl")
+            return str(ui) if ui and self._reported.get("appState") == "RUNNING" else None
+        if self._launcher_done:
+            return None  # client mode: the driver and its UI ended with the launcher
+        facts = self._parser.facts
+        url = facts.ui_url or facts.tracking_url or self._reported.get("appUrl")
+        return str(url) if url else None
+
+    async def _fetch_details(self, url: str) -> None:
+        session = self._session
+        if session is None:
+            return
+        if self._ui is None or self._ui.base_url != url.rstrip("/"):
+            self._ui = SparkUi(url)
+        ui = self._ui
+        try:
+            snapshot = await ui.snapshot(session)
+        except DetailsUnavailable:
+            self._details_next = time.monotonic() + DETAILS_ACTIVE  # not up yet, or gone: the last one stays
+            return
+        if not self._cluster and ui.app_id and not (self._parser.facts.app_id or self._info.get("appId")):
+            self._parser.facts.app_id = ui.app_id  # the UI named the application before the launcher did
+            await self._queue.put(_REFRESH)
+        now = time.monotonic()
+        changed = self._live is None or snapshot.steps != self._live.steps
+        self._live = snapshot
+        self._details_next = now + (DETAILS_ACTIVE if snapshot.active or changed else DETAILS_IDLE)
+        shape = [(step["name"], step["state"]) for step in snapshot.steps]
+        due = shape != self._sent_shape or now - self._sent_at >= DETAILS_SAVE_EVERY
+        if snapshot.steps != self._sent_steps and due:
+            self._sent_shape, self._sent_at = shape, now
+            await self._queue.put(Details(steps=snapshot.steps, counters=snapshot.counters))
+
+    async def _final_details(self) -> Details | None:
+        """The last snapshot, taken when the driver ended: the event log's if it tells at least as much as
+        the driver's UI did (it covers the very end, and runs too short for the UI to be asked)."""
+        if self._details_task is not None:
+            self._details_task.cancel()
+            await asyncio.gather(self._details_task, return_exceptions=True)
+            self._details_task = None
+        best = self._live
+        if not self._cluster:
+            app_id = self._parser.facts.app_id or self._info.get("appId")
+            eventlog = Path(self._base.get("workdir", ".")) / "eventlog"
+            limit = EVENT_LOG_MAX_BYTES if best is None else EVENT_LOG_MAX_BYTES_WITH_LIVE
+            logged = await asyncio.to_thread(read_event_log, eventlog, app_id, limit)
+            if logged is not None and (best is None or logged.jobs >= best.jobs):
+                best = logged
+        if best is None or best.steps == self._sent_steps:
+            return None
+        return Details(steps=best.steps, counters=best.counters)
 
     # --- control -------------------------------------------------------------------------------
 
@@ -434,6 +564,10 @@ class SparkEngine:
 
     def validate(self, spec: LaunchSpec) -> None:
         self.builder.validate(spec)
+
+    def pause_refusal(self, spec: LaunchSpec) -> str | None:
+        """Why a running SPARK/PYSPARK batch cannot be paused (a queued one is held by the gateway)."""
+        return PAUSE_REFUSAL
 
     async def submit(self, spec: LaunchSpec) -> SparkRun:
         try:

@@ -42,6 +42,7 @@ class ClusterStatus:
     app_url: str | None = None
     diagnostic: str | None = None
     ids: dict[str, str] = field(default_factory=dict)
+    ui_url: str | None = None  # where the running driver's Spark UI is reachable (YARN: the RM's proxy)
 
 
 NOT_FOUND = ClusterStatus(found=False)
@@ -287,8 +288,11 @@ class YarnApi:
         url = (app.get("amContainerLogs") if self.cluster else None) or app.get("trackingUrl")
         diagnostics = str(app.get("diagnostics") or "").strip()
         diagnostic = diagnostics[:500] if state in ("FAILED", "KILLED") and diagnostics else None
+        # While the application runs, its tracking URL is the RM's proxy to the driver's Spark UI.
+        tracking = str(app.get("trackingUrl") or "")
+        ui = tracking if state == "RUNNING" and tracking.startswith(("http://", "https://")) else None
         return ClusterStatus(True, state, terminal, app_id=app.get("id"), app_url=url or None,
-                             diagnostic=diagnostic)
+                             diagnostic=diagnostic, ui_url=ui)
 
     async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str:
         app_id = ids.get("appId")

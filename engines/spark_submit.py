@@ -307,6 +307,10 @@ class SparkSubmit:
                 conf["spark.eventLog.enabled"] = "true"
                 conf["spark.eventLog.dir"] = (workdir / "eventlog").as_uri()
                 make_dirs.append(workdir / "eventlog")
+                if unset("spark.eventLog.compress"):
+                    # Plain JSON lines: the gateway reads them for the batch's details once the driver ends
+                    # (Spark 4 compresses with zstd by default, which Python only reads with an extra module).
+                    conf["spark.eventLog.compress"] = "false"
             if spec.batch_type == "PYSPARK" and PYTHON_CONF in conf:
                 # The executors' Python may differ, but the driver stays the gateway's.
                 conf[DRIVER_PYTHON_CONF] = python

@@ -8,6 +8,8 @@ from gateway.auth import Authenticator
 from gateway.control import BatchControl
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
+from gateway.schedules.service import ScheduleService
+from gateway.schedules.sla import SlaService
 from gateway.service import BatchService
 from gateway.sessions import SessionService
 from gateway.settings import Settings
@@ -21,3 +23,5 @@ JOBS = web.AppKey("jobs", JobService)
 PROJECTS = web.AppKey("projects", ProjectService)
 AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)
+SCHEDULES = web.AppKey("schedules", ScheduleService)
+SLAS = web.AppKey("slas", SlaService)

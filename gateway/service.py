@@ -60,6 +60,8 @@ class BatchService:
         self._projects = projects
         self._on_queued = on_queued
         self._metrics = metrics or Metrics()
+        # SLAs from a batch's conf (batchgate.sla.*): validated and registered before the insert (the app sets it).
+        self.sla_hook: Callable[[uuid.UUID, str, dict[str, str]], Awaitable[None]] | None = None
 
     async def _find(self, batch_id: str) -> BatchRecord:
         batch = await self._store.get_batch(parse_batch_id(batch_id))
@@ -142,6 +144,8 @@ class BatchService:
             batch_info=info,
             source_ip=principal.source_ip,
         )
+        if self.sla_hook is not None:
+            await self.sla_hook(batch_id, user, request.conf)
         if upload is None:
             batch, created = await self._store.insert_batch(**fields)
         else:

@@ -9,7 +9,7 @@ typed with the gateway's own pydantic models. See docs/client.md.
             print(line.number, line.text)
 """
 
-from gateway.client.aio import DEFAULT_URL, AsyncClient, LogFollow, LogLine
+from gateway.client.aio import DEFAULT_URL, AsyncClient
 from gateway.client.errors import (
     ApiError,
     BadRequest,
@@ -24,7 +24,8 @@ from gateway.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from gateway.client.sync import Client, SyncLogFollow
+from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
+from gateway.client.sync import Client, SyncLogFollow, SyncRunEvents
 from gateway.models import Batch, BatchDetails, BatchList, BatchRequest, CloseBatchResponse, LocalLog
 
 __all__ = [
@@ -47,8 +48,11 @@ __all__ = [
     "LogLine",
     "NotFound",
     "RateLimited",
+    "RunEvent",
+    "RunEvents",
     "ServerError",
     "SyncLogFollow",
+    "SyncRunEvents",
     "TooLarge",
     "Unauthorized",
     "Unavailable",

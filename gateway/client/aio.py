@@ -10,7 +10,6 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +18,8 @@ from pydantic import BaseModel
 
 import gateway
 from gateway.client.errors import ClientError, GatewayUnreachable, error_for
+from gateway.client.streams import LogFollow
+from gateway.client.workflows import AsyncWorkflows
 from gateway.models import (
     CONF_BATCH_ID,
     TERMINAL_STATES,
@@ -36,14 +37,6 @@ from gateway.sessions import SessionInfo, SessionRevoked, SessionToken
 DEFAULT_URL = "http://127.0.0.1:10099"
 M = TypeVar("M", bound=BaseModel)
 RetryHook = Callable[[int, float, str], None]
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One line of a batch log and its absolute, 0-based line number."""
-
-    number: int
-    text: str
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -87,7 +80,7 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-class AsyncClient:
+class AsyncClient(AsyncWorkflows):
     """Talks to one gateway. Credentials: a session `token` (Bearer), or `user` and `password` (Basic).
 
     503 answers (the gateway's database is away) are retried `retries` times, waiting as `Retry-After`
@@ -336,106 +329,3 @@ class AsyncClient:
         if filter is not None:
             body["filter"] = dict(filter)
         return await self._model(BulkResponse, "PUT", "/api/v1/batches/status", json_body=body)
-
-
-@dataclass
-class _Event:
-    type: str = "message"
-    data: str = ""
-    id: str | None = None
-
-
-async def _sse(resp: aiohttp.ClientResponse) -> AsyncIterator[_Event]:
-    """Server-sent events from a response, with lines of any length."""
-    buffer = b""
-    event = _Event()
-    data: list[str] = []
-    async for chunk in resp.content.iter_any():
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = raw.decode("utf-8", errors="replace").removesuffix("\r")
-            if not line:
-                if data or event.type != "message":
-                    event.data = "\n".join(data)
-                    yield event
-                event, data = _Event(), []
-                continue
-            if line.startswith(":"):
-                continue
-            field, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if field == "data":
-                data.append(value)
-            elif field == "event":
-                event.type = value
-            elif field == "id":
-                event.id = value
-
-
-class LogFollow:
-    """An async iterator of `LogLine`s until the batch ends; then `batch` holds its final state.
-
-    A dropped connection (a gateway restart, a proxy timeout) is picked up again at the next line, up to
-    the client's `retries` times in a row.
-    """
-
-    def __init__(self, client: AsyncClient, batch_id: str, start: int) -> None:
-        self._client = client
-        self.batch_id = batch_id
-        self.position = start
-        self.batch: Batch | None = None
-        self._resp: aiohttp.ClientResponse | None = None
-        self._events: AsyncIterator[_Event] | None = None
-        self._failures = 0
-
-    def __aiter__(self) -> LogFollow:
-        return self
-
-    async def __aenter__(self) -> LogFollow:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        self._events = None
-        if self._resp is not None:
-            self._resp.close()
-            self._resp = None
-
-    async def _next_event(self) -> _Event | None:
-        """The next event, or None when the connection dropped (the caller reconnects)."""
-        try:
-            if self._events is None:
-                self._resp = await self._client._open(
-                    "GET", f"/api/v1/batches/{self.batch_id}/log/follow", params={"from": str(self.position)},
-                    headers={"Accept": "text/event-stream"}, read_timeout=max(self._client.timeout, 60.0))
-                self._events = _sse(self._resp)
-            return await self._events.__anext__()
-        except GatewayUnreachable:
-            if not self._failures:
-                raise  # the first connection: a wrong URL fails at once
-            return None
-        except (StopAsyncIteration, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-            return None
-
-    async def __anext__(self) -> LogLine:
-        while self.batch is None:
-            event = await self._next_event()
-            if event is None:
-                await self.aclose()
-                self._failures += 1
-                if self._failures > self._client.retries:
-                    raise GatewayUnreachable(self._client.url, "the log stream keeps dropping")
-                await asyncio.sleep(min(0.2 * 2 ** self._failures, 5.0))
-                continue
-            if event.type == "log" and event.id is not None:
-                self._failures = 0
-                number = int(event.id)
-                self.position = number + 1
-                return LogLine(number, event.data)
-            if event.type == "end":
-                self.batch = Batch.model_validate_json(event.data)
-                await self.aclose()
-        raise StopAsyncIteration

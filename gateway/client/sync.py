@@ -7,11 +7,14 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from gateway.client.aio import DEFAULT_URL, AsyncClient, LogFollow, LogLine, RetryHook
+from gateway.client.aio import DEFAULT_URL, AsyncClient, RetryHook
+from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
+from gateway.client.workflows import SyncWorkflows
+from gateway.jobs.models import Run
 from gateway.models import (
     Batch,
     BatchDetails,
@@ -53,41 +56,34 @@ class _Loop:
         self.loop.close()
 
 
-class SyncLogFollow:
-    """Iterates over `LogLine`s until the batch ends; then `batch` is its final state. Closing it (or
-    leaving a `with` block, or Ctrl-C in the loop) stops following; the batch goes on."""
+class SyncStream(Generic[T]):
+    """A blocking iterator over an async event stream running on the client's loop. Closing it (or
+    leaving a `with` block, or Ctrl-C in the loop) stops following; the batch or run goes on."""
 
-    def __init__(self, loop: _Loop, follow: LogFollow) -> None:
+    def __init__(self, loop: _Loop, stream: AsyncIterator[T], closer: Callable[[], Coroutine[Any, Any, None]]) -> None:
         self._loop = loop
-        self._follow = follow
+        self._stream = stream
+        self._closer = closer
         self._queue: queue.Queue[object] = queue.Queue()
         self._task: concurrent.futures.Future[None] | None = None
         self._space = asyncio.Event()
 
-    @property
-    def batch(self) -> Batch | None:
-        return self._follow.batch
-
-    @property
-    def position(self) -> int:
-        return self._follow.position
-
     async def _pump(self) -> None:
         try:
-            async for line in self._follow:
+            async for item in self._stream:
                 if self._queue.qsize() >= _BACKLOG:
                     # A slow reader slows the stream down: wait until it has taken half the backlog.
                     self._space.clear()
                     await self._space.wait()
-                self._queue.put(line)
+                self._queue.put(item)
         except BaseException as exc:  # handed to the reading thread, which re-raises it
             self._queue.put(exc)
             raise
         finally:
-            await self._follow.aclose()
+            await self._closer()
         self._queue.put(_DONE)
 
-    def __iter__(self) -> Iterator[LogLine]:
+    def __iter__(self) -> Iterator[T]:
         if self._task is None:
             self._task = asyncio.run_coroutine_threadsafe(self._pump(), self._loop.loop)
         finished = False
@@ -102,25 +98,54 @@ class SyncLogFollow:
                 if isinstance(item, BaseException):
                     finished = True
                     raise item
-                assert isinstance(item, LogLine)
-                yield item
+                yield item  # type: ignore[misc]
         finally:
             if not finished:
-                self.close()  # Ctrl-C or a break: stop following; the batch goes on
+                self.close()  # Ctrl-C or a break: stop following
 
     def close(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
 
-    def __enter__(self) -> SyncLogFollow:
+    def __enter__(self) -> SyncStream[T]:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class Client:
+class SyncLogFollow(SyncStream[LogLine]):
+    """Lines of a batch log until the batch ends; then `batch` is its final state."""
+
+    def __init__(self, loop: _Loop, follow: LogFollow) -> None:
+        super().__init__(loop, follow, follow.aclose)
+        self._follow = follow
+
+    @property
+    def batch(self) -> Batch | None:
+        return self._follow.batch
+
+    @property
+    def position(self) -> int:
+        return self._follow.position
+
+
+class SyncRunEvents(SyncStream[RunEvent]):
+    """Changes of a run and its nodes until the run ends; then `run` is its final state."""
+
+    def __init__(self, loop: _Loop, events: RunEvents) -> None:
+        super().__init__(loop, events, events.aclose)
+        self._events = events
+
+    @property
+    def run(self) -> Run | None:
+        return self._events.run
+
+
+class Client(SyncWorkflows):
     """A blocking client for the whole API; see AsyncClient for what each call does."""
+
+    aio: AsyncClient
 
     def __init__(self, url: str = DEFAULT_URL, *, user: str | None = None, password: str | None = None,
                  token: str | None = None, timeout: float = 60.0, retries: int = 5,
@@ -198,6 +223,9 @@ class Client:
 
     def follow_log(self, batch_id: str, start: int = 0) -> SyncLogFollow:
         return SyncLogFollow(self._loop, self.aio.follow_log(batch_id, start))
+
+    def run_events(self, run_id: str) -> SyncRunEvents:
+        return SyncRunEvents(self._loop, self.aio.run_events(run_id))
 
     def wait(self, batch_id: str, *, timeout: float | None = None,
              on_change: Callable[[Batch], None] | None = None) -> Batch:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import click
 
 from gateway.commands.batches import COMMANDS as BATCH_COMMANDS
+from gateway.commands.workflows import COMMANDS as WORKFLOW_COMMANDS
 
 
 def register(group: click.Group) -> None:
-    for command in BATCH_COMMANDS:
+    for command in [*BATCH_COMMANDS, *WORKFLOW_COMMANDS]:
         group.add_command(command)

@@ -67,8 +67,8 @@ class Progress:
 
     def update(self, batch: Batch) -> None:
         self._batch = batch
-        if self._live is None and batch.state != self._shown:
-            self._shown = batch.state
+        if self._live is None and batch.state != self._shown and batch.state not in TERMINAL:
+            self._shown = batch.state  # the end is reported once, by finished()
             self._cli.note(f"{batch.id} {batch.state} after {fmt_seconds(_elapsed(batch))}")
         self._render()
 

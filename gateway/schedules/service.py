@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from gateway.auth import Principal
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.models import ScheduleSpec
@@ -89,7 +89,8 @@ class ScheduleService:
             raise BadRequest(f"variables: unknown variable {unknown[0]!r}; the job declares {sorted(declared)}")
         if end_at is not None and end_at <= now:
             raise BadRequest(f"endAt: {spec.end_at!r} is in the past")
-        upcoming = timing.next_after(now)
+        # A period without startAt counts from its creation: the first fire is one period later.
+        upcoming = timing.next_after(max(now, anchor) if values["every"] and start_at is None else now)
         if upcoming is None:
             what = f"cron: {spec.cron!r}" if spec.cron else f"every: {spec.every!r}"
             raise BadRequest(f"{what} never fires" + (" before endAt" if end_at is not None else ""))
@@ -148,15 +149,27 @@ class ScheduleService:
         schedule = await self._store.get_schedule(parse_id(schedule_id))
         if schedule is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        await self._jobs.job(who, schedule.job, permission)
+        await self.check_job(who, schedule.job, permission)
         return schedule
+
+    async def check_job(self, who: Principal, job: str, permission: str) -> JobRecord:
+        """The job, if the caller holds the permission on it; SCHEDULE lets one read schedules too."""
+        try:
+            return await self._jobs.job(who, job, permission)
+        except Forbidden as denied:
+            if permission != "READ":
+                raise
+            try:
+                return await self._jobs.job(who, job, "SCHEDULE")
+            except Forbidden:
+                raise denied from None
 
     async def list_schedules(self, who: Principal, job: str | None, offset: int,
                              size: int) -> tuple[int, list[ScheduleRecord]]:
         reader: str | None = None
         projects: tuple[str, ...] = ()
         if job and not who.is_admin:
-            await self._jobs.job(who, job, "READ")  # READ on the job shows all of its schedules
+            await self.check_job(who, job, "READ")  # READ on the job shows all of its schedules
         elif not who.is_admin:
             reader = who.name
             projects = await self._projects.readable_projects(who) if self._projects is not None else ()

@@ -166,7 +166,7 @@ class SlaService:
         if sla is None:
             raise NotFound(f"SLA {sla_id} not found")
         if sla.job is not None:
-            await self._jobs.job(who, sla.job, permission)
+            await self._schedules.check_job(who, sla.job, permission)
         elif not who.is_admin and who.name != sla.owner:
             try:
                 if permission == "READ":
@@ -185,7 +185,7 @@ class SlaService:
         projects: tuple[str, ...] = ()
         if not who.is_admin:
             if job:
-                await self._jobs.job(who, job, "READ")
+                await self._schedules.check_job(who, job, "READ")
             elif schedule:
                 await self._schedules.get(who, schedule)
             elif batch:

@@ -143,13 +143,16 @@ class Ticker:
                             misfire_ms=self._misfire_ms)
             await tx.lock_job()
             decisions = decide(plan.fire, s.concurrency, await tx.busy(), self._queue_limit, s.job)
+            caught = f"caught up after it was missed (catchup {s.catchup})"
             for d in decisions:
+                if d.fire_time in plan.caught:
+                    d = Decision(d.fire_time, d.outcome, f"{caught}; {d.reason}" if d.reason else caught)
                 if not await tx.insert_tick(d.fire_time, self._instance, d.outcome, d.reason):
                     continue  # claimed before (a schedule moved back in time): it never fires twice
                 detail = {"schedule": str(s.id), "fireTime": d.fire_time, "reason": d.reason}
                 if d.outcome == "PENDING":
                     pending.append(TickRecord(schedule_id=s.id, fire_time=d.fire_time, instance=self._instance,
-                                              outcome="PENDING", reason=None, run_id=None, claimed_at=now,
+                                              outcome="PENDING", reason=d.reason, run_id=None, claimed_at=now,
                                               updated_at=now))
                 else:
                     await tx.job_log(s.owner, "tick_skipped" if d.outcome == "SKIPPED" else "tick_queued", detail)
@@ -162,8 +165,7 @@ class Ticker:
                 for t in plan.skipped:
                     await tx.insert_tick(t, self._instance, "SKIPPED", why)
                 await tx.job_log(s.owner, "tick_skipped", {
-                    "schedule": str(s.id), "reason": why, "count": plan.skipped_count,
-                    "countIsAtLeast": plan.skipped_count >= 1000, "last": plan.skipped[-1]})
+                    "schedule": str(s.id), "reason": why, "count": plan.skipped_count, "last": plan.skipped[-1]})
                 self._metrics.schedule_event("missed")
                 log.info("schedule.ticks_missed", schedule_id=str(s.id), job=s.job, count=plan.skipped_count,
                          catchup=s.catchup)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -208,8 +208,8 @@ class Timing:
         self.anchor = anchor
         self.start_at = start_at
         self.end_at = end_at
-        if start_at is not None and end_at is not None and end_at <= start_at:
-            raise TimingError("endAt", "must be after startAt")
+        if start_at is not None and end_at is not None and end_at < start_at:
+            raise TimingError("endAt", "must not be before startAt")
         self._period: Period | None = None
         self._expr = ""
         self._seconds_first = False
@@ -226,7 +226,7 @@ class Timing:
 
     # --- the raw sequence, without bounds --------------------------------------------------------
 
-    def _iter(self, local: datetime) -> croniter:
+    def _iter(self, local: datetime) -> croniter[datetime]:
         return croniter(self._expr, local, ret_type=datetime, second_at_beginning=self._seconds_first)
 
     def _cron_next(self, t: int) -> int | None:
@@ -335,10 +335,10 @@ class Timing:
         return out[::-1]
 
     def count_between(self, lo: int, hi: int, cap: int) -> int:
-        """How many fire times lie in [lo, hi], counting at most `cap`."""
+        """How many fire times lie in [lo, hi]: exact for elapsed periods, else counted up to `cap`."""
         if self._period is not None and not self._period.calendar and self.start_at is None and self.end_at is None:
             first = self._period_next(lo - 1)
-            return 0 if first > hi else min((hi - first) // self._period.millis + 1, cap)
+            return 0 if first > hi else (hi - first) // self._period.millis + 1
         count = 0
         t = lo - 1
         while count < cap:
@@ -368,8 +368,8 @@ class DuePlan:
 
     fire: list[int]
     skipped: list[int]  # the latest skipped missed ticks, oldest first (at most MISSED_LISTED)
-    skipped_count: int  # all of them, counted up to COUNT_CAP
-    missed_before: int | None = None  # where the missed ticks end (exclusive), for the history line
+    skipped_count: int  # all of them (a cron's are counted up to COUNT_CAP)
+    caught: list[int] = field(default_factory=list)  # missed ticks fired by the catchup rule
 
 
 def plan_due(timing: Timing, next_fire: int, now: int, *, catchup: str, bound: int, misfire_ms: int,
@@ -386,4 +386,4 @@ def plan_due(timing: Timing, next_fire: int, now: int, *, catchup: str, bound: i
     skipped_hi = caught[0] - 1 if caught else missed_hi
     skipped = timing.latest(next_fire, skipped_hi, MISSED_LISTED) if skipped_hi >= next_fire else []
     count = timing.count_between(next_fire, skipped_hi, COUNT_CAP) if skipped else 0
-    return DuePlan(caught + on_time, skipped, count, missed_hi + 1)
+    return DuePlan(caught + on_time, skipped, count, caught)

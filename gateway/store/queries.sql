@@ -614,7 +614,7 @@ delete from schedules where id = $1 returning *;
 select s.*, count(*) over () as total
 from schedules s join jobs j on j.name = s.job
 where ($1::text is null or s.job = $1)
-  and ($2::text is null or s.owner = $2 or j.owner = $2 or j.permissions ? $2 or j.project = any($3::text[]))
+  and ($2::text is null or j.owner = $2 or j.permissions ? $2 or j.project = any($3::text[]))
 order by s.job, s.created_at, s.id
 offset $4 limit $5;
 
@@ -668,12 +668,13 @@ update schedules set next_fire = $2, last_fire = greatest(coalesce(last_fire, $3
 -- name: register_tick_deadlines
 -- The deadlines of a schedule's SLAs for one tick, counted from its fire time. $1 schedule id, $2 fire time
 insert into sla_deadlines (sla_id, target, kind, start_at, due_at)
-select id, $1::text || '@' || $2::text, 'TICK', $2, $2 + duration_ms from slas where schedule_id = $1
+select id, $1::uuid::text || '@' || $2::bigint::text, 'TICK', $2::bigint, $2::bigint + duration_ms
+from slas where schedule_id = $1
 on conflict do nothing;
 
 -- name: finish_tick
 -- Record how a claimed tick ended. $1 schedule id, $2 fire time, $3 outcome, $4 reason, $5 run id, $6 instance
-update schedule_ticks set outcome = $3, reason = $4, run_id = $5, updated_at = bg_now_ms()
+update schedule_ticks set outcome = $3, reason = coalesce($4, reason), run_id = $5, updated_at = bg_now_ms()
 where schedule_id = $1 and fire_time = $2 and outcome = 'PENDING' and instance = $6
 returning *;
 

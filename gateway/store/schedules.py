@@ -357,8 +357,9 @@ class ScheduleStore:
                                     "schedule": str(record.schedule_id) if record.schedule_id else None,
                                     "node": record.node, "actions": record.actions})
             if record.batch_id is not None:
-                await conn.execute(self._q["insert_batch_deadline"], record.id, record.batch_id, values["start_at"],
-                                   values["start_at"] + record.duration_ms)
+                start = values["start_at"]
+                await conn.execute(self._q["insert_batch_deadline"], record.id, str(record.batch_id), start,
+                                   start + record.duration_ms)
             return record
 
     async def get_sla(self, sla_id: uuid.UUID) -> SlaRecord | None:

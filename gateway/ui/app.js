@@ -5,14 +5,14 @@ import { loginView } from './login.js';
 import { batchesView } from './batches.js';
 import { batchView } from './batch.js';
 import { submitView } from './submit.js';
-import { extraRoutes, extraNav } from './extra.js';
+import { workflowNav, workflowRoutes } from './workflows.js';
 
 const routes = [
   [/^\/ui\/login$/, loginView, null],
   [/^\/ui\/batches$/, batchesView, 'batches'],
   [/^\/ui\/batches\/([^/]+)$/, batchView, 'batches'],
   [/^\/ui\/submit$/, submitView, 'submit'],
-  ...extraRoutes,
+  ...workflowRoutes,
 ];
 
 const main = document.getElementById('main');
@@ -81,7 +81,7 @@ document.getElementById('logout').addEventListener('click', async () => {
   navigate('/ui/login');
 });
 
-for (const [section, label] of extraNav) {
+for (const [section, label] of workflowNav) {
   document.querySelector('#nav ul').append(
     h('li', {}, h('a', { href: `/ui/${section}`, 'data-nav': true, 'data-section': section }, label)));
 }

@@ -86,8 +86,9 @@ export function batchesView(main, _params, query, { navigate }) {
       try { await kill(b); await refresh(); } catch (err) { toast(err.message, 'error'); }
     });
     const tr = h('tr', { dataset: { id: b.id } },
-      h('td', { 'data-label': 'Name' }, h('a', { href: `/ui/batches/${encodeURIComponent(b.id)}`, 'data-nav': true }, b.name || b.id.slice(0, 8)),
-        h('div', { class: 'muted mono small' }, b.id)),
+      h('td', { 'data-label': 'Name' }, h('div', {},
+        h('a', { href: `/ui/batches/${encodeURIComponent(b.id)}`, 'data-nav': true }, b.name || b.id.slice(0, 8)),
+        h('div', { class: 'muted mono small' }, b.id))),
       h('td', { 'data-label': 'State', class: 'state' }, badge(b.state)),
       h('td', { 'data-label': 'Type' }, b.batchType),
       h('td', { 'data-label': 'User' }, b.user),

@@ -1,0 +1,428 @@
+"""batchgate jobs | runs | schedules: DAG jobs, their runs, and their schedules (DESIGN.md §8, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.table import Table
+
+from gateway.commands.batches import parse_conf, read_request_file
+from gateway.commands.common import Cli, Exit, client_command
+from gateway.commands.output import fmt_seconds, fmt_time, print_json, state_text
+from gateway.jobs.models import Job, Run
+from gateway.schedules.models import Schedule
+
+RUN_EXIT = {"SUCCEEDED": Exit.OK, "FAILED": Exit.BATCH_ERROR, "KILLED": Exit.BATCH_CANCELED}
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _span(start: int, end: int) -> str:
+    if not start:
+        return "-"
+    import time
+
+    return fmt_seconds(max(0, (end or int(time.time() * 1000)) - start) / 1000)
+
+
+def job_view(job: Job) -> Table:
+    table = _table("NODE", "TYPE", "RESOURCE", "DEPENDS ON", title=f"{job.name} v{job.version} ({job.owner})")
+    for node in job.nodes:
+        table.add_row(node.id, str(node.request.get("batchType", "")), str(node.request.get("resource") or ""),
+                      ", ".join(node.depends_on) or "-")
+    return table
+
+
+def run_view(run: Run) -> Table:
+    table = _table("NODE", "STATE", "BATCH", "ATTEMPT", "DURATION", "AFTER",
+                   title=f"run {run.id} of {run.job} v{run.version}: {run.state}")
+    for node in run.nodes:
+        table.add_row(node.id, state_text(node.state), node.batch_id or "-", str(node.attempt),
+                      _span(node.start_time, node.end_time), ", ".join(node.in_) or "-")
+    return table
+
+
+def schedule_when(s: Schedule) -> str:
+    return f"cron {s.cron}" if s.cron else f"every {s.every}"
+
+
+def schedule_view(s: Schedule) -> Table:
+    table = _table("FIELD", "VALUE", title=f"schedule {s.id}")
+    last = s.last_fire
+    for key, value in (
+        ("job", s.job), ("when", schedule_when(s)), ("timezone", s.timezone), ("enabled", str(s.enabled).lower()),
+        ("concurrency", s.concurrency), ("catchup", f"{s.catchup} (bound {s.catchup_bound})"),
+        ("variables", ", ".join(f"{k}={v}" for k, v in s.variables.items()) or "-"),
+        ("last fire", f"{fmt_time(last.fire_time)} {last.outcome}" if last else "-"),
+        ("next fires", "\n".join(fmt_time(t) for t in s.next_fire_times) or "-"),
+    ):
+        table.add_row(key, value)
+    return table
+
+
+def _watch(cli: Cli, run_id: str) -> int:
+    """Print each change of the run and its nodes until it ends; exit with its result."""
+    events = cli.client.run_events(run_id)
+    try:
+        with events:
+            for event in events:
+                if cli.json:
+                    print_json(cli.out, {"id": event.id, "kind": event.kind, "node": event.node,
+                                         "state": event.state, "time": event.time}, compact=True)
+                else:
+                    what = f"node {event.node}" if event.node else "run"
+                    cli.out.print(f"{fmt_time(event.time)}  {what}: ", state_text(event.state), sep="")
+    except KeyboardInterrupt:
+        cli.note(f"stopped watching; run {run_id} goes on (batchgate runs cancel {run_id} stops it)")
+        return Exit.INTERRUPTED
+    final = events.run or cli.client.run(run_id)
+    if cli.json:
+        print_json(cli.out, {"run": final}, compact=True)
+    else:
+        cli.out.print(run_view(final))
+    return RUN_EXIT.get(final.state, Exit.OK)
+
+
+def _spec(file: str | None, **fields: Any) -> dict[str, Any]:
+    body: dict[str, Any] = read_request_file(file) if file else {}
+    body.update({k: v for k, v in fields.items() if v is not None})
+    return body
+
+
+# --- jobs ---------------------------------------------------------------------------------
+
+@click.group()
+def jobs() -> None:
+    """Jobs: saved batches and DAGs of batches."""
+
+
+@jobs.command(name="list")
+@click.option("--owner", help="Only this owner's jobs.")
+@click.option("--project", help="Only this project's jobs.")
+@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@client_command
+def jobs_list(cli: Cli, owner: str | None, project: str | None, offset: int, size: int) -> int:
+    """List jobs."""
+    page = cli.client.jobs(owner=owner, project=project, offset=offset, size=size)
+    if cli.json:
+        print_json(cli.out, page)
+        return Exit.OK
+    table = _table("NAME", "OWNER", "VERSION", "NODES", "UPDATED", "DESCRIPTION")
+    for job in page.jobs:
+        table.add_row(job.name, job.owner, str(job.version), str(len(job.nodes)), fmt_time(job.updated_at),
+                      job.description or "")
+    cli.out.print(table)
+    cli.note(f"{len(page.jobs)} of {page.total}")
+    return Exit.OK
+
+
+@jobs.command(name="get")
+@click.argument("name")
+@client_command
+def jobs_get(cli: Cli, name: str) -> int:
+    """Show a job and its graph."""
+    job = cli.client.job(name)
+    cli.emit(job, lambda: job_view(job))
+    return Exit.OK
+
+
+@jobs.command(name="create")
+@click.option("-f", "--file", "spec_file", required=True, metavar="FILE", help="The job as JSON or YAML ('-': stdin).")
+@click.option("--name", help="The job's name (overrides the file's).")
+@client_command
+def jobs_create(cli: Cli, spec_file: str, name: str | None) -> int:
+    """Create a job from a JSON or YAML file: {name, nodes: [{id, request, dependsOn}], ...}."""
+    job = cli.client.create_job(_spec(spec_file, name=name))
+    cli.emit(job, lambda: job_view(job))
+    return Exit.OK
+
+
+@jobs.command(name="update")
+@click.argument("name")
+@click.option("-f", "--file", "spec_file", required=True, metavar="FILE", help="The new definition.")
+@client_command
+def jobs_update(cli: Cli, name: str, spec_file: str) -> int:
+    """Save a new version of a job."""
+    job = cli.client.update_job(name, _spec(spec_file))
+    cli.emit(job, lambda: job_view(job))
+    return Exit.OK
+
+
+@jobs.command(name="delete")
+@click.argument("name")
+@client_command
+def jobs_delete(cli: Cli, name: str) -> int:
+    """Delete a job."""
+    result = cli.client.delete_job(name)
+    cli.emit(result, lambda: result.msg)
+    return Exit.OK
+
+
+@jobs.command(name="history")
+@click.argument("name")
+@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@client_command
+def jobs_history(cli: Cli, name: str, offset: int, size: int) -> int:
+    """Who created, changed, scheduled and triggered the job, and when."""
+    log = cli.client.job_history(name, offset=offset, size=size)
+    if cli.json:
+        print_json(cli.out, log)
+        return Exit.OK
+    table = _table("TIME", "WHO", "WHAT", "DETAIL")
+    for entry in log.entries:
+        table.add_row(fmt_time(entry.time), entry.actor, entry.action,
+                      ", ".join(f"{k}={v}" for k, v in entry.detail.items()))
+    cli.out.print(table)
+    return Exit.OK
+
+
+@jobs.command(name="run")
+@click.argument("name")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A variable (repeatable).")
+@click.option("--disable", "disabled", multiple=True, metavar="NODE", help="Skip this node (repeatable).")
+@click.option("--failure-action", type=click.Choice(["FINISH_CURRENTLY_RUNNING", "CANCEL_ALL", "FINISH_ALL_POSSIBLE"]))
+@click.option("--follow", is_flag=True, help="Print node changes until the run ends; exit with its result.")
+@client_command
+def jobs_run(cli: Cli, name: str, variables: tuple[str, ...], disabled: tuple[str, ...],
+             failure_action: str | None, follow: bool) -> int:
+    """Trigger a run of a job."""
+    run = cli.client.trigger(name, variables=parse_conf(variables), disabled=disabled, failure_action=failure_action)
+    if follow:
+        cli.note(f"run {run.id}")
+        return _watch(cli, run.id)
+    cli.emit(run, lambda: run_view(run))
+    return Exit.OK
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+@click.group()
+def runs() -> None:
+    """Runs of jobs: their node states, logs and control."""
+
+
+@runs.command(name="list")
+@click.option("--job", help="Only this job's runs.")
+@click.option("--state", "states", multiple=True, help="Only these states (repeatable, or a,b).")
+@click.option("--project", help="Only this project's runs.")
+@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@client_command
+def runs_list(cli: Cli, job: str | None, states: tuple[str, ...], project: str | None, offset: int,
+              size: int) -> int:
+    """List runs, newest first."""
+    state = [s.strip().upper() for part in states for s in part.split(",") if s.strip()] or None
+    page = cli.client.runs(job=job, state=state, project=project, offset=offset, size=size)
+    if cli.json:
+        print_json(cli.out, page)
+        return Exit.OK
+    table = _table("ID", "JOB", "VERSION", "STATE", "TRIGGER", "CREATED", "DURATION", "NODES")
+    for run in page.runs:
+        done = sum(1 for n in run.nodes if n.state == "SUCCEEDED")
+        table.add_row(run.id, run.job, str(run.version), state_text(run.state), run.trigger,
+                      fmt_time(run.create_time), _span(run.start_time or run.create_time, run.end_time),
+                      f"{done}/{len(run.nodes)}")
+    cli.out.print(table)
+    cli.note(f"{len(page.runs)} of {page.total}")
+    return Exit.OK
+
+
+@runs.command(name="get")
+@click.argument("run_id")
+@client_command
+def runs_get(cli: Cli, run_id: str) -> int:
+    """Show a run and the state of each node."""
+    run = cli.client.run(run_id)
+    cli.emit(run, lambda: run_view(run))
+    return Exit.OK
+
+
+@runs.command(name="watch")
+@click.argument("run_id")
+@client_command
+def runs_watch(cli: Cli, run_id: str) -> int:
+    """Print the run's changes until it ends; exit 0 if it SUCCEEDED, 1 if FAILED, 3 if KILLED."""
+    return _watch(cli, run_id)
+
+
+def _run_action(name: str, doc: str) -> click.Command:
+    @click.argument("run_id")
+    @client_command
+    def command(cli: Cli, run_id: str) -> int:
+        run = getattr(cli.client, f"{name}_run")(run_id)
+        cli.emit(run, lambda: run_view(run))
+        return Exit.OK
+
+    command.__doc__ = doc
+    return runs.command(name=name)(command)
+
+
+_run_action("cancel", "Cancel a run: its running nodes are killed.")
+_run_action("pause", "Pause a run: no new node is launched until it is resumed.")
+_run_action("resume", "Resume a paused run.")
+
+
+@runs.command(name="retry")
+@click.argument("run_id")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="Override a variable (repeatable).")
+@client_command
+def runs_retry(cli: Cli, run_id: str, variables: tuple[str, ...]) -> int:
+    """Re-run the failed and cancelled nodes and what depends on them."""
+    run = cli.client.retry_run(run_id, variables=parse_conf(variables))
+    cli.emit(run, lambda: run_view(run))
+    return Exit.OK
+
+
+@runs.command(name="log")
+@click.argument("run_id")
+@click.argument("node")
+@click.option("--from", "start", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(0, 10_000), default=1000, show_default=True)
+@client_command
+def runs_log(cli: Cli, run_id: str, node: str, start: int, size: int) -> int:
+    """Print a window of a node's batch log."""
+    window = cli.client.node_log(run_id, node, start, size)
+    if cli.json:
+        print_json(cli.out, window)
+    else:
+        for line in window.log_row_set:
+            cli.out.file.write(line + "\n")
+    return Exit.OK
+
+
+# --- schedules ------------------------------------------------------------------------------
+
+@click.group()
+def schedules() -> None:
+    """Schedules of jobs, with their next fire times."""
+
+
+@schedules.command(name="list")
+@click.option("--job", help="Only this job's schedules.")
+@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@client_command
+def schedules_list(cli: Cli, job: str | None, offset: int, size: int) -> int:
+    """List schedules and when each fires next."""
+    page = cli.client.schedules(job=job, offset=offset, size=size)
+    if cli.json:
+        print_json(cli.out, page)
+        return Exit.OK
+    table = _table("ID", "JOB", "WHEN", "TIMEZONE", "ENABLED", "NEXT FIRE", "LAST FIRE")
+    for s in page.schedules:
+        table.add_row(s.id, s.job, schedule_when(s), s.timezone, "yes" if s.enabled else "no",
+                      fmt_time(s.next_fire_times[0]) if s.next_fire_times else "-",
+                      f"{fmt_time(s.last_fire.fire_time)} {s.last_fire.outcome}" if s.last_fire else "-")
+    cli.out.print(table)
+    cli.note(f"{len(page.schedules)} of {page.total}")
+    return Exit.OK
+
+
+@schedules.command(name="get")
+@click.argument("schedule_id")
+@client_command
+def schedules_get(cli: Cli, schedule_id: str) -> int:
+    """Show a schedule and its next five fire times."""
+    schedule = cli.client.schedule(schedule_id)
+    cli.emit(schedule, lambda: schedule_view(schedule))
+    return Exit.OK
+
+
+def _schedule_options(fn: Any) -> Any:
+    for option in reversed([
+        click.option("-f", "--file", "spec_file", metavar="FILE", help="The schedule as JSON or YAML."),
+        click.option("--job", help="The job to run."),
+        click.option("--cron", help="A cron expression (5 fields, or Quartz's 6 or 7)."),
+        click.option("--every", help="A period: 30m, 1d, 1w."),
+        click.option("--timezone", help="The zone the expression is read in (default UTC)."),
+        click.option("--concurrency", type=click.Choice(["skip", "queue", "allow"], case_sensitive=False)),
+        click.option("--catchup", type=click.Choice(["none", "last", "all"], case_sensitive=False)),
+        click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A run variable (repeatable)."),
+        click.option("--enable/--disable", "enabled", default=None, help="Switch the schedule on or off."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _schedule_fields(job: str | None, cron: str | None, every: str | None, timezone: str | None,
+                     concurrency: str | None, catchup: str | None, variables: tuple[str, ...],
+                     enabled: bool | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"job": job, "cron": cron, "every": every, "timezone": timezone,
+                              "concurrency": concurrency, "catchup": catchup, "enabled": enabled}
+    if variables:
+        fields["variables"] = parse_conf(variables)
+    if cron:
+        fields["every"] = None
+    return fields
+
+
+@schedules.command(name="create")
+@_schedule_options
+@client_command
+def schedules_create(cli: Cli, spec_file: str | None, **flags: Any) -> int:
+    """Create a schedule, from flags or a file."""
+    body = _spec(spec_file, **_schedule_fields(**flags))
+    schedule = cli.client.create_schedule(body)
+    cli.emit(schedule, lambda: schedule_view(schedule))
+    return Exit.OK
+
+
+@schedules.command(name="update")
+@click.argument("schedule_id")
+@_schedule_options
+@client_command
+def schedules_update(cli: Cli, schedule_id: str, spec_file: str | None, **flags: Any) -> int:
+    """Change a schedule: the given fields replace the current ones."""
+    current = cli.client.schedule(schedule_id)
+    body: dict[str, Any] = {
+        "job": current.job, "description": current.description, "cron": current.cron, "every": current.every,
+        "timezone": current.timezone, "variables": current.variables, "concurrency": current.concurrency,
+        "catchup": current.catchup, "catchupBound": current.catchup_bound, "startAt": current.start_at,
+        "endAt": current.end_at, "enabled": current.enabled,
+    }
+    fields = _schedule_fields(**flags)
+    if fields.get("every"):
+        body["cron"] = None
+    body.update(_spec(spec_file, **{k: v for k, v in fields.items() if v is not None}))
+    schedule = cli.client.update_schedule(schedule_id, {k: v for k, v in body.items() if v is not None})
+    cli.emit(schedule, lambda: schedule_view(schedule))
+    return Exit.OK
+
+
+@schedules.command(name="delete")
+@click.argument("schedule_id")
+@client_command
+def schedules_delete(cli: Cli, schedule_id: str) -> int:
+    """Delete a schedule."""
+    result = cli.client.delete_schedule(schedule_id)
+    cli.emit(result, lambda: result.msg)
+    return Exit.OK
+
+
+@schedules.command(name="ticks")
+@click.argument("schedule_id")
+@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--size", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@client_command
+def schedules_ticks(cli: Cli, schedule_id: str, offset: int, size: int) -> int:
+    """The schedule's fire times and what became of each."""
+    ticks = cli.client.schedule_ticks(schedule_id, offset=offset, size=size)
+    if cli.json:
+        print_json(cli.out, ticks)
+        return Exit.OK
+    table = _table("FIRE TIME", "OUTCOME", "RUN", "REASON")
+    for tick in ticks.ticks:
+        table.add_row(fmt_time(tick.fire_time), tick.outcome, tick.run_id or "-", tick.reason or "")
+    cli.out.print(table)
+    return Exit.OK
+
+
+COMMANDS = [jobs, runs, schedules]

@@ -1,0 +1,1 @@
+"""Schedules and SLAs (DESIGN.md §9, docs/schedules.md)."""
