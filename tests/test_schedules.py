@@ -101,6 +101,8 @@ async def test_every_second_each_tick_makes_one_run_with_its_fire_time(api: Api,
     assert final["lastFire"]["outcome"] == "FIRED" and final["lastFire"]["runId"] == runs[-1]["id"]
     actions = [e["action"] for e in await history(api, "tick")]
     assert actions.count("tick_fired") == 4 and "schedule_created" in actions
+    async with api.client.get("/metrics") as resp:
+        assert 'batchgate_schedule_events_total{event="fired"} 4.0' in await resp.text()
 
 
 async def test_crud_validation_permissions_and_history(api: Api, tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ async def create_sla(request: web.Request) -> web.Response:
 async def list_slas(request: web.Request) -> web.Response:
     offset, size = page(request)
     q = request.query
-    total, slas = await request.app[SLAS].list_slas(principal(request), text_param(q, "job"),
-                                                    text_param(q, "schedule"), text_param(q, "batch"), offset, size)
+    # schedule and batch are ids: given, even empty, they must be one (text_param would drop an empty one).
+    total, slas = await request.app[SLAS].list_slas(principal(request), text_param(q, "job"), q.get("schedule"),
+                                                    q.get("batch"), offset, size)
     return model_response(SlaList(from_=offset, total=total, slas=[sla_out(s) for s in slas]))
 
 

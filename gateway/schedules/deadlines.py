@@ -26,7 +26,7 @@ from gateway.schedules.alerts import Alerter
 from gateway.schedules.sla import format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.service import BatchService
-from gateway.store.schedules import BreachRecord, ScheduleStore, SlaRecord
+from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
 log = structlog.get_logger("gateway.sla")
 
@@ -78,7 +78,10 @@ class DeadlineTimer:
         async with self._store.deadlines() as tx:
             due = await tx.due(now, DUE_BATCH)
             for deadline in due:
-                progress = await tx.progress(deadline)
+                try:
+                    progress = await tx.progress(deadline)
+                except ValueError:  # a target that names nothing (not an id): there is nothing to judge
+                    progress = Progress(False)
                 outcome = judge(deadline.rule, deadline.due_at, progress)
                 if outcome == "BREACHED":
                     breach = await tx.breach(deadline, progress, self._instance)
@@ -129,7 +132,7 @@ class DeadlineTimer:
         with contextlib.suppress(GatewayError):
             await self._logs.note(batch_id, text)
 
-    async def _kill_batch(self, batch_id: uuid.UUID, why: str) -> str:
+    async def _kill_batch(self, batch_id: uuid.UUID) -> str:
         try:
             ok, message, batch = await self._batches.kill(SYSTEM, str(batch_id))
         except GatewayError as exc:
@@ -141,7 +144,7 @@ class DeadlineTimer:
             assert breach.batch_id is not None
             if breach.kind != "BATCH":
                 await self._note(breach.batch_id, why + "; killing the node's batch")
-            return await self._kill_batch(breach.batch_id, why)
+            return await self._kill_batch(breach.batch_id)
         if breach.run_id is None:
             if breach.kind == "TICK":  # still queued: it will not start late
                 schedule, _, fire = breach.target.partition("@")

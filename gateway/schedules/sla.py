@@ -179,8 +179,8 @@ class SlaService:
 
     async def list_slas(self, who: Principal, job: str | None, schedule: str | None, batch: str | None,
                         offset: int, size: int) -> tuple[int, list[SlaRecord]]:
-        schedule_id = parse_id(schedule, "schedule") if schedule else None
-        batch_id = parse_id(batch, "batch") if batch else None
+        schedule_id = parse_id(schedule, "schedule") if schedule is not None else None
+        batch_id = parse_id(batch, "batch") if batch is not None else None
         reader: str | None = None
         projects: tuple[str, ...] = ()
         if not who.is_admin:
