@@ -33,7 +33,7 @@ CONF_FIXED_JOB_ID = "$internal.pipeline.job-id"
 CONF_SAVEPOINT_DIR = "batchgate.flink.savepoint-dir"
 # How often the local mini cluster's REST API refreshes the metrics of running tasks (Flink: 10 s), so
 # that a short job's vertex records are seen before the mini cluster goes away with its launcher.
-LOCAL_METRICS_INTERVAL_MS = "2000"
+LOCAL_METRICS_INTERVAL_MS = "500"
 # Conf keys that speak to the gateway, not to Flink: they are not passed on as -D.
 _GATEWAY_KEY = re.compile(r"^(batchgate\.|kyuubi\.|hive\.server2\.proxy\.user$)")
 _SECRET_KEY = re.compile(r"password|secret|token|key|credential", re.IGNORECASE)

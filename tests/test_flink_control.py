@@ -289,7 +289,6 @@ async def test_details_of_finished_word_counts(api: Api, jobs: dict[str, Path], 
             assert {"name", "start", "end", "duration", "state", "parallelism", "recordsIn", "recordsOut",
                     "bytesIn", "bytesOut"} <= step.keys(), step
             assert step["jobId"] == final["appId"]
-        assert any(s["recordsIn"] > 0 or s["recordsOut"] > 0 for s in engine), engine
         counters = details["counters"]
         assert counters["recordsIn"] == sum(s["recordsIn"] for s in engine)
         assert counters["recordsOut"] == sum(s["recordsOut"] for s in engine)
@@ -297,6 +296,10 @@ async def test_details_of_finished_word_counts(api: Api, jobs: dict[str, Path], 
         if batch is remote:  # read from the finished job: final figures
             assert all(s["state"] == "FINISHED" and s["end"] for s in engine), engine
             assert counters["recordsIn"] > 0 and counters["recordsOut"] > 0, counters
+            assert any(s["recordsIn"] > 0 or s["recordsOut"] > 0 for s in engine), engine
+        # Locally the figures are the last the mini cluster's metric fetcher published before it went
+        # away; on a loaded machine that can be before any record was counted, so only the vertices
+        # themselves are certain there (docs/engines/flink.md says so).
 
 
 # --- a fake launcher and a fake REST API: the failure modes -----------------------------------------------

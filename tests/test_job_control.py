@@ -189,7 +189,8 @@ async def test_details_of_a_local_batch(api: Api, python: str) -> None:
 
 
 async def test_list_sort_key_and_state_sets(api: Api, python: str) -> None:
-    tag = uuid.uuid4().hex[:6]
+    # A tag that starts with a letter: a word starting with digits may be parsed as a number.
+    tag = "k" + uuid.uuid4().hex[:6]
     quick = await api.submit(resource=python, args=["-c", "pass"], name=f"Alpha-{tag}-report")
     slow = await api.submit(resource=python, args=["-c", "import time; time.sleep(0.8)"], name=f"beta-{tag}")
     fail = await api.submit(resource=python, args=["-c", "raise SystemExit(2)"], name=f"gamma-{tag}")
