@@ -246,7 +246,11 @@ async def test_config_file_and_its_permissions(env: dict[str, str], tmp_path: Pa
                          "LOCAL", "--resource", PY, "-o", "json", "--", "-c", "pass")
     assert env_wins.code == 0 and env_wins.json()["user"] == "bob", "the environment wins over the file"
 
-    token = await asyncio.to_thread(lambda: client(gateway).login().token)
+    def login() -> str:
+        with client(gateway) as bg:
+            return bg.login().token
+
+    token = await asyncio.to_thread(login)
     with_token = tmp_path / "token.toml"
     with_token.write_text(f'url = "{gateway.url}"\ntoken = "{token}"\n')
     with_token.chmod(0o600)
