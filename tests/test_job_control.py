@@ -95,7 +95,7 @@ async def test_restart_a_failed_batch(api: Api, python: str, tmp_path: Path) -> 
     details = await api.call("GET", f"/api/v1/batches/{third['id']}/details")
     assert [a["id"] for a in details["attempts"]] == [failed["id"], second["id"], third["id"]]
     running = await api.submit(resource=python, args=["-c", "import time; time.sleep(30)"])
-    status, payload = await api.status_of("POST", f"/api/v1/batches/{running['id']}/restart")
+    status, _payload = await api.status_of("POST", f"/api/v1/batches/{running['id']}/restart")
     assert status == 409
     await api.kill(running["id"])
 
