@@ -90,6 +90,12 @@ async def test_shared_project_roles(team: dict[str, Api]) -> None:
     status, payload = await team["pm"].status_of("DELETE", "/api/v1/projects/etl")
     assert status == 409 and live["id"] in payload["message"]
     await alice.kill(live["id"])
+    # An enabled schedule of a project's job is live work too.
+    await alice.call("POST", "/api/v1/jobs", json={"name": "tick", "project": "etl", "nodes": [
+        {"id": "x", "request": {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", "pass"]}}]})
+    schedule = await team["pm"].call("POST", "/api/v1/schedules", json={"job": "tick", "cron": "0 3 * * *"})
+    status, payload = await team["pm"].status_of("DELETE", "/api/v1/projects/etl")
+    assert status == 409 and schedule["id"] in payload["message"] and "schedules" in payload["message"]
 
 
 async def test_artifacts_pinned_versions_and_project_jobs(team: dict[str, Api]) -> None:

@@ -127,13 +127,15 @@ class ProjectService:
 
     async def delete(self, who: Principal, name: str) -> None:
         await self._project(who, name, "ADMIN")
-        batches, runs = await self._store.live_work(name)
-        if batches or runs:
+        batches, runs, schedules = await self._store.live_work(name)
+        if batches or runs or schedules:
             parts = []
             if batches:
                 parts.append(f"live batches: {', '.join(batches)}")
             if runs:
                 parts.append(f"active runs: {', '.join(runs)}")
+            if schedules:
+                parts.append(f"enabled schedules: {', '.join(schedules)}")
             raise Conflict(f"project {name} still has {'; '.join(parts)}")
         await self._store.delete(name)
 

@@ -76,10 +76,11 @@ class ProjectStore:
 
         return await self._store._run(op)
 
-    async def live_work(self, name: str) -> tuple[list[str], list[str]]:
+    async def live_work(self, name: str) -> tuple[list[str], list[str], list[str]]:
         batches = [str(r["id"]) for r in await self._store._fetch("project_live_batches", name)]
         runs = [str(r["id"]) for r in await self._store._fetch("project_live_runs", name)]
-        return batches, runs
+        schedules = [str(r["id"]) for r in await self._store._fetch("project_live_schedules", name)]
+        return batches, runs, schedules
 
     async def memberships(self, user: str) -> dict[str, frozenset[str]]:
         """Every project the user belongs to, with the roles held there (owners hold ADMIN)."""

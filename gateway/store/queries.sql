@@ -829,3 +829,7 @@ returning b.*;
 -- An SLA's breaches, newest first, with the total. $1 SLA id, $2 offset, $3 limit
 select *, count(*) over () as total from sla_breaches where sla_id = $1
 order by breached_at desc, id desc offset $2 limit $3;
+
+-- name: project_live_schedules
+-- Enabled schedules of a project's jobs. $1 name
+select s.id from schedules s join jobs j on j.name = s.job where j.project = $1 and s.enabled limit 100;
