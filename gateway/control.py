@@ -149,8 +149,9 @@ class BatchControl:
             conf=conf, args=batch.args, priority=batch.priority, project=batch.project, batch_info=info,
             source_ip=who.source_ip,
         )
-        self._batches.queued()
         await self._logs.note(new.id, f"restart of {batch.id} (attempt {attempt}) by {who.name}")
+        # Only now: a claimer woken while the note's update held the row would skip it (SKIP LOCKED).
+        self._batches.queued()
         await self._audit(who, "restart", batch, newBatch=str(new.id))
         return new
 

@@ -6,8 +6,9 @@ import json
 from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, text_param
 from gateway.api.responses import model_response
@@ -26,29 +27,12 @@ from gateway.jobs.models import (
     RunNode,
     TriggerRequest,
 )
-from gateway.keys import JOBS, SETTINGS
-from gateway.models import validation_message
+from gateway.keys import JOBS
 from gateway.store.jobs import JobRecord, NodeRecord, RunRecord
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
 RUN_STATES = ("PREPARING", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "KILLED")
-
-
-async def _body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
-        raise BadRequest("body: too large")
-    if not raw.strip() and optional:
-        return model()
-    try:
-        return model.model_validate(json.loads(raw))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
-
-
 
 
 def job_out(job: JobRecord) -> Job:
@@ -88,20 +72,15 @@ def _name(request: web.Request) -> str:
     return name
 
 
-def _page(request: web.Request) -> tuple[int, int]:
-    return (int_param(request.query, "from", 0, minimum=0, maximum=2**31),
-            int_param(request.query, "size", 100, minimum=1, maximum=MAX_PAGE))
-
-
 @routes.post("/api/v1/jobs")
 async def create_job(request: web.Request) -> web.Response:
-    job = await request.app[JOBS].create(principal(request), await _body(request, JobSpec))
+    job = await request.app[JOBS].create(principal(request), await parse_body(request, JobSpec))
     return model_response(job_out(job))
 
 
 @routes.get("/api/v1/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
-    offset, size = _page(request)
+    offset, size = page(request)
     total, jobs = await request.app[JOBS].list_jobs(
         principal(request), text_param(request.query, "owner"), text_param(request.query, "project"), offset, size)
     return model_response(JobList(from_=offset, total=total, jobs=[job_out(j) for j in jobs]))
@@ -115,7 +94,7 @@ async def get_job(request: web.Request) -> web.Response:
 @routes.put("/api/v1/jobs/{name}")
 async def update_job(request: web.Request) -> web.Response:
     job = await request.app[JOBS].update(principal(request), _name(request),
-                                         await _body(request, JobSpec))
+                                         await parse_body(request, JobSpec))
     return model_response(job_out(job))
 
 
@@ -128,14 +107,14 @@ async def delete_job(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/jobs/{name}/log")
 async def job_history(request: web.Request) -> web.Response:
-    offset, size = _page(request)
+    offset, size = page(request)
     total, entries = await request.app[JOBS].history(principal(request), _name(request), offset, size)
     return model_response(JobLog(from_=offset, total=total, entries=[JobLogEntry(**e) for e in entries]))
 
 
 @routes.post("/api/v1/jobs/{name}/runs")
 async def trigger(request: web.Request) -> web.Response:
-    body = await _body(request, TriggerRequest, optional=True)
+    body = await parse_body(request, TriggerRequest, optional=True)
     service = request.app[JOBS]
     run = await service.trigger(principal(request), _name(request), body.variables, body.disabled,
                                 body.failure_action.value if body.failure_action else None)
@@ -143,7 +122,7 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 async def _runs(request: web.Request, job: str | None) -> web.Response:
-    offset, size = _page(request)
+    offset, size = page(request)
     raw_state = text_param(request.query, "state")
     states = [s.strip().upper() for s in raw_state.split(",")] if raw_state else []
     bad = [s for s in states if s not in RUN_STATES]
@@ -176,7 +155,7 @@ async def get_run(request: web.Request) -> web.Response:
 async def _control(request: web.Request, action: str) -> web.Response:
     variables: dict[str, str] = {}
     if action == "retry":
-        variables = (await _body(request, RetryRequest, optional=True)).variables
+        variables = (await parse_body(request, RetryRequest, optional=True)).variables
     service = request.app[JOBS]
     run = await service.control(principal(request), request.match_info["run_id"], action, variables)
     return model_response(run_out(run, await service.nodes(run)))

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, web
-from pydantic import ValidationError
 
+from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
-from gateway.api.params import MAX_PAGE, int_param
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest
-from gateway.keys import PROJECTS, SETTINGS
-from gateway.models import validation_message
+from gateway.keys import PROJECTS
 from gateway.projects.models import (
     Artifact,
     ArtifactList,
@@ -40,31 +37,15 @@ def artifact_out(record: ArtifactRecord) -> Artifact:
                     files=record.files, uploader=record.uploader, create_time=record.created_at)
 
 
-async def _spec(request: web.Request) -> ProjectSpec:
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
-        raise BadRequest("body: too large")
-    try:
-        return ProjectSpec.model_validate(json.loads(raw or b"null"))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
-
-
-def _page(request: web.Request) -> tuple[int, int]:
-    return (int_param(request.query, "from", 0, minimum=0, maximum=2**31),
-            int_param(request.query, "size", 100, minimum=1, maximum=MAX_PAGE))
-
-
 @routes.post("/api/v1/projects")
 async def create_project(request: web.Request) -> web.Response:
-    return model_response(project_out(await request.app[PROJECTS].create(principal(request), await _spec(request))))
+    spec = await parse_body(request, ProjectSpec)
+    return model_response(project_out(await request.app[PROJECTS].create(principal(request), spec)))
 
 
 @routes.get("/api/v1/projects")
 async def list_projects(request: web.Request) -> web.Response:
-    offset, size = _page(request)
+    offset, size = page(request)
     total, records = await request.app[PROJECTS].list_projects(principal(request), offset, size)
     return model_response(ProjectList(from_=offset, total=total, projects=[project_out(r) for r in records]))
 
@@ -77,7 +58,7 @@ async def get_project(request: web.Request) -> web.Response:
 @routes.put("/api/v1/projects/{name}")
 async def update_project(request: web.Request) -> web.Response:
     record = await request.app[PROJECTS].update(principal(request), request.match_info["name"],
-                                                await _spec(request))
+                                                await parse_body(request, ProjectSpec))
     return model_response(project_out(record))
 
 
@@ -90,7 +71,7 @@ async def delete_project(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/projects/{name}/log")
 async def project_log(request: web.Request) -> web.Response:
-    offset, size = _page(request)
+    offset, size = page(request)
     total, entries = await request.app[PROJECTS].history(principal(request), request.match_info["name"], offset,
                                                          size)
     return model_response(ProjectLog(from_=offset, total=total, entries=[ProjectLogEntry(**e) for e in entries]))

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from typing import TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
-from gateway.api.params import MAX_PAGE, int_param, text_param
+from gateway.api.params import text_param
 from gateway.api.responses import model_response
-from gateway.errors import BadRequest
-from gateway.keys import SCHEDULES, SETTINGS
-from gateway.models import validation_message
+from gateway.keys import SCHEDULES
 from gateway.schedules.models import Schedule, ScheduleList, ScheduleSpec, TickList, TickOut
 from gateway.schedules.service import ScheduleService
 from gateway.store.schedules import ScheduleRecord, TickRecord
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
-
-
-async def parse_body(request: web.Request, model: type[M]) -> M:
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
-        raise BadRequest("body: too large")
-    try:
-        return model.model_validate(json.loads(raw))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
-
-
-def page(request: web.Request) -> tuple[int, int]:
-    return (int_param(request.query, "from", 0, minimum=0, maximum=2**31),
-            int_param(request.query, "size", 100, minimum=1, maximum=MAX_PAGE))
 
 
 def tick_out(tick: TickRecord) -> TickOut:

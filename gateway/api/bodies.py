@@ -1,0 +1,37 @@
+"""Request bodies and paging shared by the handlers: one way to read JSON into a model, one page."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.api.params import MAX_PAGE, int_param
+from gateway.errors import BadRequest
+from gateway.keys import SETTINGS
+from gateway.models import validation_message
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The JSON body as `model`; bad JSON or a bad field is a 400 naming it. Empty is allowed if optional."""
+    raw = await request.read()
+    if len(raw) > request.app[SETTINGS].max_body_bytes:
+        raise BadRequest("body: too large")
+    if optional and not raw.strip():
+        return model()
+    try:
+        return model.model_validate(json.loads(raw))
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+
+
+def page(request: web.Request) -> tuple[int, int]:
+    """`from` and `size` of a list request."""
+    return (int_param(request.query, "from", 0, minimum=0, maximum=2**31),
+            int_param(request.query, "size", 100, minimum=1, maximum=MAX_PAGE))
