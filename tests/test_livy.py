@@ -5,6 +5,8 @@ which the Livy API reaches by its integer id like any other."""
 
 from __future__ import annotations
 
+import asyncio
+
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -97,7 +99,12 @@ async def test_get_state_list_and_delete(held: Api, job: Path, python: str) -> N
     local = await held.submit(resource=python, args=["-c", "print(1)"])  # not a Livy type: not listed
     assert local["batchInfo"]["livyId"] not in ids
 
-    one = await held.call("GET", f"/livy/batches/{ids[0]}")
+    # The scheduler writes the wait reason when it next looks at the queue: give it a moment.
+    for _ in range(100):
+        one = await held.call("GET", f"/livy/batches/{ids[0]}")
+        if one["log"]:
+            break
+        await asyncio.sleep(0.05)
     assert one["id"] == ids[0] and one["state"] == "starting" and one["appId"] is None
     assert set(one) == {"id", "name", "owner", "proxyUser", "state", "appId", "appInfo", "log"}
     assert one["log"] and len(one["log"]) <= 10, "the wait reason is in the log"

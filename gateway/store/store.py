@@ -29,6 +29,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.exceptions.ConnectionFailureError,
+    # A pooled connection that the server dropped mid-protocol reports a client state error.
+    asyncpg.InternalClientError,
     TimeoutError,
 )
 
