@@ -6,7 +6,6 @@ which the Livy API reaches by its integer id like any other."""
 from __future__ import annotations
 
 import asyncio
-
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
