@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import structlog
 
-from gateway.errors import Unavailable
+from gateway.periodic import Periodic
 from gateway.store import Store
 
 log = structlog.get_logger("gateway.retention")
@@ -21,28 +20,14 @@ class Retention:
     def __init__(self, store: Store, *, days: float, every: float) -> None:
         self._store = store
         self._max_age_ms = int(days * 86_400_000)
-        self._every = every
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("retention", every, self.purge_once)
 
     def start(self) -> None:
         if self._max_age_ms > 0:
-            self._task = asyncio.create_task(self._run(), name="retention")
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.purge_once()
-            except Unavailable:
-                log.warning("retention.db_unavailable")
-            except Exception:
-                log.exception("retention.failed")
-            await asyncio.sleep(self._every)
+        await self._loop.stop()
 
     async def purge_once(self, now_ms: int | None = None) -> int:
         """Purge everything due now, chunk by chunk; returns the number of batches removed."""

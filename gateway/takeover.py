@@ -6,14 +6,11 @@ Exactly one live instance wins each dead instance: the dead instance's row is de
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import structlog
 
-from gateway.errors import Unavailable
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
+from gateway.periodic import Periodic
 from gateway.store import BatchRecord, Store
 from gateway.supervisor import Supervisor
 
@@ -28,29 +25,15 @@ class Takeover:
         self._store = store
         self._logs = logs
         self._supervisor = supervisor
-        self._every = every
-        self._task: asyncio.Task[None] | None = None
         self.taken_over = 0
+        # Leases are time: checking them is a timer, at the heartbeat's pace.
+        self._loop = Periodic("takeover", every, self.sweep)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="takeover")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sweep()
-            except Unavailable:
-                log.warning("takeover.db_unavailable")
-            except Exception:
-                log.exception("takeover.failed")
-            # Leases are time: checking them is a timer, at the heartbeat's pace.
-            await asyncio.sleep(self._every)
+        await self._loop.stop()
 
     async def sweep(self) -> int:
         """Take over every expired instance (and orphaned batches) now; returns how many batches moved."""
