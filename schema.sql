@@ -73,7 +73,11 @@ create index if not exists batches_active_idx on batches (instance)
 create index if not exists batches_end_time_sort_idx on batches (end_time, id);
 create index if not exists batches_duration_idx on batches (duration, id);
 create index if not exists batches_name_sort_idx on batches (name, id);
-create index if not exists batches_name_words_idx on batches using gin (to_tsvector('simple', coalesce(name, '')));
+-- Names are split into words on the same characters the key search splits on: Postgres' own parser
+-- would read "build-2024" as the word "build" and the number "-2024", so "2024" would never match.
+drop index if exists batches_name_words_idx;
+create index if not exists batches_name_terms_idx on batches
+    using gin (to_tsvector('simple', regexp_replace(coalesce(name, ''), '[^0-9A-Za-z]+', ' ', 'g')));
 create index if not exists batches_restart_root_idx on batches ((batch_info ->> 'restartRoot'))
     where batch_info ? 'restartRoot';
 

@@ -189,8 +189,7 @@ async def test_details_of_a_local_batch(api: Api, python: str) -> None:
 
 
 async def test_list_sort_key_and_state_sets(api: Api, python: str) -> None:
-    # A tag that starts with a letter: a word starting with digits may be parsed as a number.
-    tag = "k" + uuid.uuid4().hex[:6]
+    tag = uuid.uuid4().hex[:6]
     quick = await api.submit(resource=python, args=["-c", "pass"], name=f"Alpha-{tag}-report")
     slow = await api.submit(resource=python, args=["-c", "import time; time.sleep(0.8)"], name=f"beta-{tag}")
     fail = await api.submit(resource=python, args=["-c", "raise SystemExit(2)"], name=f"gamma-{tag}")
@@ -210,3 +209,15 @@ async def test_list_sort_key_and_state_sets(api: Api, python: str) -> None:
     assert states["total"] == 3
     status, payload = await api.status_of("GET", "/api/v1/batches?sort=colour")
     assert status == 400 and "sort" in payload["message"]
+
+
+async def test_key_finds_numbers_and_hyphenated_words_in_names(api: Api, python: str) -> None:
+    # Postgres' text parser would read "-2024" as a signed number and "12e4" as a float.
+    run = str(uuid.uuid4().int)[:9]
+    named = await api.submit(resource=python, args=["-c", "pass"], name=f"build-{run}-12e4")
+    other = await api.submit(resource=python, args=["-c", "pass"], name=f"build{run}_12e4x")
+    for key in (run, f"build-{run}", f"{run}-12e4", f"12E4 {run}", f"BUILD {run}"):
+        found = await api.call("GET", f"/api/v1/batches?key={key}")
+        assert [b["id"] for b in found["batches"]] == [named["id"]], key
+    found = await api.call("GET", f"/api/v1/batches?key=build{run}_12e4")
+    assert [b["id"] for b in found["batches"]] == [other["id"]], "words are split at underscores, matched by prefix"

@@ -79,11 +79,14 @@ def _key_clauses(key: str) -> tuple[str, list[Any]]:
         high = uuid.UUID(hexchars.ljust(32, "f"))
         params += [low, high]
         parts.append("(id between {p0} and {p1})")
-    words = [w for w in re.split(r"[^0-9A-Za-z_]+", key.lower()) if w]
+    words = [w for w in re.split(r"[^0-9A-Za-z]+", key.lower()) if w]
     if words:
         params.append(" & ".join(f"{w}:*" for w in words))
         slot = "{p" + str(len(params) - 1) + "}"
-        parts.append(f"to_tsvector('simple', coalesce(name, '')) @@ to_tsquery('simple', {slot})")
+        parts.append(
+            "to_tsvector('simple', regexp_replace(coalesce(name, ''), '[^0-9A-Za-z]+', ' ', 'g'))"
+            f" @@ to_tsquery('simple', {slot})"
+        )
     if not parts:
         return "false", []
     return "(" + " or ".join(parts) + ")", params
