@@ -481,4 +481,62 @@ drop trigger if exists batches_notify on batches;
 create trigger batches_notify after insert or update on batches
     for each row execute function bg_batches_notify();
 
+-- Exact numbers of batches per (user, type, state), so that a list's total is a sum over a few rows
+-- instead of count(*) over millions. Writers only append +n/-n rows (no hot row for concurrent submits
+-- to queue on); Store.compact_counts folds them every few seconds.
+do $$
+begin
+    if to_regclass('batch_counts') is null then
+        create table batch_counts (
+            batch_user text not null,
+            batch_type text not null,
+            state text not null,
+            n bigint not null
+        );
+        -- Writers wait until the triggers below exist, so that no batch is counted twice or never.
+        lock table batches in share row exclusive mode;
+        insert into batch_counts select batch_user, batch_type, state, count(*) from batches group by 1, 2, 3;
+    end if;
+end
+$$;
+
+create or replace function bg_batches_count_insert() returns trigger language plpgsql as
+$$
+begin
+    insert into batch_counts select batch_user, batch_type, state, count(*) from new_rows group by 1, 2, 3;
+    return null;
+end
+$$;
+
+create or replace function bg_batches_count_update() returns trigger language plpgsql as
+$$
+begin
+    insert into batch_counts values (old.batch_user, old.batch_type, old.state, -1),
+                                    (new.batch_user, new.batch_type, new.state, 1);
+    return null;
+end
+$$;
+
+create or replace function bg_batches_count_delete() returns trigger language plpgsql as
+$$
+begin
+    insert into batch_counts select batch_user, batch_type, state, -count(*) from old_rows group by 1, 2, 3;
+    return null;
+end
+$$;
+
+-- Inserts and deletes come in bulk too (fills, the retention purge): one statement, one insert here.
+-- Updates come one row at a time, and most (log appends, heartbeats) change no counted column: a row
+-- trigger with a WHEN clause costs those nothing.
+drop trigger if exists batches_count_insert on batches;
+create trigger batches_count_insert after insert on batches
+    referencing new table as new_rows for each statement execute function bg_batches_count_insert();
+drop trigger if exists batches_count_update on batches;
+create trigger batches_count_update after update on batches for each row
+    when ((old.state, old.batch_user, old.batch_type) is distinct from (new.state, new.batch_user, new.batch_type))
+    execute function bg_batches_count_update();
+drop trigger if exists batches_count_delete on batches;
+create trigger batches_count_delete after delete on batches
+    referencing old table as old_rows for each statement execute function bg_batches_count_delete();
+
 insert into schema_version (version) values (1) on conflict do nothing;

@@ -45,6 +45,7 @@ from gateway.listener import CONTROL as CONTROL_CHANNEL
 from gateway.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE, Hub, Listener, QueueBell
 from gateway.logs import LogStore
 from gateway.metrics import Metrics
+from gateway.periodic import Periodic
 from gateway.policy import Policy
 from gateway.projects.service import ProjectService
 from gateway.readiness import Readiness
@@ -84,6 +85,9 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+# batch_counts gains a row or two per state change; folding them this often keeps a list's total a sum
+# over a few hundred rows at most.
+COUNT_COMPACTION_SECONDS = 5.0
 
 
 def instance_id(settings: Settings) -> str:
@@ -163,6 +167,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     heartbeat: Heartbeat | None = None
     takeover: Takeover | None = None
     retention: Retention | None = None
+    compaction: Periodic | None = None
     coordinator: RunCoordinator | None = None
     engines: EngineRegistry | None = None
     bell: QueueBell | None = None
@@ -191,6 +196,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         )
         takeover = Takeover(store, logs, supervisor, every=settings.heartbeat_seconds, metrics=metrics)
         retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
+        compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
         hub.on(QUEUE, scheduler.wake)
         hub.on(KILL, _kill_handler(supervisor, store))
         hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
@@ -237,6 +243,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         scheduler.start()
         takeover.start()
         retention.start()
+        compaction.start()
         coordinator.start()
         bell.start()
         ticker.start()
@@ -255,7 +262,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                 await timer.stop()
         if alerts is not None:
             await alerts.close()
-        for loop in (coordinator, retention, takeover, scheduler):
+        for loop in (coordinator, compaction, retention, takeover, scheduler):
             if loop is not None:
                 await loop.stop()
         if supervisor is not None:

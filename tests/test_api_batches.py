@@ -9,6 +9,7 @@ import uuid
 import aiohttp
 import pytest
 
+from gateway.keys import STORE
 from tests.helpers import Api
 
 FIELDS = {"id", "user", "batchType", "name", "appStartTime", "appId", "appUrl", "appState", "appDiagnostic",
@@ -242,3 +243,53 @@ async def test_upload_over_limit_is_413(start_gateway) -> None:  # type: ignore[
     form.add_field("resourceFile", b"#" * 10_000, filename="big.py")
     status, payload = await api.status_of("POST", "/api/v1/batches", data=form)
     assert status == 413 and "resourceFile" in payload["message"]
+
+
+async def test_totals_follow_submits_state_changes_and_drops(api: Api, python: str) -> None:
+    # Totals for user/type/state filters come from batch_counts (maintained by triggers), not count(*).
+    dave = api.as_user("dave")
+    ok = await _finished(dave, python, 3, "totals")
+    bad = await _finished(dave, python, 2, "totals", code=3)
+    sleeper = (await dave.submit(resource=python, args=["-c", "import time; time.sleep(60)"]))["id"]
+    await api.wait_for(sleeper, ("RUNNING",))
+
+    async def total(query: str) -> int:
+        return int((await api.call("GET", f"/api/v1/batches?{query}&size=1"))["total"])
+
+    assert await total("batchUser=dave") == 6
+    assert await total("batchUser=dave&batchState=FINISHED") == 3
+    assert await total("batchUser=dave&batchState=ERROR,RUNNING&batchType=LOCAL") == 3
+    assert await total("batchUser=dave&batchType=SPARK") == 0
+    await api.kill(sleeper)
+    await api.wait_for(sleeper)
+    assert await total("batchUser=dave&batchState=RUNNING") == 0
+    assert await total("batchUser=dave&batchState=CANCELED") == 1
+    result = await api.call("PUT", "/api/v1/batches/status", json={"action": "DROP", "ids": [ok[0], bad[0]]})
+    assert result["succeeded"] == 2
+    assert await total("batchUser=dave") == 4
+    # Folding the appended +1/-1 rows changes no total.
+    await api.app[STORE].compact_counts()
+    assert await total("batchUser=dave") == 4 and await total("batchUser=dave&batchState=ERROR") == 1
+    assert await total("batchState=FINISHED,ERROR,CANCELED") == (await api.call(
+        "GET", "/api/v1/batches?batchState=FINISHED,ERROR,CANCELED&size=1000"))["total"]
+
+
+@pytest.mark.parametrize("order", ["sort=createTime", "sort=createTime&desc=true", "sort=duration",
+                                   "sort=duration&desc=true", "sort=name&desc=true", "batchUser=erin&sort=name"])
+async def test_pages_past_the_middle_match_the_whole_list(api: Api, python: str, order: str) -> None:
+    # Past the middle the store walks from the other end; the pages must not notice.
+    erin = api.as_user("erin")
+    ids = await _finished(erin, python, 5, "b")
+    ids += await _finished(erin, python, 1, "a")
+    ids.append((await erin.submit(resource=python, args=["-c", "import time; time.sleep(60)"]))["id"])
+    await api.wait_for(ids[-1], ("RUNNING",))  # no duration yet: listed last whichever the order
+    whole = [b["id"] for b in (await api.call("GET", f"/api/v1/batches?{order}&size=100"))["batches"]]
+    assert sorted(whole) == sorted(ids)
+    for size in (1, 2, 3, 5):
+        paged: list[str] = []
+        for start in range(0, len(ids), size):
+            page = await api.call("GET", f"/api/v1/batches?{order}&size={size}&from={start}")
+            assert page["total"] == len(ids) and page["from"] == start
+            paged += [b["id"] for b in page["batches"]]
+        assert paged == whole, f"size {size}"
+    await api.kill(ids[-1])

@@ -45,3 +45,32 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
         names = archive.namelist()
         assert "gateway/schema.sql" in names and "gateway/store/queries.sql" in names
         assert archive.read("gateway/schema.sql") == (root / "schema.sql").read_bytes()
+
+
+async def test_batch_counts_are_seeded_for_a_database_that_had_none(database_url: str) -> None:
+    store = await Store.connect(database_url, min_size=1, max_size=2)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await store.apply_schema()
+        await conn.execute("""
+            insert into batches (id, batch_type, batch_user, real_user, resource, state)
+            select gen_random_uuid(), case when g % 3 = 0 then 'SPARK' else 'LOCAL' end, 'u' || (g % 4), 'x',
+                   'r', case when g % 5 = 0 then 'ERROR' else 'FINISHED' end
+            from generate_series(1, 500) g""")
+        await conn.execute("update batches set state = 'CANCELED' where batch_user = 'u1'")
+        await conn.execute("delete from batches where batch_user = 'u2' and batch_type = 'SPARK'")
+        exact = "select batch_user, batch_type, state, count(*) from batches group by 1, 2, 3 order by 1, 2, 3"
+        counted = ("select batch_user, batch_type, state, sum(n) from batch_counts group by 1, 2, 3 "
+                   "having sum(n) <> 0 order by 1, 2, 3")
+        expected = [tuple(r) for r in await conn.fetch(exact)]
+        assert [tuple(r) for r in await conn.fetch(counted)] == expected, "the triggers kept count"
+        await store.compact_counts()
+        assert [tuple(r) for r in await conn.fetch(counted)] == expected
+        assert await conn.fetchval("select count(*) from batch_counts") == len(expected), "folded"
+        # A database from before batch_counts: the schema creates the table and counts what is there.
+        await conn.execute("drop table batch_counts")
+        await store.apply_schema()
+        assert [tuple(r) for r in await conn.fetch(counted)] == expected
+    finally:
+        await conn.close()
+        await store.close()

@@ -349,7 +349,14 @@ cross join lateral (
 
 -- name: count_by_state
 -- Batches by type and state, for the metrics (cached by the caller).
-select batch_type, state, count(*)::bigint as n from batches group by batch_type, state;
+select batch_type, state, sum(n)::bigint as n from batch_counts group by batch_type, state having sum(n) <> 0;
+
+-- name: compact_counts
+-- Fold batch_counts' +n/-n rows into one row per (user, type, state). Rows appended meanwhile are not
+-- in this statement's snapshot and stay; a concurrent fold skips the rows this one deleted.
+with gone as (delete from batch_counts returning batch_user, batch_type, state, n)
+insert into batch_counts
+select batch_user, batch_type, state, sum(n) from gone group by 1, 2, 3 having sum(n) <> 0;
 
 -- ===== jobs and runs =========================================================================
 

@@ -66,6 +66,12 @@ class ListFilter:
     after: tuple[int, uuid.UUID] | None = None
 
 
+def _counted_only(flt: ListFilter) -> bool:
+    """Whether batch_counts can answer the total: filters by user, type and state only."""
+    return flt == ListFilter(batch_type=flt.batch_type, batch_types=flt.batch_types, states=flt.states,
+                             user=flt.user, offset=flt.offset, size=flt.size, desc=flt.desc, sort=flt.sort)
+
+
 SORT_COLUMNS = {"createTime": "create_time", "endTime": "end_time", "name": "name", "duration": "duration"}
 
 
@@ -327,6 +333,10 @@ class Store:
         """(batch type, state) -> number of batches, for the metrics."""
         return {(r["batch_type"], r["state"]): r["n"] for r in await self._fetch("count_by_state")}
 
+    async def compact_counts(self) -> None:
+        """Fold batch_counts' appended +n/-n rows (see schema.sql)."""
+        await self._run(lambda conn: conn.execute(self._q["compact_counts"]))
+
     async def list_batches(self, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         where: list[str] = []
         params: list[Any] = []
@@ -375,18 +385,38 @@ class Store:
             params.extend(flt.after)
             where.append(f"(create_time, id) > (${len(params) - 1}, ${len(params)})")
         clause = ("where " + " and ".join(where)) if where else ""
-        order = "desc" if flt.desc else "asc"
         column = SORT_COLUMNS[flt.sort]
-        nulls = " nulls last" if column in ("duration", "name") else ""
-        count_sql = f"select count(*) from batches {clause}"
-        page_sql = (
-            f"select * from batches {clause} order by {column} {order}{nulls}, id {order} "
-            f"limit ${len(params) + 1} offset ${len(params) + 2}"
-        )
+        if _counted_only(flt):
+            # The same clause reads batch_counts: it only names columns that table has.
+            count_sql = f"select coalesce(sum(n), 0)::bigint from batch_counts {clause}"
+        else:
+            count_sql = f"select count(*) from batches {clause}"
+
+        def page_sql(descending: bool) -> str:
+            order = "desc" if descending else "asc"
+            if column in ("duration", "name"):  # nulls at the end of the list, whichever end is walked
+                order += " nulls last" if descending == flt.desc else " nulls first"
+            # Walk the index for ids only (index-only on a vacuumed table), then read the page's rows.
+            return (
+                f"select * from batches where id in (select id from batches {clause} "
+                f"order by {column} {order}, id {order} limit ${len(params) + 1} offset ${len(params) + 2}) "
+                f"order by {column} {order}, id {order}"
+            )
 
         async def op(conn: asyncpg.Connection) -> tuple[int, list[BatchRecord]]:
-            total: int = await conn.fetchval(count_sql, *params)
-            rows = await conn.fetch(page_sql, *params, flt.size, flt.offset) if total > flt.offset else []
+            # One snapshot for the total and the page, so that the far-end walk below lands exactly.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                total: int = await conn.fetchval(count_sql, *params)
+                if total <= flt.offset or flt.size == 0:
+                    return total, []
+                size = min(flt.size, total - flt.offset)
+                from_end = total - flt.offset - size
+                if from_end < flt.offset:
+                    # Past the middle: walk from the other end, which skips fewer rows.
+                    rows = await conn.fetch(page_sql(not flt.desc), *params, size, from_end)
+                    rows.reverse()
+                else:
+                    rows = await conn.fetch(page_sql(flt.desc), *params, size, flt.offset)
             return total, [_record(r) for r in rows]
 
         return await self._run(op)
