@@ -44,10 +44,14 @@ class LogStore:
         return True
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
+        await self._store.append_log(batch_id, [self.note_line(text)])
+
+    def note_line(self, text: str) -> str:
+        """The log line of a note, for a store write that appends it along with a state change."""
         # One note is one line, whatever it quotes: a line number must mean the same thing everywhere.
         flat = mask_text(text.replace("\r", "\\r").replace("\n", "\\n"))
-        await self._store.append_log(batch_id, [gateway_line(flat)])
         self._metrics.logged(1)
+        return gateway_line(flat)
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
         return await self._store.read_log(batch_id, start, size)

@@ -167,7 +167,8 @@ class Supervisor:
             # Write down where the launch happens before it happens: a crash between the launch and
             # set_launched is then recovered by attaching, never by launching a second time.
             intent = await self._retry(partial(
-                self._store.set_launching, batch.id, self.instance, {"workdir": str(self.workdir(batch.id))}))
+                self._store.set_launching, batch.id, self.instance, {"workdir": str(self.workdir(batch.id))},
+                self._logs.note_line(f"claimed by {self.instance}; launching {batch.batch_type}")))
             if intent is None:
                 blog.info("batch.lost_ownership_before_launch")
                 return None
@@ -177,8 +178,6 @@ class Supervisor:
                 await self._finish(batch.id, "FAILED", f"launch failed: {exc.message}")
                 return None
             spec = self.spec(batch, resource)
-            await self._retry(partial(
-                self._logs.note, batch.id, f"claimed by {self.instance}; launching {batch.batch_type}"))
             try:
                 run = await engine.submit(spec)
             except EngineError as exc:
@@ -266,10 +265,9 @@ class Supervisor:
     ) -> str:
         state, final_app_state = terminal_state(app_state, batch_id in self._killing)
         text = f"state {state}" + (f": {diagnostic}" if diagnostic else "")
-        await self._retry(partial(self._logs.note, batch_id, text))
         record = await self._retry(partial(
             self._store.finish_batch, batch_id, self.instance, state=state, app_state=final_app_state,
-            diagnostic=diagnostic, info=info,
+            diagnostic=diagnostic, info=info, note=self._logs.note_line(text),
         ))
         self._metrics.ended(record)
         return state

@@ -87,14 +87,20 @@ where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING', 'PAUSED')
 returning *;
 
 -- name: finish_batch
--- Move an active batch to its terminal state. $1 id, $2 instance, $3 state, $4 app state,
--- $5 diagnostic, $6 batch_info to merge
-update batches
-set state = $3, app_state = coalesce($4, app_state), app_diagnostic = coalesce($5, app_diagnostic),
-    end_time = bg_now_ms(), update_time = bg_now_ms(), batch_info = batch_info || $6,
-    control = null, paused_from = null
-where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING', 'PAUSED')
-returning *;
+-- Move an active batch to its terminal state and log the line that says so, in one commit (one WAL
+-- flush on the path from a program's exit to a waiting client). $1 id, $2 instance, $3 state,
+-- $4 app state, $5 diagnostic, $6 batch_info to merge, $7 the log line
+with b as (
+    update batches
+    set state = $3, app_state = coalesce($4, app_state), app_diagnostic = coalesce($5, app_diagnostic),
+        end_time = bg_now_ms(), update_time = bg_now_ms(), batch_info = batch_info || $6,
+        control = null, paused_from = null, log_lines = log_lines + 1
+    where id = $1 and instance = $2 and state in ('PENDING', 'RUNNING', 'PAUSED')
+    returning *
+), note as (
+    insert into batch_log_chunks (batch_id, first_line, lines) select id, log_lines - 1, array[$7::text] from b
+)
+select * from b;
 
 -- name: cancel_queued
 -- Cancel a batch that never left the queue. $1 id
@@ -173,10 +179,16 @@ select data from batch_files where batch_id = $1 and name = $2 order by chunk;
 
 -- name: set_launching
 -- Record where a batch is about to be launched, before the launch, so that whoever recovers it can
--- tell "never launched" from "launched, handle not yet stored". $1 id, $2 instance, $3 handle
-update batches set handle = $3, update_time = bg_now_ms()
-where id = $1 and instance = $2 and state = 'PENDING'
-returning *;
+-- tell "never launched" from "launched, handle not yet stored"; log the line that says so in the same
+-- commit. $1 id, $2 instance, $3 handle, $4 the log line
+with b as (
+    update batches set handle = $3, update_time = bg_now_ms(), log_lines = log_lines + 1
+    where id = $1 and instance = $2 and state = 'PENDING'
+    returning *
+), note as (
+    insert into batch_log_chunks (batch_id, first_line, lines) select id, log_lines - 1, array[$4::text] from b
+)
+select * from b;
 
 -- name: claim_dead_instance
 -- Remove one instance whose lease ran out; only one live instance can win the row. $1 my id

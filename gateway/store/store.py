@@ -497,9 +497,10 @@ class Store:
         return await self._run(op)
 
     async def set_launching(
-        self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any]
+        self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any], note: str
     ) -> BatchRecord | None:
-        return await self._one("set_launching", batch_id, instance, handle)
+        """The launch intent, with `note` appended to the log (None: not the owner, nothing written)."""
+        return await self._one("set_launching", batch_id, instance, handle, note)
 
     async def take_over_dead(self, instance: str) -> tuple[str | None, list[BatchRecord]]:
         """Claim one expired instance and its active batches, in one transaction."""
@@ -560,9 +561,11 @@ class Store:
         app_state: str | None,
         diagnostic: str | None,
         info: dict[str, Any] | None = None,
+        note: str,
     ) -> BatchRecord | None:
+        """The terminal state, with `note` appended to the log (None: not the owner, nothing written)."""
         return await self._one(
-            "finish_batch", batch_id, instance, state, app_state, diagnostic, info or {}
+            "finish_batch", batch_id, instance, state, app_state, diagnostic, info or {}, note
         )
 
     async def cancel_queued(self, batch_id: uuid.UUID) -> BatchRecord | None:
