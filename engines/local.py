@@ -5,12 +5,16 @@ from __future__ import annotations
 import shlex
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 from typing import Any
 
 from engines.base import AppInfo, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note, NotSupported
 from engines.process import ProcessRun, ProcessSupervisor, clean_env
+
+FOUND_CACHE_SECONDS = 5.0
+FOUND_CACHE_SIZE = 1024
 
 
 class LocalRun:
@@ -62,12 +66,25 @@ class LocalEngine:
         self._sup = supervisor
         self._allowed = {str(Path(p)) for p in allowed_programs}
         self._grace = kill_grace
+        self._found: dict[str, tuple[float, str]] = {}
 
     def _program(self, resource: str) -> str | None:
+        # A PATH search is a stat per PATH entry, on every submit: remember what was found for a while.
+        # Only hits are kept, so a program installed a moment ago is found at once.
+        now = time.monotonic()
+        hit = self._found.get(resource)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         if "/" in resource:
             path = Path(resource)
-            return str(path) if path.is_file() else None
-        return shutil.which(resource)
+            program = str(path) if path.is_file() else None
+        else:
+            program = shutil.which(resource)
+        if program is not None:
+            if len(self._found) >= FOUND_CACHE_SIZE:
+                self._found.clear()
+            self._found[resource] = (now + FOUND_CACHE_SECONDS, program)
+        return program
 
     def pause_refusal(self, spec: LaunchSpec) -> str | None:
         return None  # SIGSTOP and SIGCONT on the process group work for any program
