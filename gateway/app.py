@@ -236,7 +236,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[READINESS] = Readiness(store, heartbeat)
         livy_port: int | None = None
         if settings.livy_port is not None:
-            livy_runner, livy_port = await start_livy_site(app, settings.host, settings.livy_port)
+            livy_runner, livy_port = await start_livy_site(app, settings.host, settings.livy_port,
+                                                           reuse_port=settings.reuse_port)
         app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention,
                                livy_port)
         recovered = await supervisor.recover_owned()

@@ -34,6 +34,7 @@ def main() -> None:
 @click.option("--spark-home", type=click.Path(path_type=Path), help="Spark home (default: pyspark's).")
 @click.option("--flink-home", type=click.Path(path_type=Path), help="Flink home (default: pyflink's).")
 @click.option("--instance-id", help="This instance's name in kyuubiInstance (default host:port).")
+@click.option("--workers", type=int, help="Gateway processes sharing the port (default 1). [BATCHGATE_WORKERS]")
 def serve(**options: Any) -> None:
     """Run the gateway until SIGTERM or Ctrl-C. Applications keep running across restarts."""
     given: dict[str, Any] = {k: v for k, v in options.items() if v is not None and k != "admins"}
@@ -47,10 +48,15 @@ def serve(**options: Any) -> None:
             click.echo(f"batchgate: {where}: {error['msg']}", err=True)
         sys.exit(2)
     configure_logging(settings.log_format, settings.log_level)
+    if settings.workers > 1:
+        from gateway.workers import Fleet
+
+        flags = {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in given.items() if k != "workers"}
+        sys.exit(_event_loop().run_until_complete(Fleet(settings, flags).run()))
     from gateway.app import create_app
 
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10.0, loop=_event_loop())
+                shutdown_timeout=10.0, loop=_event_loop(), reuse_port=settings.reuse_port or None)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

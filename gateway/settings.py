@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     livy_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_state_seconds: float = Field(default=5.0, ge=0)
 
+    # Several gateway processes on one port (SO_REUSEPORT): one Python process uses one core. Each
+    # worker is a full instance on the same database (instance id <id>/w<n>), so max_local_batches is
+    # per worker. reuse_port is set for the workers by their parent (gateway/workers.py).
+    workers: int = Field(default=1, ge=1, le=64)
+    reuse_port: bool = False
+
     # Schedules and SLAs (docs/schedules.md). A tick found later than schedule_misfire_seconds after its
     # time was missed (the gateway was down) and follows the schedule's catchup rule; catchup ALL fires at
     # most schedule_catchup_bound missed ticks unless the schedule says otherwise; a QUEUE schedule keeps
@@ -186,6 +192,8 @@ class Settings(BaseSettings):
             )
         if self.lease_seconds <= self.heartbeat_seconds:
             raise ValueError("lease_seconds must be longer than heartbeat_seconds")
+        if self.workers > 1 and (self.port == 0 or self.livy_port == 0):
+            raise ValueError("workers share their ports: give port (and livy_port) a number, not 0")
         if self.livy_port and self.livy_port == self.port:
             raise ValueError("livy_port must differ from port (the Livy API is under /livy on port already)")
         return self

@@ -195,11 +195,13 @@ def livy_root_app(parent: web.Application) -> web.Application:
     return app
 
 
-async def start_livy_site(parent: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_livy_site(
+    parent: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
     """Serve the Livy API at the root of host:port; returns the runner (to clean up) and the bound port."""
     runner = web.AppRunner(livy_root_app(parent))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None)
     await site.start()
     address = runner.addresses[0]
     return runner, int(address[1])

@@ -1,0 +1,94 @@
+"""`batchgate serve --workers N`: N gateway processes sharing one port through SO_REUSEPORT.
+
+Each worker is a whole instance (API, scheduler, supervisor) on the same database, which the gateway
+supports anyway (claims, limits and leases live in Postgres). The parent only starts the embedded
+Postgres if there is one, starts the workers, restarts one that dies (with the same instance id, so it
+re-attaches its own batches at once), and stops them all on SIGTERM or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+
+import structlog
+
+from gateway.embedded import EmbeddedPostgres
+from gateway.settings import Settings
+
+log = structlog.get_logger("gateway.workers")
+
+RESTART_DELAY_SECONDS = 1.0
+STOP_TIMEOUT_SECONDS = 30.0
+
+
+def worker_environment(settings: Settings, given: dict[str, str], database_url: str, index: int) -> dict[str, str]:
+    """The environment of worker `index`: the parent's, its flags as BATCHGATE_* and the shared database."""
+    base = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
+    env = dict(os.environ)
+    env.update({f"BATCHGATE_{name.upper()}": value for name, value in given.items()})
+    env.update({
+        "BATCHGATE_DATABASE_URL": database_url,
+        "BATCHGATE_INSTANCE_ID": f"{base}/w{index}",
+        "BATCHGATE_WORKERS": "1",
+        "BATCHGATE_REUSE_PORT": "true",
+    })
+    return env
+
+
+class Fleet:
+    def __init__(self, settings: Settings, given: dict[str, str]) -> None:
+        self._settings = settings
+        self._given = given
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        embedded: EmbeddedPostgres | None = None
+        database_url = self._settings.database_url
+        if database_url is None:
+            embedded = EmbeddedPostgres(self._settings.data_dir)
+            database_url = await embedded.start()
+        try:
+            workers = [
+                asyncio.create_task(self._keep(i, database_url), name=f"worker-{i}")
+                for i in range(self._settings.workers)
+            ]
+            log.info("workers.started", workers=len(workers), port=self._settings.port)
+            await self._stopping.wait()
+            await asyncio.gather(*workers)
+        finally:
+            if embedded is not None:
+                await embedded.stop()
+        log.info("workers.stopped")
+        return 0
+
+    async def _keep(self, index: int, database_url: str) -> None:
+        """Run worker `index` until the fleet stops, starting it again whenever it dies."""
+        env = worker_environment(self._settings, self._given, database_url, index)
+        while not self._stopping.is_set():
+            process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "serve", env=env)
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            exited = asyncio.ensure_future(process.wait())
+            await asyncio.wait({stopping, exited}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if self._stopping.is_set():
+                # SIGTERM lets the worker detach from its applications cleanly (they keep running).
+                if not exited.done():
+                    with contextlib.suppress(ProcessLookupError):
+                        process.terminate()
+                try:
+                    await asyncio.wait_for(exited, STOP_TIMEOUT_SECONDS)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+                return
+            log.warning("workers.worker_exited", worker=index, code=exited.result())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY_SECONDS)
