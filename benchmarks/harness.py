@@ -414,11 +414,21 @@ class ExternalKill(RuntimeError):
     """
 
 
+def child_pids(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                out += [int(p) for p in (task / "children").read_text().split()]
+    return out
+
+
 class Gateway:
     """`python -m gateway serve` as a child process on its own data dir."""
 
     def __init__(self, data_dir: Path, database_url: str, *, port: int | None = None,
-                 instance_id: str = "bench:1", env: dict[str, str] | None = None) -> None:
+                 instance_id: str = "bench:1", env: dict[str, str] | None = None, workers: int = 1) -> None:
+        self.workers = workers
         self.data_dir = data_dir
         self.database_url = database_url
         self.port = port or free_port()
@@ -441,13 +451,17 @@ class Gateway:
         return self.proc.pid
 
     def pids(self) -> list[int]:
-        return [self.pid] if self.proc is not None and self.proc.returncode is None else []
+        if self.proc is None or self.proc.returncode is not None:
+            return []
+        if self.workers == 1:
+            return [self.pid]
+        return [self.pid, *child_pids(self.pid)]  # the parent and its worker processes
 
     async def start(self, timeout: float = 60) -> Gateway:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(self.data_dir),
                 "--port", str(self.port), "--database-url", self.database_url,
-                "--instance-id", self.instance_id, "--admin", BENCH_USER]
+                "--instance-id", self.instance_id, "--admin", BENCH_USER, "--workers", str(self.workers)]
         env = {**os.environ, "BATCHGATE_LOG_FORMAT": "json", "BATCHGATE_RETENTION_DAYS": "0", **self.env}
         if source_dir() != REPO:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(source_dir()), env.get("PYTHONPATH")) if p)

@@ -43,17 +43,17 @@ async def wait_state(session: aiohttp.ClientSession, gateway: harness.Gateway, b
     return result
 
 
-async def hold_queue(gateway: harness.Gateway) -> str:
-    """Start one long `sleep` in the gateway's only slot (HOLD_ENV), so that new batches stay queued.
+async def hold_queue(gateway: harness.Gateway) -> None:
+    """Start a long `sleep` in each worker's only slot (HOLD_ENV), so that new batches stay queued.
 
     The submit and GET scenarios measure the API, not launching: at thousands of submits per second no
     2-core machine can also start thousands of processes per second (end to end is measured apart).
     """
     async with harness.http_session() as session:
-        batch = await submit(session, gateway, {"batchType": "LOCAL", "resource": "sleep", "args": ["3600"],
-                                                "name": "bench-hold"})
-        await wait_state(session, gateway, batch["id"], ("RUNNING",))
-        return str(batch["id"])
+        for _ in range(gateway.workers):
+            batch = await submit(session, gateway, {"batchType": "LOCAL", "resource": "sleep",
+                                                    "args": ["3600"], "name": "bench-hold"})
+            await wait_state(session, gateway, batch["id"], ("RUNNING",))
 
 
 async def db_counts(url: str) -> dict[str, int]:
