@@ -282,9 +282,11 @@ async def test_pages_past_the_middle_match_the_whole_list(api: Api, python: str,
     ids = await _finished(erin, python, 5, "b")
     ids += await _finished(erin, python, 1, "a")
     ids.append((await erin.submit(resource=python, args=["-c", "import time; time.sleep(60)"]))["id"])
-    await api.wait_for(ids[-1], ("RUNNING",))  # no duration yet: listed last whichever the order
+    await api.wait_for(ids[-1], ("RUNNING",))  # no duration yet: the longest, and unnamed: the last name
     whole = [b["id"] for b in (await api.call("GET", f"/api/v1/batches?{order}&size=100"))["batches"]]
     assert sorted(whole) == sorted(ids)
+    if "sort=duration" in order or "sort=name" in order:
+        assert whole.index(ids[-1]) == (0 if "desc=true" in order else len(ids) - 1), "a missing value is largest"
     for size in (1, 2, 3, 5):
         paged: list[str] = []
         for start in range(0, len(ids), size):

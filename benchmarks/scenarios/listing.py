@@ -17,8 +17,11 @@ import asyncpg
 
 from benchmarks import harness
 from benchmarks.report import Figure
+from gateway.store import Store
+from gateway.store.store import ListFilter
 
 TARGET_P99_MS = 20.0
+TARGET_KINDS = ("user", "state", "name", "time range", "deep paging")
 DAY_MS = 86_400_000
 SPAN_DAYS = 20
 
@@ -87,42 +90,35 @@ def queries(rows: int, t0: int, per_kind: int, seed: int = 7) -> list[harness.Re
     return out
 
 
-def sql_split_cases(t0: int) -> dict[str, tuple[str, list[object], int]]:
-    """The WHERE clauses store.list_batches builds for each kind of request, with example values."""
+def store_cases(rows: int, t0: int) -> dict[str, ListFilter]:
+    """The filter of each kind of request, with example values, as the API hands it to the store."""
     day5 = t0 + 5 * DAY_MS
     return {
-        "user": ("batch_user = $1", ["user_42"], 0),
-        "state": ("state = any($1::text[])", [["FINISHED"]], 0),
-        "name": ("name = $1", ["job_42"], 0),
-        "time range": ("create_time >= $1 and end_time > 0 and end_time <= $2", [day5, day5 + DAY_MS], 0),
-        "deep paging": ("true", [], -1),
+        "user": ListFilter(user="user_42"),
+        "state FINISHED": ListFilter(states=("FINISHED",)),
+        "name": ListFilter(name="job_42"),
+        "time range": ListFilter(create_time=day5, end_time=day5 + DAY_MS),
+        f"deep paging (from={rows * 7 // 10:,})": ListFilter(offset=rows * 7 // 10),
     }
 
 
-async def sql_split(url: str, rows: int, t0: int) -> str:
-    """Median time of the store's count(*) and page queries, run directly (no HTTP, no Python models)."""
-    conn = await asyncpg.connect(url)
+async def store_split(url: str, rows: int, t0: int) -> str:
+    """Median time of Store.list_batches itself (total and page, no HTTP), for each kind of request.
+
+    The store is imported from the working tree, which is the benchmarked source unless --ref says otherwise.
+    """
+    store = await Store.connect(url, min_size=1, max_size=2)
     parts = []
     try:
-        for tag, (where, params, offset) in sql_split_cases(t0).items():
-            off = rows * 9 // 10 if offset < 0 else offset
-            n = len(params)
-            count_sql = f"select count(*) from batches where {where}"
-            page_sql = (f"select * from batches where {where} order by create_time, id "
-                        f"limit ${n + 1} offset ${n + 2}")
-            counts, pages = [], []
-            for _ in range(5):
+        for tag, flt in store_cases(rows, t0).items():
+            times = []
+            for _ in range(7):
                 t = time.perf_counter()
-                await conn.fetchval(count_sql, *params)
-                counts.append((time.perf_counter() - t) * 1000)
-                t = time.perf_counter()
-                await conn.fetch(page_sql, *params, 100, off)
-                pages.append((time.perf_counter() - t) * 1000)
-            label = tag + (f" (from={off:,})" if offset < 0 else "") + (" FINISHED" if tag == "state" else "")
-            parts.append(f"{label}: count {harness.percentile(counts, 50):.1f} ms + page "
-                         f"{harness.percentile(pages, 50):.1f} ms")
+                await store.list_batches(flt)
+                times.append((time.perf_counter() - t) * 1000)
+            parts.append(f"{tag} {harness.percentile(times, 50):.1f} ms")
     finally:
-        await conn.close()
+        await store.close()
     return "; ".join(parts)
 
 
@@ -136,17 +132,22 @@ async def run(ctx: harness.Context) -> list[Figure]:
         await harness.run_load(gw.port, requests[: len(requests) // 4], concurrency=1, count=len(requests) // 4)
         meter = ctx.cpu_meter(gw)
         result = await harness.measured_load(meter, gw.port, requests, concurrency=1, count=len(requests))
-        split = await sql_split(url, rows, t0)
+        split = await store_split(url, rows, t0)
     if result.errors:
         raise RuntimeError(f"{result.errors} list requests failed, e.g. {result.sample_error}")
-    p99 = result.pct(99)
+    # The headline is the issue's five kinds; the richer list's kinds (issue 9) are reported beside it.
+    targeted = [v for tag in TARGET_KINDS for v in result.latencies_ms.get(tag, [])]
+    p99 = harness.percentile(targeted, 99)
     per_kind = ", ".join(f"{tag} {result.pct(50, tag):.1f}/{result.pct(99, tag):.1f}"
                          for tag in result.latencies_ms)
     figures = [harness.figure(
-        "list", f"filters over {rows:,} rows, p99", p99, "ms", target="< 20 ms", ok=p99 < TARGET_P99_MS,
+        "list", f"filters over {rows:,} rows, p99 ({', '.join(TARGET_KINDS)})", p99, "ms", target="< 20 ms",
+        ok=p99 < TARGET_P99_MS,
         detail=(f"{len(requests)} requests, one at a time; p50/p99 ms by kind: {per_kind}. "
-                f"SQL alone: {split}. Filled in {fill_seconds:.0f} s; {harness.machine_share(meter)}"))]
+                f"Store alone (median): {split}. Filled in {fill_seconds:.0f} s; {harness.machine_share(meter)}"))]
     for tag in result.latencies_ms:
-        figures.append(harness.figure("list", f"  {tag}, p99", result.pct(99, tag), "ms", target="< 20 ms",
-                                      ok=result.pct(99, tag) < TARGET_P99_MS))
+        targeted_kind = tag in TARGET_KINDS
+        figures.append(harness.figure(
+            "list", f"  {tag}, p99", result.pct(99, tag), "ms", target="< 20 ms" if targeted_kind else "",
+            ok=result.pct(99, tag) < TARGET_P99_MS if targeted_kind else None))
     return figures

@@ -393,9 +393,9 @@ class Store:
             count_sql = f"select count(*) from batches {clause}"
 
         def page_sql(descending: bool) -> str:
+            # Nulls sort as the largest value (Postgres' default), so that both directions walk one index:
+            # an unnamed batch is last by name, a batch still running is longest by duration.
             order = "desc" if descending else "asc"
-            if column in ("duration", "name"):  # nulls at the end of the list, whichever end is walked
-                order += " nulls last" if descending == flt.desc else " nulls first"
             # Walk the index for ids only (index-only on a vacuumed table), then read the page's rows.
             return (
                 f"select * from batches where id in (select id from batches {clause} "
