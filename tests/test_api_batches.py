@@ -7,6 +7,7 @@ import time
 import uuid
 
 import aiohttp
+import asyncpg
 import pytest
 
 from gateway.keys import STORE
@@ -295,3 +296,33 @@ async def test_pages_past_the_middle_match_the_whole_list(api: Api, python: str,
             paged += [b["id"] for b in page["batches"]]
         assert paged == whole, f"size {size}"
     await api.kill(ids[-1])
+
+
+async def test_deep_pages_of_a_large_unfiltered_list_are_exact(api: Api, database_url: str) -> None:
+    # 12,000 batches over 5 hours with many equal create times: deep pages are found through the
+    # per-hour and per-minute counts (batch_time_counts), and must match a plain OFFSET exactly.
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("""
+            insert into batches (id, batch_type, batch_user, real_user, resource, state, create_time)
+            select gen_random_uuid(), 'LOCAL', 'u' || (g % 7), 'u', 'true', 'FINISHED',
+                   1700000000000 + (g / 3) * 4500
+            from generate_series(1, 12000) g""")
+        await conn.execute("delete from batches where create_time % 7 = 0")  # gaps, and -n rows to count
+        await api.app[STORE].compact_counts()
+        await conn.execute("""
+            insert into batches (id, batch_type, batch_user, real_user, resource, state, create_time)
+            select gen_random_uuid(), 'LOCAL', 'late', 'u', 'true', 'FINISHED', 1700000000000 + g * 997
+            from generate_series(1, 500) g""")
+        total = await conn.fetchval("select count(*) from batches")
+        for offset in (0, 5_001, 6_000, 7_777, total // 2, total - 5_002, total - 150):
+            for desc in (False, True):
+                order = "desc" if desc else "asc"
+                expected = [str(r["id"]) for r in await conn.fetch(
+                    f"select id from batches order by create_time {order}, id {order} offset $1 limit 100",
+                    offset)]
+                page = await api.call("GET", f"/api/v1/batches?from={offset}&size=100&desc={str(desc).lower()}")
+                assert page["total"] == total
+                assert [b["id"] for b in page["batches"]] == expected, (offset, desc)
+    finally:
+        await conn.close()

@@ -53,9 +53,9 @@ async def test_batch_counts_are_seeded_for_a_database_that_had_none(database_url
     try:
         await store.apply_schema()
         await conn.execute("""
-            insert into batches (id, batch_type, batch_user, real_user, resource, state)
+            insert into batches (id, batch_type, batch_user, real_user, resource, state, create_time)
             select gen_random_uuid(), case when g % 3 = 0 then 'SPARK' else 'LOCAL' end, 'u' || (g % 4), 'x',
-                   'r', case when g % 5 = 0 then 'ERROR' else 'FINISHED' end
+                   'r', case when g % 5 = 0 then 'ERROR' else 'FINISHED' end, 1700000000000 + g * 7919
             from generate_series(1, 500) g""")
         await conn.execute("update batches set state = 'CANCELED' where batch_user = 'u1'")
         await conn.execute("delete from batches where batch_user = 'u2' and batch_type = 'SPARK'")
@@ -67,10 +67,15 @@ async def test_batch_counts_are_seeded_for_a_database_that_had_none(database_url
         await store.compact_counts()
         assert [tuple(r) for r in await conn.fetch(counted)] == expected
         assert await conn.fetchval("select count(*) from batch_counts") == len(expected), "folded"
-        # A database from before batch_counts: the schema creates the table and counts what is there.
-        await conn.execute("drop table batch_counts")
+        by_minute = ("select create_time / 60000, count(*) from batches group by 1 order by 1",
+                     "select bucket, sum(n) from batch_time_counts where span = 60000 group by 1 "
+                     "having sum(n) <> 0 order by 1")
+        assert [tuple(r) for r in await conn.fetch(by_minute[0])] == [tuple(r) for r in await conn.fetch(by_minute[1])]
+        # A database from before these tables: the schema creates them and counts what is there.
+        await conn.execute("drop table batch_counts; drop table batch_time_counts")
         await store.apply_schema()
         assert [tuple(r) for r in await conn.fetch(counted)] == expected
+        assert [tuple(r) for r in await conn.fetch(by_minute[0])] == [tuple(r) for r in await conn.fetch(by_minute[1])]
     finally:
         await conn.close()
         await store.close()

@@ -370,6 +370,29 @@ with gone as (delete from batch_counts returning batch_user, batch_type, state, 
 insert into batch_counts
 select batch_user, batch_type, state, sum(n) from gone group by 1, 2, 3 having sum(n) <> 0;
 
+-- name: compact_time_counts
+-- The same fold for batch_time_counts.
+with gone as (delete from batch_time_counts returning span, bucket, n)
+insert into batch_time_counts
+select span, bucket, sum(n) from gone group by 1, 2 having sum(n) <> 0;
+
+-- name: page_from_time
+-- $3 batches in create_time order, from the $2-th (0-based) of those created at or after $1.
+select * from batches where id in (
+    select id from batches where create_time >= $1 order by create_time, id offset $2 limit $3)
+order by create_time, id;
+
+-- name: locate_bucket
+-- Among the buckets of width $1 numbered in [$3, $4), the one holding row $2 (0-based, in create_time
+-- order), given $5 rows before bucket $3: (bucket, rows before it). Nothing if row $2 is not there.
+select bucket, before from (
+    select bucket, n, sum(n) over (order by bucket) - n + $5 as before
+    from (select bucket, sum(n) as n from batch_time_counts
+          where span = $1 and bucket >= $3 and bucket < $4
+          group by bucket having sum(n) <> 0) per_bucket
+) running
+where before <= $2 and $2 < before + n;
+
 -- ===== jobs and runs =========================================================================
 
 -- name: insert_job
