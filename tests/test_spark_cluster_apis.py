@@ -426,8 +426,10 @@ async def test_yarn_cluster_app_is_recovered_by_a_restarted_gateway_without_its_
     assert rm.kills == [] and rm.apps[app_id]["state"] == "RUNNING"
     _kill_launcher_and_runner(tmp_path / "data" / "batches" / bid)
     second = await gateway(instance_id="gw-spark-1")
-    log = await eventually(lambda: _log_with(second, bid, "re-attached by gw-spark-1"), "re-attachment")
-    assert any("spark-submit is gone; following the application through the cluster API" in line for line in log)
+    await eventually(lambda: _log_with(second, bid, "re-attached by gw-spark-1"), "re-attachment")
+    # The engine says how it follows the application once it starts following, just after re-attaching.
+    await eventually(lambda: _log_with(
+        second, bid, "spark-submit is gone; following the application through the cluster API"), "the follow note")
     await asyncio.sleep(1)
     assert (await second.get(bid))["state"] == "RUNNING"
     rm.set_state(app_id, "FINISHED", "SUCCEEDED")
