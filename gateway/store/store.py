@@ -66,6 +66,26 @@ class ListFilter:
     after: tuple[int, uuid.UUID] | None = None
 
 
+class _Where:
+    """A WHERE clause assembled from fixed fragments; values only ever travel as $n parameters."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, fragment: str, *values: Any) -> None:
+        """`fragment` names its values {0}, {1}, ... (a name may repeat); each becomes the next $n."""
+        slots = []
+        for value in values:
+            self.params.append(value)
+            slots.append(f"${len(self.params)}")
+        self._parts.append(fragment.format(*slots))
+
+    @property
+    def clause(self) -> str:
+        return ("where " + " and ".join(self._parts)) if self._parts else ""
+
+
 def _counted_only(flt: ListFilter) -> bool:
     """Whether batch_counts can answer the total: filters by user, type and state only."""
     return flt == ListFilter(batch_type=flt.batch_type, batch_types=flt.batch_types, states=flt.states,
@@ -89,11 +109,11 @@ def _key_clauses(key: str) -> tuple[str, list[Any]]:
         low = uuid.UUID(hexchars.ljust(32, "0"))
         high = uuid.UUID(hexchars.ljust(32, "f"))
         params += [low, high]
-        parts.append("(id between {p0} and {p1})")
+        parts.append("(id between {0} and {1})")
     words = [w for w in re.split(r"[^0-9A-Za-z]+", key.lower()) if w]
     if words:
         params.append(" & ".join(f"{w}:*" for w in words))
-        slot = "{p" + str(len(params) - 1) + "}"
+        slot = "{" + str(len(params) - 1) + "}"
         parts.append(
             "to_tsvector('simple', regexp_replace(coalesce(name, ''), '[^0-9A-Za-z]+', ' ', 'g'))"
             f" @@ to_tsquery('simple', {slot})"
@@ -355,53 +375,39 @@ class Store:
         await self._run(lambda conn: conn.execute(self._q["compact_time_counts"]))
 
     async def list_batches(self, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
-        where: list[str] = []
-        params: list[Any] = []
-
-        def add(fragment: str, value: Any) -> None:
-            params.append(value)
-            where.append(fragment.format(p=f"${len(params)}"))
-
+        w = _Where()
         if flt.batch_type:
-            add("batch_type = {p}", flt.batch_type)
+            w.add("batch_type = {0}", flt.batch_type)
         if flt.batch_types:
-            add("batch_type = any({p}::text[])", list(flt.batch_types))
+            w.add("batch_type = any({0}::text[])", list(flt.batch_types))
         if flt.states:
-            add("state = any({p}::text[])", list(flt.states))
+            w.add("state = any({0}::text[])", list(flt.states))
         if flt.user:
-            add("batch_user = {p}", flt.user)
+            w.add("batch_user = {0}", flt.user)
         if flt.name:
-            add("name = {p}", flt.name)
+            w.add("name = {0}", flt.name)
         if flt.create_time > 0:
-            add("create_time >= {p}", flt.create_time)
+            w.add("create_time >= {0}", flt.create_time)
         if flt.end_time > 0:
-            add("end_time > 0 and end_time <= {p}", flt.end_time)
-            # A batch ends after it is created: this bounds the create_time index range too.
-            add("create_time <= {p}", flt.end_time)
+            # A batch ends after it is created: the second bound narrows the create_time index range too.
+            w.add("end_time > 0 and end_time <= {0} and create_time <= {0}", flt.end_time)
         if flt.project:
-            add("project = {p}", flt.project)
+            w.add("project = {0}", flt.project)
         if flt.reader is not None:
-            params.append(flt.reader)
-            params.append(list(flt.reader_projects))
-            n = len(params)
-            where.append(f"(batch_user = ${n - 1} or real_user = ${n - 1} or project = any(${n}::text[]))")
+            w.add("(batch_user = {0} or real_user = {0} or project = any({1}::text[]))",
+                  flt.reader, list(flt.reader_projects))
         if flt.created_before > 0:
-            add("create_time < {p}", flt.created_before)
+            w.add("create_time < {0}", flt.created_before)
         if flt.ids:
-            add("id = any({p}::uuid[])", list(flt.ids))
+            w.add("id = any({0}::uuid[])", list(flt.ids))
         if flt.attempts_of:
-            params.append(flt.attempts_of)
-            n = len(params)
-            where.append(f"(id = (${n}::text)::uuid or batch_info ->> 'restartRoot' = ${n}::text)")
+            w.add("(id = ({0}::text)::uuid or batch_info ->> 'restartRoot' = {0}::text)", flt.attempts_of)
         if flt.key:
-            fragment, key_params = _key_clauses(flt.key)
-            base = len(params)
-            params.extend(key_params)
-            where.append(fragment.format(**{f"p{i}": f"${base + i + 1}" for i in range(len(key_params))}))
+            fragment, values = _key_clauses(flt.key)
+            w.add(fragment, *values)
         if flt.after is not None:
-            params.extend(flt.after)
-            where.append(f"(create_time, id) > (${len(params) - 1}, ${len(params)})")
-        clause = ("where " + " and ".join(where)) if where else ""
+            w.add("(create_time, id) > ({0}, {1})", *flt.after)
+        clause, params = w.clause, w.params
         column = SORT_COLUMNS[flt.sort]
         if _counted_only(flt):
             # The same clause reads batch_counts: it only names columns that table has.
@@ -677,24 +683,18 @@ class Store:
             self._q["insert_audit"], actor, action, target, allowed, source_ip, detail or {}))
 
     async def list_audit(self, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
-        where: list[str] = []
-        params: list[Any] = []
-
-        def add(fragment: str, value: Any) -> None:
-            params.append(value)
-            where.append(fragment.format(p=f"${len(params)}"))
-
+        w = _Where()
         if flt.actor:
-            add("actor = {p}", flt.actor)
+            w.add("actor = {0}", flt.actor)
         if flt.action:
-            add("action = {p}", flt.action)
+            w.add("action = {0}", flt.action)
         if flt.target:
-            add("target = {p}", flt.target)
+            w.add("target = {0}", flt.target)
         if flt.since:
-            add("at >= {p}", flt.since)
+            w.add("at >= {0}", flt.since)
         if flt.until:
-            add("at <= {p}", flt.until)
-        clause = ("where " + " and ".join(where)) if where else ""
+            w.add("at <= {0}", flt.until)
+        clause, params = w.clause, w.params
         count_sql = f"select count(*) from audit_log {clause}"
         page_sql = (f"select * from audit_log {clause} order by at desc, id desc "
                     f"limit ${len(params) + 1} offset ${len(params) + 2}")
