@@ -207,7 +207,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         await listener.start()
         await heartbeat.start()
         app[STORE] = store
-        app[SESSIONS] = SessionService(store, app[AUTH])
+        app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=settings.session_seconds,
+                                       max_seconds=settings.session_max_seconds)
         policy = Policy(settings)
         app[PROJECTS] = projects
         app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub, projects)

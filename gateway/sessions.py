@@ -17,16 +17,15 @@ import structlog
 from pydantic import ConfigDict, Field
 
 from gateway.auth import Authenticator, Principal
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.models import ApiModel
+from gateway.settings import MAX_SESSION_SECONDS
 from gateway.store.store import SessionRecord, Store
 
 log = structlog.get_logger("gateway.sessions")
 
 COOKIE = "batchgate_session"
 CSRF_HEADER = "X-CSRF-Token"
-DEFAULT_LIFETIME_SECONDS = 12 * 3600
-MAX_LIFETIME_SECONDS = 30 * 24 * 3600
 TOKEN_BYTES = 32
 _CSRF_CONTEXT = b"batchgate-csrf-v1"
 
@@ -41,8 +40,8 @@ class SessionRequest(ApiModel):
     model_config = ConfigDict(populate_by_name=True, strict=True, extra="forbid")
 
     expires_in: int | None = Field(
-        default=None, alias="expiresIn", ge=1, le=MAX_LIFETIME_SECONDS,
-        description=f"lifetime in seconds (default {DEFAULT_LIFETIME_SECONDS})",
+        default=None, alias="expiresIn", ge=1, le=MAX_SESSION_SECONDS,
+        description="lifetime in seconds (default and longest: the gateway's session settings)",
     )
 
 
@@ -51,6 +50,7 @@ class SessionToken(ApiModel):
 
     token: str
     expires_at: int = Field(alias="expiresAt", description="epoch ms")
+    expires_in: int = Field(alias="expiresIn", description="the lifetime granted, in seconds")
     csrf_token: str = Field(alias="csrfToken", description="send as X-CSRF-Token on cookie-authenticated writes")
     user: str
 
@@ -99,22 +99,26 @@ class SessionService:
     """Creates, resolves and revokes sessions. One indexed lookup per request; no cache, so a
     revocation or an expiry takes effect at once on every instance."""
 
-    def __init__(self, store: Store, auth: Authenticator) -> None:
+    def __init__(self, store: Store, auth: Authenticator, *, default_seconds: int, max_seconds: int) -> None:
         self._store = store
         self._auth = auth
+        self._default = default_seconds
+        self._max = max_seconds
 
     async def login(self, principal: Principal, lifetime_seconds: int | None) -> SessionToken:
+        lifetime = lifetime_seconds or self._default
+        if lifetime > self._max:
+            raise BadRequest(f"expiresIn: at most {self._max} seconds on this gateway")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         token_hash = hash_token(token)
-        lifetime = lifetime_seconds or DEFAULT_LIFETIME_SECONDS
         await self._store.purge_sessions()
         record = await self._store.insert_session(token_hash, principal.name, lifetime * 1000, principal.source_ip)
         await self._store.audit(principal.name, "login", None, source_ip=principal.source_ip,
                                 detail={"session": session_ref(token_hash), "expiresAt": record.expires_at})
         log.info("session.created", user=principal.name, session=session_ref(token_hash),
                  expires_at=record.expires_at)
-        return SessionToken(token=token, expires_at=record.expires_at, csrf_token=csrf_token(token),
-                            user=principal.name)
+        return SessionToken(token=token, expires_at=record.expires_at, expires_in=lifetime,
+                            csrf_token=csrf_token(token), user=principal.name)
 
     async def resolve(self, token: str) -> tuple[Principal, SessionRecord]:
         if not _plausible(token):

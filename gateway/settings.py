@@ -19,6 +19,10 @@ def _split_csv(value: object) -> object:
     return value
 
 
+# The longest session any gateway hands out, whatever its settings say: a year.
+MAX_SESSION_SECONDS = 365 * 24 * 3600
+
+
 class Settings(BaseSettings):
     """Everything `batchgate serve` can be told, by flag or by environment variable."""
 
@@ -118,6 +122,10 @@ class Settings(BaseSettings):
     max_artifact_files: int = Field(default=10_000, ge=1)
     # Submits per user per minute, across all instances (0: unlimited).
     submit_rate_per_minute: int = Field(default=0, ge=0)
+    # Login sessions (POST /api/v1/sessions): the lifetime when the login names none, and the longest
+    # one a login may ask for.
+    session_seconds: int = Field(default=12 * 3600, ge=60)
+    session_max_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=MAX_SESSION_SECONDS)
 
     # Livy and operations (docs/livy.md, docs/operations.md). The Livy API is always served under /livy;
     # livy_port also serves it at the root of a port of its own (8998 is Livy's), so that
@@ -192,6 +200,8 @@ class Settings(BaseSettings):
             )
         if self.lease_seconds <= self.heartbeat_seconds:
             raise ValueError("lease_seconds must be longer than heartbeat_seconds")
+        if self.session_seconds > self.session_max_seconds:
+            raise ValueError("session_seconds must not be longer than session_max_seconds")
         if self.workers > 1 and (self.port == 0 or self.livy_port == 0):
             raise ValueError("workers share their ports: give port (and livy_port) a number, not 0")
         if self.livy_port and self.livy_port == self.port:

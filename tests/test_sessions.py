@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import sys
+import time
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,17 @@ async def test_no_token_or_password_in_the_gateway_log(tmp_path: Path, database_
     assert "session.created" in text and "session.revoked" in text, "the events are logged ..."
     for secret in secrets:
         assert secret not in text, "... but never a token, a CSRF token or a password"
+
+
+async def test_session_lifetimes_come_from_the_settings(start_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    users = htpasswd(tmp_path / "users", USERS)
+    api: Api = await start_gateway(users_file=users, engines=["LOCAL"], session_seconds=600,
+                                   session_max_seconds=3600)
+    session, set_cookie = await login(api)
+    assert session["expiresIn"] == 600 and "Max-Age=600" in set_cookie
+    assert abs(session["expiresAt"] - (time.time() * 1000 + 600_000)) < 60_000
+    session, set_cookie = await login(api, body={"expiresIn": 3600})
+    assert session["expiresIn"] == 3600 and "Max-Age=3600" in set_cookie
+    code, body = await status(api, "POST", "/api/v1/sessions", basic("alice", USERS["alice"]),
+                              json={"expiresIn": 3601})
+    assert code == 400 and "expiresIn" in body["message"] and "3600" in body["message"]

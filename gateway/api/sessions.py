@@ -11,7 +11,7 @@ from gateway.api.middleware import credentials, principal
 from gateway.api.params import validation_message
 from gateway.errors import BadRequest
 from gateway.keys import SESSIONS
-from gateway.sessions import COOKIE, DEFAULT_LIFETIME_SECONDS, SessionRequest, SessionRevoked, SessionUnauthorized
+from gateway.sessions import COOKIE, SessionRequest, SessionRevoked, SessionUnauthorized
 
 routes = web.RouteTableDef()
 
@@ -41,7 +41,7 @@ async def login(request: web.Request) -> web.Response:
     body = _request_body(await request.read())
     session = await request.app[SESSIONS].login(principal(request), body.expires_in)
     response = web.json_response(session.model_dump(mode="json", by_alias=True), headers=NO_STORE)
-    response.set_cookie(COOKIE, session.token, max_age=body.expires_in or DEFAULT_LIFETIME_SECONDS, path="/",
+    response.set_cookie(COOKIE, session.token, max_age=session.expires_in, path="/",
                         httponly=True, samesite="Strict", secure=request.secure)
     return response
 
