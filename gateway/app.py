@@ -51,7 +51,7 @@ from gateway.projects.service import ProjectService
 from gateway.readiness import Readiness
 from gateway.retention import Retention
 from gateway.scheduler import Limits, Scheduler
-from gateway.schedules.alerts import Alerter
+from gateway.schedules.alerts import Alerter, WebhookRule
 from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
@@ -219,13 +219,15 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                                     projects)
         # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
         schedule_store = ScheduleStore(store)
+        webhooks = WebhookRule(settings.sla_webhook_hosts)
         alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
                          backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
                          smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
-                         smtp_timeout=settings.smtp_timeout_seconds)
+                         smtp_timeout=settings.smtp_timeout_seconds, webhook_rule=webhooks)
         app[SCHEDULES] = ScheduleService(schedule_store, app[JOBS], projects,
                                          catchup_bound=settings.schedule_catchup_bound)
-        app[SLAS] = SlaService(schedule_store, app[JOBS], app[SCHEDULES], projects, app[SERVICE])
+        app[SLAS] = SlaService(schedule_store, app[JOBS], app[SCHEDULES], projects, app[SERVICE],
+                               webhooks=webhooks)
         app[SERVICE].sla_hook = app[SLAS].on_batch_submit
         ticker = Ticker(schedule_store, app[JOBS], instance, principal=app[AUTH].principal,
                         misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     sla_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     sla_webhook_retries: int = Field(default=3, ge=0, le=20)
     sla_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    # The hosts SLA webhooks may be sent to: exact names, or "*.example.com" for any subdomain. Empty:
+    # any host, which lets anyone who may create an SLA make the gateway POST to internal addresses.
+    sla_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "batchgate@localhost"
@@ -160,7 +163,8 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 
-    @field_validator("admin", "local_programs", "conf_deny", "resource_dirs", "resource_schemes", mode="before")
+    @field_validator("admin", "local_programs", "conf_deny", "resource_dirs", "resource_schemes",
+                     "sla_webhook_hosts", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)

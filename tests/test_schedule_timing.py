@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.schedules.alerts import WebhookRule
 from gateway.schedules.sla import format_duration, judge, parse_batch_conf
 from gateway.schedules.ticker import decide
 from gateway.schedules.timing import Timing, TimingError, parse_duration, parse_every, plan_due
@@ -230,8 +231,8 @@ def test_judge(rule: str, progress: Progress, outcome: str) -> None:
 
 
 def test_batch_conf() -> None:
-    assert parse_batch_conf({"spark.x": "1"}) == []
-    [sla] = parse_batch_conf({"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"})
+    assert parse_batch_conf({"spark.x": "1"}, WebhookRule()) == []
+    [sla] = parse_batch_conf({"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"}, WebhookRule())
     assert sla["rule"] == "FINISH_WITHIN" and sla["duration_ms"] == 1_800_000 and sla["actions"] == ["KILL"]
     from gateway.errors import BadRequest
 
@@ -243,5 +244,18 @@ def test_batch_conf() -> None:
                         ({"batchgate.sla.startWithin": "1m", "batchgate.sla.webhook": "ftp://x"},
                          "conf.batchgate.sla.webhook")]:
         with pytest.raises(BadRequest) as info:
-            parse_batch_conf(conf)
+            parse_batch_conf(conf, WebhookRule())
         assert field in info.value.message
+
+
+def test_webhook_hosts() -> None:
+    anywhere, listed = WebhookRule(), WebhookRule(["hooks.example.com", "*.corp.example"])
+    assert anywhere.problem("http://169.254.169.254/latest") is None
+    assert listed.problem("https://hooks.example.com/x") is None
+    assert listed.problem("https://HOOKS.example.com./x") is None
+    assert listed.problem("https://a.b.corp.example/x") is None
+    for url in ("http://169.254.169.254/latest", "https://corp.example/x", "https://evil.hooks.example.com/x",
+                "https://hooks.example.com.evil.test/x", "https://xcorp.example/x"):
+        problem = listed.problem(url, "conf.batchgate.sla.webhook")
+        assert problem is not None and "conf.batchgate.sla.webhook: host" in problem, url
+    assert "not an http(s) URL" in (listed.problem("ftp://hooks.example.com/x") or "")

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from gateway.schedules.alerts import Alerter, WebhookRule
 from tests.gateway_process import free_port
 from tests.helpers import Api
 from tests.test_schedules import eventually, next_second, runs_of
@@ -308,3 +309,34 @@ async def test_a_deadline_fires_once_across_instances_and_survives_a_restart(
     assert late["breachTime"] > late["dueTime"] and late["batchId"] == orphan["id"]
     assert sorted(receiver.deliveries()) == sorted([str(first["id"]), str(late["id"])])
     assert (await three.call("GET", f"/api/v1/slas/{raced_sla['id']}/breaches"))["total"] == 1
+
+
+async def test_webhooks_only_to_allowed_hosts(
+    start_gateway: Callable[..., Awaitable[Api]], receiver: Receiver
+) -> None:
+    # The receiver listens on 127.0.0.1; "localhost" names the same place but is not on the list.
+    api = await start_gateway(admin=["admin"], sla_webhook_hosts=["127.0.0.1", "*.hooks.example"])
+    elsewhere = receiver.url.replace("127.0.0.1", "localhost")
+    status, body = await api.status_of("POST", "/api/v1/batches", json={
+        "batchType": "LOCAL", "resource": sys.executable, "args": ["-c", "pass"],
+        "conf": {"batchgate.sla.finishWithin": "1m", "batchgate.sla.webhook": elsewhere}})
+    assert status == 400 and "conf.batchgate.sla.webhook: host 'localhost'" in body["message"]
+    await api.call("POST", "/api/v1/jobs", json=sleeper_job("etl"))
+    status, body = await api.status_of("POST", "/api/v1/slas", json={
+        "job": "etl", "rule": "FINISH_WITHIN", "duration": "1m", "webhook": "http://169.254.169.254/latest"})
+    assert status == 400 and "webhook: host '169.254.169.254'" in body["message"]
+    batch = await submit(api, 4, {"batchgate.sla.finishWithin": "1s", "batchgate.sla.webhook": receiver.url})
+    [sla] = (await api.call("GET", f"/api/v1/slas?batch={batch['id']}"))["slas"]
+    [breach] = await breaches(api, sla["id"], 1)
+    assert breach["results"]["webhook"]["status"] == "delivered", "an allowed host is reached"
+
+
+async def test_a_webhook_host_no_longer_allowed_is_not_called() -> None:
+    # Checked again when sending: the SLA may predate the operator's list.
+    alerter = Alerter(timeout=1, retries=2, backoff=0, smtp_host=None, smtp_port=25, smtp_from="x@y",
+                      smtp_timeout=1, webhook_rule=WebhookRule(["hooks.example.com"]))
+    try:
+        result = await alerter.webhook("http://127.0.0.1:9/x", {"event": "sla_breach"}, "d1")
+    finally:
+        await alerter.close()
+    assert result["status"] == "refused" and result["attempts"] == 0 and "127.0.0.1" in result["error"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,19 +21,35 @@ log = structlog.get_logger("gateway.alerts")
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
-def check_webhook(url: str, field: str = "webhook") -> str | None:
-    """None if the URL is usable, else what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"{field}: {url!r} is not an http(s) URL"
-    if any(ord(c) < 33 for c in url):
-        return f"{field}: must not contain spaces or control characters"
-    return None
+class WebhookRule:
+    """What a webhook URL must be: http(s), and on an allowed host when the operator lists hosts."""
+
+    def __init__(self, hosts: Sequence[str] = ()) -> None:
+        self._exact = {h.lower() for h in hosts if not h.startswith("*.")}
+        self._suffixes = tuple(h[1:].lower() for h in hosts if h.startswith("*."))  # ".example.com"
+
+    def problem(self, url: str, field: str = "webhook") -> str | None:
+        """None if the URL is usable, else what is wrong with it."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"{field}: {url!r} is not an http(s) URL"
+        if any(ord(c) < 33 for c in url):
+            return f"{field}: must not contain spaces or control characters"
+        if not self.allows(parts.hostname):
+            return f"{field}: host {parts.hostname!r} is not among the gateway's allowed webhook hosts"
+        return None
+
+    def allows(self, host: str) -> bool:
+        if not self._exact and not self._suffixes:
+            return True
+        host = host.lower().rstrip(".")
+        return host in self._exact or host.endswith(self._suffixes)
 
 
 class Alerter:
     def __init__(self, *, timeout: float, retries: int, backoff: float, smtp_host: str | None, smtp_port: int,
-                 smtp_from: str, smtp_timeout: float) -> None:
+                 smtp_from: str, smtp_timeout: float, webhook_rule: WebhookRule | None = None) -> None:
+        self._rule = webhook_rule or WebhookRule()
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
@@ -56,6 +73,10 @@ class Alerter:
         headers = {"X-Batchgate-Event": str(payload.get("event", "")), "X-Batchgate-Delivery": delivery,
                    "User-Agent": "batchgate"}
         bound = log.bind(url=urlsplit(url)._replace(query="", fragment="").geturl(), delivery=delivery)
+        # Checked again at send time: the allowed hosts may have changed since the SLA was created.
+        if (problem := self._rule.problem(url)) is not None:
+            bound.warning("alert.webhook_not_allowed", problem=problem)
+            return {"status": "refused", "error": problem, "attempts": 0}
         error = ""
         for attempt in range(1, self._retries + 2):
             try:

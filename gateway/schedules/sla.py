@@ -17,7 +17,7 @@ from gateway.auth import Principal
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
-from gateway.schedules.alerts import check_webhook
+from gateway.schedules.alerts import WebhookRule
 from gateway.schedules.models import EMAIL, Action, Rule, SlaSpec
 from gateway.schedules.service import ScheduleService, parse_id
 from gateway.schedules.timer import now_ms
@@ -60,7 +60,7 @@ def format_duration(ms: int) -> str:
     return "".join(parts) or "0s"
 
 
-def parse_batch_conf(conf: dict[str, str]) -> list[dict[str, object]]:
+def parse_batch_conf(conf: dict[str, str], webhooks: WebhookRule) -> list[dict[str, object]]:
     """The SLAs a batch asks for in its conf; a 400 names the bad key."""
     keys = {k.removeprefix(CONF_PREFIX): v for k, v in conf.items() if k.startswith(CONF_PREFIX)}
     if not keys:
@@ -78,7 +78,7 @@ def parse_batch_conf(conf: dict[str, str]) -> list[dict[str, object]]:
     if bad or not actions:
         raise BadRequest(f"conf.{CONF_PREFIX}action: {keys.get('action')!r}; use ALERT, KILL or ALERT,KILL")
     webhook = keys.get("webhook") or None
-    if webhook and (problem := check_webhook(webhook, f"conf.{CONF_PREFIX}webhook")):
+    if webhook and (problem := webhooks.problem(webhook, f"conf.{CONF_PREFIX}webhook")):
         raise BadRequest(problem)
     emails = [e.strip() for e in keys.get("emails", "").split(",") if e.strip()]
     for address in emails:
@@ -98,7 +98,8 @@ def parse_batch_conf(conf: dict[str, str]) -> list[dict[str, object]]:
 class SlaService:
     def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
                  projects: ProjectService | None, batches: BatchService, *,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 webhooks: WebhookRule | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self._webhooks = webhooks or WebhookRule()
         self._store = store
         self._jobs = jobs
         self._schedules = schedules
@@ -111,7 +112,7 @@ class SlaService:
     async def on_batch_submit(self, batch_id: uuid.UUID, user: str, conf: dict[str, str]) -> None:
         """Register the SLAs in a batch's conf. The ids derive from the batch id, so a repeated submit of the
         same batch (kyuubi.batch.id) registers nothing new."""
-        wanted = parse_batch_conf(conf)
+        wanted = parse_batch_conf(conf, self._webhooks)
         start = self._clock()
         for sla in wanted:
             sla_id = uuid.uuid5(batch_id, str(sla["rule"]))
@@ -139,7 +140,7 @@ class SlaService:
             raise BadRequest(exc.message) from None
         if spec.node is not None and spec.node not in {n["id"] for n in job.definition.get("nodes", [])}:
             raise BadRequest(f"node: job {job.name} has no node {spec.node!r}")
-        if spec.webhook and (problem := check_webhook(spec.webhook)):
+        if spec.webhook and (problem := self._webhooks.problem(spec.webhook)):
             raise BadRequest(problem)
         sla = await self._store.create_sla({
             "id": uuid.uuid4(), "owner": who.name, "job": job.name, "schedule_id": schedule_id, "node": spec.node,
