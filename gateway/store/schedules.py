@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from pydantic import BaseModel
@@ -48,8 +48,9 @@ class TickRecord(BaseModel):
     updated_at: int
 
 
-class SlaRecord(BaseModel):
-    id: uuid.UUID
+class _SlaTerms(BaseModel):
+    """What an SLA watches, its rule and what a breach sets off: the columns a deadline row carries too."""
+
     owner: str
     job: str | None
     schedule_id: uuid.UUID | None
@@ -60,12 +61,16 @@ class SlaRecord(BaseModel):
     actions: list[str]
     webhook: str | None
     emails: list[str]
+
+
+class SlaRecord(_SlaTerms):
+    id: uuid.UUID
     description: str | None
     created_at: int
     breaches: int = 0
 
 
-class DeadlineRecord(BaseModel):
+class DeadlineRecord(_SlaTerms):
     """A due deadline with its SLA."""
 
     target: str
@@ -73,16 +78,6 @@ class DeadlineRecord(BaseModel):
     start_at: int
     due_at: int
     sla_id: uuid.UUID
-    owner: str
-    job: str | None
-    schedule_id: uuid.UUID | None
-    batch_id: uuid.UUID | None
-    node: str | None
-    rule: str
-    duration_ms: int
-    actions: list[str]
-    webhook: str | None
-    emails: list[str]
 
 
 class BreachRecord(BaseModel):
@@ -123,8 +118,23 @@ class Busy:
     queued: int
 
 
-def _model(model: type[Any], row: asyncpg.Record) -> Any:
+M = TypeVar("M", bound=BaseModel)
+
+
+def _model(model: type[M], row: asyncpg.Record) -> M:
     return model.model_validate({k: v for k, v in dict(row).items() if k != "total"})
+
+
+async def _one(conn: asyncpg.Connection, model: type[M], sql: str, *args: Any) -> M | None:
+    """The query's row as a model, None when it returns no row."""
+    row = await conn.fetchrow(sql, *args)
+    return _model(model, row) if row is not None else None
+
+
+async def _job_log(conn: asyncpg.Connection, q: dict[str, str], job: str, actor: str, action: str,
+                   detail: dict[str, Any]) -> None:
+    """Add a line to a job's history, on the caller's connection so it commits with the change it notes."""
+    await conn.execute(q["insert_job_log"], job, actor, action, detail)
 
 
 class TickTransaction:
@@ -153,7 +163,7 @@ class TickTransaction:
         await self._conn.execute(self._q["advance_schedule"], self.schedule.id, next_fire, last_fire)
 
     async def job_log(self, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._conn.execute(self._q["insert_job_log"], self.schedule.job, actor, action, detail)
+        await _job_log(self._conn, self._q, self.schedule.job, actor, action, detail)
 
 
 class DeadlineTransaction:
@@ -194,17 +204,16 @@ class DeadlineTransaction:
                         run_id=row["run_id"], batch_id=row["batch_id"])
 
     async def breach(self, deadline: DeadlineRecord, progress: Progress, instance: str) -> BreachRecord | None:
-        row = await self._conn.fetchrow(
-            self._q["insert_breach"], deadline.sla_id, deadline.target, deadline.kind, deadline.job,
-            progress.run_id, progress.batch_id or deadline.batch_id, deadline.node, deadline.rule,
+        return await _one(
+            self._conn, BreachRecord, self._q["insert_breach"], deadline.sla_id, deadline.target, deadline.kind,
+            deadline.job, progress.run_id, progress.batch_id or deadline.batch_id, deadline.node, deadline.rule,
             deadline.start_at, deadline.due_at, instance)
-        return _model(BreachRecord, row) if row is not None else None
 
     async def close(self, deadline: DeadlineRecord, outcome: str) -> None:
         await self._conn.execute(self._q["close_deadline"], deadline.sla_id, deadline.target, outcome)
 
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._conn.execute(self._q["insert_job_log"], job, actor, action, detail)
+        await _job_log(self._conn, self._q, job, actor, action, detail)
 
 
 class ScheduleStore:
@@ -218,6 +227,19 @@ class ScheduleStore:
     async def _value(self, query: str, *args: Any) -> Any:
         return await self._store._run(lambda conn: conn.fetchval(self._q[query], *args))
 
+    async def _get(self, model: type[M], query: str, *args: Any) -> M | None:
+        """The first row of a read-only query as a model, None when there is none."""
+        rows = await self._fetch(query, *args)
+        return _model(model, rows[0]) if rows else None
+
+    async def _page(self, model: type[M], query: str, *args: Any, offset: int, size: int) -> tuple[int, list[M]]:
+        """One page of a list query whose rows carry the total, and the total."""
+        rows = await self._fetch(query, *args, offset, size)
+        if not rows and offset:  # past the end: the page has no row to carry the total, so ask for one
+            first = await self._fetch(query, *args, 0, 1)
+            return (first[0]["total"] if first else 0), []
+        return (rows[0]["total"] if rows else 0), [_model(model, r) for r in rows]
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
         try:
@@ -230,52 +252,44 @@ class ScheduleStore:
         await self._store.audit(actor, action, target, detail=detail)
 
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._store._run(lambda conn: conn.execute(self._q["insert_job_log"], job, actor, action, detail))
+        await self._store._run(lambda conn: _job_log(conn, self._q, job, actor, action, detail))
 
     # --- schedules -----------------------------------------------------------------------
 
     async def create_schedule(self, values: dict[str, Any], actor: str) -> ScheduleRecord:
         async with self._transaction() as conn:
             row = await conn.fetchrow(self._q["insert_schedule"], *_schedule_args(values, creating=True))
-            record: ScheduleRecord = _model(ScheduleRecord, row)
-            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_created",
-                               _schedule_detail(record))
+            record = _model(ScheduleRecord, row)
+            await _job_log(conn, self._q, record.job, actor, "schedule_created", _schedule_detail(record))
             return record
 
     async def update_schedule(self, schedule_id: uuid.UUID, values: dict[str, Any], actor: str,
                               changes: list[str]) -> ScheduleRecord | None:
         async with self._transaction() as conn:
-            row = await conn.fetchrow(self._q["update_schedule"], schedule_id, *_schedule_args(values, creating=False))
-            if row is None:
+            record = await _one(conn, ScheduleRecord, self._q["update_schedule"], schedule_id,
+                                *_schedule_args(values, creating=False))
+            if record is None:
                 return None
-            record: ScheduleRecord = _model(ScheduleRecord, row)
             if not record.enabled:
                 await conn.execute(self._q["skip_queued_ticks"], schedule_id, "the schedule was disabled")
-            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_updated",
-                               {**_schedule_detail(record), "changed": changes})
+            await _job_log(conn, self._q, record.job, actor, "schedule_updated",
+                           {**_schedule_detail(record), "changed": changes})
             return record
 
     async def get_schedule(self, schedule_id: uuid.UUID) -> ScheduleRecord | None:
-        rows = await self._fetch("get_schedule", schedule_id)
-        return _model(ScheduleRecord, rows[0]) if rows else None
+        return await self._get(ScheduleRecord, "get_schedule", schedule_id)
 
     async def delete_schedule(self, schedule_id: uuid.UUID, actor: str) -> ScheduleRecord | None:
         async with self._transaction() as conn:
-            row = await conn.fetchrow(self._q["delete_schedule"], schedule_id)
-            if row is None:
-                return None
-            record: ScheduleRecord = _model(ScheduleRecord, row)
-            await conn.execute(self._q["insert_job_log"], record.job, actor, "schedule_deleted",
-                               {"schedule": str(schedule_id)})
+            record = await _one(conn, ScheduleRecord, self._q["delete_schedule"], schedule_id)
+            if record is not None:
+                await _job_log(conn, self._q, record.job, actor, "schedule_deleted", {"schedule": str(schedule_id)})
             return record
 
     async def list_schedules(self, *, job: str | None, reader: str | None, reader_projects: tuple[str, ...],
                              offset: int, size: int) -> tuple[int, list[ScheduleRecord]]:
-        rows = await self._fetch("list_schedules", job, reader, list(reader_projects), offset, size)
-        if not rows and offset:
-            rows_all = await self._fetch("list_schedules", job, reader, list(reader_projects), 0, 1)
-            return (rows_all[0]["total"] if rows_all else 0), []
-        return (rows[0]["total"] if rows else 0), [_model(ScheduleRecord, r) for r in rows]
+        return await self._page(ScheduleRecord, "list_schedules", job, reader, list(reader_projects), offset=offset,
+                                size=size)
 
     async def last_ticks(self, ids: list[uuid.UUID]) -> dict[uuid.UUID, TickRecord]:
         if not ids:
@@ -283,11 +297,7 @@ class ScheduleStore:
         return {r["schedule_id"]: _model(TickRecord, r) for r in await self._fetch("last_ticks", ids)}
 
     async def list_ticks(self, schedule_id: uuid.UUID, offset: int, size: int) -> tuple[int, list[TickRecord]]:
-        rows = await self._fetch("list_ticks", schedule_id, offset, size)
-        if not rows and offset:
-            first = await self._fetch("list_ticks", schedule_id, 0, 1)
-            return (first[0]["total"] if first else 0), []
-        return (rows[0]["total"] if rows else 0), [_model(TickRecord, r) for r in rows]
+        return await self._page(TickRecord, "list_ticks", schedule_id, offset=offset, size=size)
 
     # --- the ticker ----------------------------------------------------------------------
 
@@ -301,8 +311,8 @@ class ScheduleStore:
     @asynccontextmanager
     async def claim(self, schedule_id: uuid.UUID, now: int) -> AsyncIterator[TickTransaction | None]:
         async with self._transaction() as conn:
-            row = await conn.fetchrow(self._q["lock_due_schedule"], schedule_id, now)
-            yield TickTransaction(conn, self._q, _model(ScheduleRecord, row)) if row is not None else None
+            schedule = await _one(conn, ScheduleRecord, self._q["lock_due_schedule"], schedule_id, now)
+            yield TickTransaction(conn, self._q, schedule) if schedule is not None else None
 
     async def finish_tick(self, tick: TickRecord, outcome: str, reason: str | None, run_id: uuid.UUID | None,
                           detail: dict[str, Any], actor: str, job: str) -> bool:
@@ -312,8 +322,7 @@ class ScheduleStore:
                                       run_id, tick.instance)
             if row is None:
                 return False
-            await conn.execute(self._q["insert_job_log"], job, actor, "tick_fired" if outcome == "FIRED"
-                               else "tick_failed", detail)
+            await _job_log(conn, self._q, job, actor, "tick_fired" if outcome == "FIRED" else "tick_failed", detail)
             return True
 
     async def claim_queued(self, job: str, instance: str) -> TickRecord | None:
@@ -323,8 +332,7 @@ class ScheduleStore:
             busy = await conn.fetchrow(self._q["job_busy"], job)
             if busy["run_id"] is not None or busy["firing"] or not busy["queued"]:
                 return None
-            row = await conn.fetchrow(self._q["claim_queued_tick"], job, instance)
-            return _model(TickRecord, row) if row is not None else None
+            return await _one(conn, TickRecord, self._q["claim_queued_tick"], job, instance)
 
     async def skip_queued_tick(self, schedule_id: uuid.UUID, fire_time: int, reason: str) -> bool:
         return bool(await self._fetch("skip_queued_tick", schedule_id, fire_time, reason))
@@ -344,18 +352,18 @@ class ScheduleStore:
     async def create_sla(self, values: dict[str, Any], actor: str) -> SlaRecord | None:
         """Insert an SLA (None when its id exists) and note it in its job's history."""
         async with self._transaction() as conn:
-            row = await conn.fetchrow(
-                self._q["insert_sla"], values["id"], values["owner"], values.get("job"), values.get("schedule_id"),
-                values.get("batch_id"), values.get("node"), values["rule"], values["duration_ms"], values["actions"],
-                values.get("webhook"), values.get("emails", []), values.get("description"))
-            if row is None:
+            record = await _one(
+                conn, SlaRecord, self._q["insert_sla"], values["id"], values["owner"], values.get("job"),
+                values.get("schedule_id"), values.get("batch_id"), values.get("node"), values["rule"],
+                values["duration_ms"], values["actions"], values.get("webhook"), values.get("emails", []),
+                values.get("description"))
+            if record is None:
                 return None
-            record: SlaRecord = _model(SlaRecord, row)
             if record.job:
-                await conn.execute(self._q["insert_job_log"], record.job, actor, "sla_created",
-                                   {"sla": str(record.id), "rule": record.rule, "durationMs": record.duration_ms,
-                                    "schedule": str(record.schedule_id) if record.schedule_id else None,
-                                    "node": record.node, "actions": record.actions})
+                await _job_log(conn, self._q, record.job, actor, "sla_created",
+                               {"sla": str(record.id), "rule": record.rule, "durationMs": record.duration_ms,
+                                "schedule": str(record.schedule_id) if record.schedule_id else None,
+                                "node": record.node, "actions": record.actions})
             if record.batch_id is not None:
                 start = values["start_at"]
                 await conn.execute(self._q["insert_batch_deadline"], record.id, str(record.batch_id), start,
@@ -363,28 +371,20 @@ class ScheduleStore:
             return record
 
     async def get_sla(self, sla_id: uuid.UUID) -> SlaRecord | None:
-        rows = await self._fetch("get_sla", sla_id)
-        return _model(SlaRecord, rows[0]) if rows else None
+        return await self._get(SlaRecord, "get_sla", sla_id)
 
     async def delete_sla(self, sla_id: uuid.UUID, actor: str) -> SlaRecord | None:
         async with self._transaction() as conn:
-            row = await conn.fetchrow(self._q["delete_sla"], sla_id)
-            if row is None:
-                return None
-            record: SlaRecord = _model(SlaRecord, row)
-            if record.job:
-                await conn.execute(self._q["insert_job_log"], record.job, actor, "sla_deleted", {"sla": str(sla_id)})
+            record = await _one(conn, SlaRecord, self._q["delete_sla"], sla_id)
+            if record is not None and record.job:
+                await _job_log(conn, self._q, record.job, actor, "sla_deleted", {"sla": str(sla_id)})
             return record
 
     async def list_slas(self, *, job: str | None, schedule_id: uuid.UUID | None, batch_id: uuid.UUID | None,
                         reader: str | None, reader_projects: tuple[str, ...], offset: int,
                         size: int) -> tuple[int, list[SlaRecord]]:
-        args = (job, schedule_id, batch_id, reader, list(reader_projects))
-        rows = await self._fetch("list_slas", *args, offset, size)
-        if not rows and offset:
-            first = await self._fetch("list_slas", *args, 0, 1)
-            return (first[0]["total"] if first else 0), []
-        return (rows[0]["total"] if rows else 0), [_model(SlaRecord, r) for r in rows]
+        return await self._page(SlaRecord, "list_slas", job, schedule_id, batch_id, reader, list(reader_projects),
+                                offset=offset, size=size)
 
     async def next_deadline(self) -> int | None:
         value: int | None = await self._value("next_deadline")
@@ -402,11 +402,7 @@ class ScheduleStore:
         return [_model(BreachRecord, r) for r in await self._fetch("orphaned_breaches", instance, include_mine)]
 
     async def list_breaches(self, sla_id: uuid.UUID, offset: int, size: int) -> tuple[int, list[BreachRecord]]:
-        rows = await self._fetch("list_breaches", sla_id, offset, size)
-        if not rows and offset:
-            first = await self._fetch("list_breaches", sla_id, 0, 1)
-            return (first[0]["total"] if first else 0), []
-        return (rows[0]["total"] if rows else 0), [_model(BreachRecord, r) for r in rows]
+        return await self._page(BreachRecord, "list_breaches", sla_id, offset=offset, size=size)
 
 
 def _schedule_args(v: dict[str, Any], *, creating: bool) -> list[Any]:
