@@ -35,6 +35,8 @@ def main() -> None:
 @click.option("--flink-home", type=click.Path(path_type=Path), help="Flink home (default: pyflink's).")
 @click.option("--instance-id", help="This instance's name in kyuubiInstance (default host:port).")
 @click.option("--workers", type=int, help="Gateway processes sharing the port (default 1). [BATCHGATE_WORKERS]")
+@click.option("--livy-port", type=int, help="Also serve the Livy API at the root of this port. [BATCHGATE_LIVY_PORT]")
+@click.option("--spark-master", help="Default Spark master (default local[*]). [BATCHGATE_SPARK_MASTER]")
 def serve(**options: Any) -> None:
     """Run the gateway until SIGTERM or Ctrl-C. Applications keep running across restarts."""
     given: dict[str, Any] = {k: v for k, v in options.items() if v is not None and k != "admins"}

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, free_port
 from tests.helpers import basic
 
 SLEEPER = {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", "import time; time.sleep(120)"]}
@@ -52,7 +52,9 @@ async def wait_state(url: str, batch_id: str, states: tuple[str, ...], timeout: 
 async def test_workers_share_a_port_survive_a_kill_and_stop_together(tmp_path: Path) -> None:
     data = tmp_path / "data"
     again: int | None = None
-    gateway = await GatewayProcess(data, instance_id="gw", extra_args=["--workers", "2", "--admin", "admin"]).start()
+    livy = free_port()
+    gateway = await GatewayProcess(data, instance_id="gw", extra_args=[
+        "--workers", "2", "--admin", "admin", "--livy-port", str(livy)]).start()
     assert gateway.proc is not None
     try:
         deadline = asyncio.get_running_loop().time() + 60
@@ -60,6 +62,10 @@ async def test_workers_share_a_port_survive_a_kill_and_stop_together(tmp_path: P
             await asyncio.sleep(0.2)
         workers = workers_of(gateway.proc.pid)
         assert set(workers) == {"gw/w0", "gw/w1"}, workers
+        # Flags reach the workers: both serve the Livy API at the root of --livy-port.
+        for _ in range(6):
+            livy_list = await call(f"http://127.0.0.1:{livy}", "GET", "/batches")
+            assert "sessions" in livy_list and "total" in livy_list, livy_list
         # Submit until both workers own a running batch: both answer on the one port.
         owners: dict[str, str] = {}
         for _ in range(40):
