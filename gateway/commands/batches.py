@@ -67,6 +67,11 @@ def parse_conf(pairs: tuple[str, ...]) -> dict[str, str]:
     return conf
 
 
+def parse_states(states: tuple[str, ...]) -> list[str] | None:
+    """--state values, repeated or comma-separated, upper-cased; None when none are given."""
+    return [s.strip().upper() for part in states for s in part.split(",") if s.strip()] or None
+
+
 def build_request(file: str | None, batch_type: str | None, resource: str | None, class_name: str | None,
                   name: str | None, args: list[str], conf: dict[str, str]) -> BatchRequest:
     body: dict[str, Any] = read_request_file(file) if file else {}
@@ -144,9 +149,8 @@ def list_batches(cli: Cli, batch_type: str | None, states: tuple[str, ...], batc
                  name: str | None, key: str | None, since: str | None, until: str | None, sort: str | None,
                  asc: bool, attempts_of: str | None, offset: int, size: int, all_: bool) -> int:
     """List batches, newest first, with every filter of the API."""
-    state = [s.strip().upper() for part in states for s in part.split(",") if s.strip()] or None
     filters: dict[str, Any] = dict(
-        batch_type=batch_type, state=state, user=batch_user, name=name, key=key,
+        batch_type=batch_type, state=parse_states(states), user=batch_user, name=name, key=key,
         create_time=parse_time(since, "--since"), end_time=parse_time(until, "--until"), sort=sort,
         attempts_of=attempts_of, desc=not asc,
     )

@@ -2,25 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
+from rich.console import RenderableType
 from rich.table import Table
 
-from gateway.commands.batches import parse_conf, read_request_file
+from gateway.client import Client
+from gateway.commands.batches import parse_conf, parse_states, read_request_file
 from gateway.commands.common import Cli, Exit, client_command
 from gateway.commands.output import fmt_seconds, fmt_time, print_json, state_text
-from gateway.jobs.models import Job, Run
-from gateway.schedules.models import Schedule
+from gateway.jobs.models import Job, JobList, JobLog, Run, RunList
+from gateway.models import DropResponse
+from gateway.schedules.models import Schedule, ScheduleList, TickList
 
 RUN_EXIT = {"SUCCEEDED": Exit.OK, "FAILED": Exit.BATCH_ERROR, "KILLED": Exit.BATCH_CANCELED}
 
+V = TypeVar("V")
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-def _table(*columns: str, title: str | None = None) -> Table:
+
+def _table(*columns: str, rows: Iterable[Sequence[RenderableType]] = (), title: str | None = None) -> Table:
+    """A borderless table with these columns and rows."""
     table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in columns:
         table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def _emit(cli: Cli, value: V, view: Callable[[V], RenderableType], note: str | None = None) -> int:
+    """`value` as JSON, or as `view` shows it followed by `note` on stderr."""
+    cli.emit(value, lambda: view(value))
+    if note is not None and not cli.json:
+        cli.note(note)
+    return Exit.OK
+
+
+def _options(*options: Decorator) -> Decorator:
+    """One decorator for several click options, listed in help in the order given."""
+
+    def apply(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
+def _paging(size: int) -> Decorator:
+    """--from and --size, for the commands that read one page of a list."""
+    return _options(
+        click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True),
+        click.option("--size", type=click.IntRange(1, 10_000), default=size, show_default=True),
+    )
+
+
+def _item_command(group: click.Group, name: str, argument: str, call: Callable[[Client, str], V],
+                  view: Callable[[V], RenderableType], doc: str) -> click.Command:
+    """`group name ARGUMENT`: one client call on the argument, its answer shown by `view`."""
+
+    @click.argument(argument)
+    @client_command
+    def command(cli: Cli, **arguments: str) -> int:
+        # click passes the argument by its name, which each command chooses (NAME, RUN_ID, ...).
+        return _emit(cli, call(cli.client, arguments[argument]), view)
+
+    command.__doc__ = doc
+    return group.command(name=name)(command)
+
+
+def _message(result: DropResponse) -> str:
+    """How a delete is shown: the gateway's own message."""
+    return result.msg
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The entries with a value: None stands for an option that was not given."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _span(start: int, end: int) -> str:
@@ -32,20 +93,45 @@ def _span(start: int, end: int) -> str:
 
 
 def job_view(job: Job) -> Table:
-    table = _table("NODE", "TYPE", "RESOURCE", "DEPENDS ON", title=f"{job.name} v{job.version} ({job.owner})")
-    for node in job.nodes:
-        table.add_row(node.id, str(node.request.get("batchType", "")), str(node.request.get("resource") or ""),
-                      ", ".join(node.depends_on) or "-")
-    return table
+    return _table("NODE", "TYPE", "RESOURCE", "DEPENDS ON", title=f"{job.name} v{job.version} ({job.owner})", rows=[
+        (node.id, str(node.request.get("batchType", "")), str(node.request.get("resource") or ""),
+         ", ".join(node.depends_on) or "-")
+        for node in job.nodes
+    ])
+
+
+def jobs_view(page: JobList) -> Table:
+    return _table("NAME", "OWNER", "VERSION", "NODES", "UPDATED", "DESCRIPTION", rows=[
+        (job.name, job.owner, str(job.version), str(len(job.nodes)), fmt_time(job.updated_at), job.description or "")
+        for job in page.jobs
+    ])
+
+
+def history_view(log: JobLog) -> Table:
+    return _table("TIME", "WHO", "WHAT", "DETAIL", rows=[
+        (fmt_time(entry.time), entry.actor, entry.action, ", ".join(f"{k}={v}" for k, v in entry.detail.items()))
+        for entry in log.entries
+    ])
 
 
 def run_view(run: Run) -> Table:
-    table = _table("NODE", "STATE", "BATCH", "ATTEMPT", "DURATION", "AFTER",
-                   title=f"run {run.id} of {run.job} v{run.version}: {run.state}")
-    for node in run.nodes:
-        table.add_row(node.id, state_text(node.state), node.batch_id or "-", str(node.attempt),
-                      _span(node.start_time, node.end_time), ", ".join(node.in_) or "-")
-    return table
+    title = f"run {run.id} of {run.job} v{run.version}: {run.state}"
+    return _table("NODE", "STATE", "BATCH", "ATTEMPT", "DURATION", "AFTER", title=title, rows=[
+        (node.id, state_text(node.state), node.batch_id or "-", str(node.attempt),
+         _span(node.start_time, node.end_time), ", ".join(node.in_) or "-")
+        for node in run.nodes
+    ])
+
+
+def _run_row(run: Run) -> tuple[RenderableType, ...]:
+    done = sum(1 for n in run.nodes if n.state == "SUCCEEDED")
+    return (run.id, run.job, str(run.version), state_text(run.state), run.trigger, fmt_time(run.create_time),
+            _span(run.start_time or run.create_time, run.end_time), f"{done}/{len(run.nodes)}")
+
+
+def runs_view(page: RunList) -> Table:
+    return _table("ID", "JOB", "VERSION", "STATE", "TRIGGER", "CREATED", "DURATION", "NODES",
+                  rows=[_run_row(run) for run in page.runs])
 
 
 def schedule_when(s: Schedule) -> str:
@@ -53,17 +139,29 @@ def schedule_when(s: Schedule) -> str:
 
 
 def schedule_view(s: Schedule) -> Table:
-    table = _table("FIELD", "VALUE", title=f"schedule {s.id}")
     last = s.last_fire
-    for key, value in (
+    return _table("FIELD", "VALUE", title=f"schedule {s.id}", rows=[
         ("job", s.job), ("when", schedule_when(s)), ("timezone", s.timezone), ("enabled", str(s.enabled).lower()),
         ("concurrency", s.concurrency), ("catchup", f"{s.catchup} (bound {s.catchup_bound})"),
         ("variables", ", ".join(f"{k}={v}" for k, v in s.variables.items()) or "-"),
         ("last fire", f"{fmt_time(last.fire_time)} {last.outcome}" if last else "-"),
         ("next fires", "\n".join(fmt_time(t) for t in s.next_fire_times) or "-"),
-    ):
-        table.add_row(key, value)
-    return table
+    ])
+
+
+def schedules_view(page: ScheduleList) -> Table:
+    return _table("ID", "JOB", "WHEN", "TIMEZONE", "ENABLED", "NEXT FIRE", "LAST FIRE", rows=[
+        (s.id, s.job, schedule_when(s), s.timezone, "yes" if s.enabled else "no",
+         fmt_time(s.next_fire_times[0]) if s.next_fire_times else "-",
+         f"{fmt_time(s.last_fire.fire_time)} {s.last_fire.outcome}" if s.last_fire else "-")
+        for s in page.schedules
+    ])
+
+
+def ticks_view(ticks: TickList) -> Table:
+    return _table("FIRE TIME", "OUTCOME", "RUN", "REASON", rows=[
+        (fmt_time(tick.fire_time), tick.outcome, tick.run_id or "-", tick.reason or "") for tick in ticks.ticks
+    ])
 
 
 def _watch(cli: Cli, run_id: str) -> int:
@@ -91,7 +189,7 @@ def _watch(cli: Cli, run_id: str) -> int:
 
 def _spec(file: str | None, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = read_request_file(file) if file else {}
-    body.update({k: v for k, v in fields.items() if v is not None})
+    body.update(_given(fields))
     return body
 
 
@@ -105,32 +203,15 @@ def jobs() -> None:
 @jobs.command(name="list")
 @click.option("--owner", help="Only this owner's jobs.")
 @click.option("--project", help="Only this project's jobs.")
-@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_paging(size=100)
 @client_command
 def jobs_list(cli: Cli, owner: str | None, project: str | None, offset: int, size: int) -> int:
     """List jobs."""
     page = cli.client.jobs(owner=owner, project=project, offset=offset, size=size)
-    if cli.json:
-        print_json(cli.out, page)
-        return Exit.OK
-    table = _table("NAME", "OWNER", "VERSION", "NODES", "UPDATED", "DESCRIPTION")
-    for job in page.jobs:
-        table.add_row(job.name, job.owner, str(job.version), str(len(job.nodes)), fmt_time(job.updated_at),
-                      job.description or "")
-    cli.out.print(table)
-    cli.note(f"{len(page.jobs)} of {page.total}")
-    return Exit.OK
+    return _emit(cli, page, jobs_view, note=f"{len(page.jobs)} of {page.total}")
 
 
-@jobs.command(name="get")
-@click.argument("name")
-@client_command
-def jobs_get(cli: Cli, name: str) -> int:
-    """Show a job and its graph."""
-    job = cli.client.job(name)
-    cli.emit(job, lambda: job_view(job))
-    return Exit.OK
+_item_command(jobs, "get", "name", Client.job, job_view, "Show a job and its graph.")
 
 
 @jobs.command(name="create")
@@ -139,9 +220,7 @@ def jobs_get(cli: Cli, name: str) -> int:
 @client_command
 def jobs_create(cli: Cli, spec_file: str, name: str | None) -> int:
     """Create a job from a JSON or YAML file: {name, nodes: [{id, request, dependsOn}], ...}."""
-    job = cli.client.create_job(_spec(spec_file, name=name))
-    cli.emit(job, lambda: job_view(job))
-    return Exit.OK
+    return _emit(cli, cli.client.create_job(_spec(spec_file, name=name)), job_view)
 
 
 @jobs.command(name="update")
@@ -150,38 +229,19 @@ def jobs_create(cli: Cli, spec_file: str, name: str | None) -> int:
 @client_command
 def jobs_update(cli: Cli, name: str, spec_file: str) -> int:
     """Save a new version of a job."""
-    job = cli.client.update_job(name, _spec(spec_file))
-    cli.emit(job, lambda: job_view(job))
-    return Exit.OK
+    return _emit(cli, cli.client.update_job(name, _spec(spec_file)), job_view)
 
 
-@jobs.command(name="delete")
-@click.argument("name")
-@client_command
-def jobs_delete(cli: Cli, name: str) -> int:
-    """Delete a job."""
-    result = cli.client.delete_job(name)
-    cli.emit(result, lambda: result.msg)
-    return Exit.OK
+_item_command(jobs, "delete", "name", Client.delete_job, _message, "Delete a job.")
 
 
 @jobs.command(name="history")
 @click.argument("name")
-@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_paging(size=100)
 @client_command
 def jobs_history(cli: Cli, name: str, offset: int, size: int) -> int:
     """Who created, changed, scheduled and triggered the job, and when."""
-    log = cli.client.job_history(name, offset=offset, size=size)
-    if cli.json:
-        print_json(cli.out, log)
-        return Exit.OK
-    table = _table("TIME", "WHO", "WHAT", "DETAIL")
-    for entry in log.entries:
-        table.add_row(fmt_time(entry.time), entry.actor, entry.action,
-                      ", ".join(f"{k}={v}" for k, v in entry.detail.items()))
-    cli.out.print(table)
-    return Exit.OK
+    return _emit(cli, cli.client.job_history(name, offset=offset, size=size), history_view)
 
 
 @jobs.command(name="run")
@@ -198,8 +258,7 @@ def jobs_run(cli: Cli, name: str, variables: tuple[str, ...], disabled: tuple[st
     if follow:
         cli.note(f"run {run.id}")
         return _watch(cli, run.id)
-    cli.emit(run, lambda: run_view(run))
-    return Exit.OK
+    return _emit(cli, run, run_view)
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -213,36 +272,16 @@ def runs() -> None:
 @click.option("--job", help="Only this job's runs.")
 @click.option("--state", "states", multiple=True, help="Only these states (repeatable, or a,b).")
 @click.option("--project", help="Only this project's runs.")
-@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--size", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_paging(size=50)
 @client_command
 def runs_list(cli: Cli, job: str | None, states: tuple[str, ...], project: str | None, offset: int,
               size: int) -> int:
     """List runs, newest first."""
-    state = [s.strip().upper() for part in states for s in part.split(",") if s.strip()] or None
-    page = cli.client.runs(job=job, state=state, project=project, offset=offset, size=size)
-    if cli.json:
-        print_json(cli.out, page)
-        return Exit.OK
-    table = _table("ID", "JOB", "VERSION", "STATE", "TRIGGER", "CREATED", "DURATION", "NODES")
-    for run in page.runs:
-        done = sum(1 for n in run.nodes if n.state == "SUCCEEDED")
-        table.add_row(run.id, run.job, str(run.version), state_text(run.state), run.trigger,
-                      fmt_time(run.create_time), _span(run.start_time or run.create_time, run.end_time),
-                      f"{done}/{len(run.nodes)}")
-    cli.out.print(table)
-    cli.note(f"{len(page.runs)} of {page.total}")
-    return Exit.OK
+    page = cli.client.runs(job=job, state=parse_states(states), project=project, offset=offset, size=size)
+    return _emit(cli, page, runs_view, note=f"{len(page.runs)} of {page.total}")
 
 
-@runs.command(name="get")
-@click.argument("run_id")
-@client_command
-def runs_get(cli: Cli, run_id: str) -> int:
-    """Show a run and the state of each node."""
-    run = cli.client.run(run_id)
-    cli.emit(run, lambda: run_view(run))
-    return Exit.OK
+_item_command(runs, "get", "run_id", Client.run, run_view, "Show a run and the state of each node.")
 
 
 @runs.command(name="watch")
@@ -253,21 +292,10 @@ def runs_watch(cli: Cli, run_id: str) -> int:
     return _watch(cli, run_id)
 
 
-def _run_action(name: str, doc: str) -> click.Command:
-    @click.argument("run_id")
-    @client_command
-    def command(cli: Cli, run_id: str) -> int:
-        run = getattr(cli.client, f"{name}_run")(run_id)
-        cli.emit(run, lambda: run_view(run))
-        return Exit.OK
-
-    command.__doc__ = doc
-    return runs.command(name=name)(command)
-
-
-_run_action("cancel", "Cancel a run: its running nodes are killed.")
-_run_action("pause", "Pause a run: no new node is launched until it is resumed.")
-_run_action("resume", "Resume a paused run.")
+_item_command(runs, "cancel", "run_id", Client.cancel_run, run_view, "Cancel a run: its running nodes are killed.")
+_item_command(runs, "pause", "run_id", Client.pause_run, run_view,
+              "Pause a run: no new node is launched until it is resumed.")
+_item_command(runs, "resume", "run_id", Client.resume_run, run_view, "Resume a paused run.")
 
 
 @runs.command(name="retry")
@@ -276,9 +304,7 @@ _run_action("resume", "Resume a paused run.")
 @client_command
 def runs_retry(cli: Cli, run_id: str, variables: tuple[str, ...]) -> int:
     """Re-run the failed and cancelled nodes and what depends on them."""
-    run = cli.client.retry_run(run_id, variables=parse_conf(variables))
-    cli.emit(run, lambda: run_view(run))
-    return Exit.OK
+    return _emit(cli, cli.client.retry_run(run_id, variables=parse_conf(variables)), run_view)
 
 
 @runs.command(name="log")
@@ -307,49 +333,28 @@ def schedules() -> None:
 
 @schedules.command(name="list")
 @click.option("--job", help="Only this job's schedules.")
-@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--size", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@_paging(size=100)
 @client_command
 def schedules_list(cli: Cli, job: str | None, offset: int, size: int) -> int:
     """List schedules and when each fires next."""
     page = cli.client.schedules(job=job, offset=offset, size=size)
-    if cli.json:
-        print_json(cli.out, page)
-        return Exit.OK
-    table = _table("ID", "JOB", "WHEN", "TIMEZONE", "ENABLED", "NEXT FIRE", "LAST FIRE")
-    for s in page.schedules:
-        table.add_row(s.id, s.job, schedule_when(s), s.timezone, "yes" if s.enabled else "no",
-                      fmt_time(s.next_fire_times[0]) if s.next_fire_times else "-",
-                      f"{fmt_time(s.last_fire.fire_time)} {s.last_fire.outcome}" if s.last_fire else "-")
-    cli.out.print(table)
-    cli.note(f"{len(page.schedules)} of {page.total}")
-    return Exit.OK
+    return _emit(cli, page, schedules_view, note=f"{len(page.schedules)} of {page.total}")
 
 
-@schedules.command(name="get")
-@click.argument("schedule_id")
-@client_command
-def schedules_get(cli: Cli, schedule_id: str) -> int:
-    """Show a schedule and its next five fire times."""
-    schedule = cli.client.schedule(schedule_id)
-    cli.emit(schedule, lambda: schedule_view(schedule))
-    return Exit.OK
+_item_command(schedules, "get", "schedule_id", Client.schedule, schedule_view,
+              "Show a schedule and its next five fire times.")
 
-
-def _schedule_options(fn: Any) -> Any:
-    for option in reversed([
-        click.option("-f", "--file", "spec_file", metavar="FILE", help="The schedule as JSON or YAML."),
-        click.option("--job", help="The job to run."),
-        click.option("--cron", help="A cron expression (5 fields, or Quartz's 6 or 7)."),
-        click.option("--every", help="A period: 30m, 1d, 1w."),
-        click.option("--timezone", help="The zone the expression is read in (default UTC)."),
-        click.option("--concurrency", type=click.Choice(["skip", "queue", "allow"], case_sensitive=False)),
-        click.option("--catchup", type=click.Choice(["none", "last", "all"], case_sensitive=False)),
-        click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A run variable (repeatable)."),
-        click.option("--enable/--disable", "enabled", default=None, help="Switch the schedule on or off."),
-    ]):
-        fn = option(fn)
-    return fn
+_schedule_options = _options(
+    click.option("-f", "--file", "spec_file", metavar="FILE", help="The schedule as JSON or YAML."),
+    click.option("--job", help="The job to run."),
+    click.option("--cron", help="A cron expression (5 fields, or Quartz's 6 or 7)."),
+    click.option("--every", help="A period: 30m, 1d, 1w."),
+    click.option("--timezone", help="The zone the expression is read in (default UTC)."),
+    click.option("--concurrency", type=click.Choice(["skip", "queue", "allow"], case_sensitive=False)),
+    click.option("--catchup", type=click.Choice(["none", "last", "all"], case_sensitive=False)),
+    click.option("--var", "variables", multiple=True, metavar="NAME=VALUE", help="A run variable (repeatable)."),
+    click.option("--enable/--disable", "enabled", default=None, help="Switch the schedule on or off."),
+)
 
 
 def _schedule_fields(job: str | None, cron: str | None, every: str | None, timezone: str | None,
@@ -369,10 +374,7 @@ def _schedule_fields(job: str | None, cron: str | None, every: str | None, timez
 @client_command
 def schedules_create(cli: Cli, spec_file: str | None, **flags: Any) -> int:
     """Create a schedule, from flags or a file."""
-    body = _spec(spec_file, **_schedule_fields(**flags))
-    schedule = cli.client.create_schedule(body)
-    cli.emit(schedule, lambda: schedule_view(schedule))
-    return Exit.OK
+    return _emit(cli, cli.client.create_schedule(_spec(spec_file, **_schedule_fields(**flags))), schedule_view)
 
 
 @schedules.command(name="update")
@@ -391,38 +393,20 @@ def schedules_update(cli: Cli, schedule_id: str, spec_file: str | None, **flags:
     fields = _schedule_fields(**flags)
     if fields.get("every"):
         body["cron"] = None
-    body.update(_spec(spec_file, **{k: v for k, v in fields.items() if v is not None}))
-    schedule = cli.client.update_schedule(schedule_id, {k: v for k, v in body.items() if v is not None})
-    cli.emit(schedule, lambda: schedule_view(schedule))
-    return Exit.OK
+    body.update(_spec(spec_file, **fields))
+    return _emit(cli, cli.client.update_schedule(schedule_id, _given(body)), schedule_view)
 
 
-@schedules.command(name="delete")
-@click.argument("schedule_id")
-@client_command
-def schedules_delete(cli: Cli, schedule_id: str) -> int:
-    """Delete a schedule."""
-    result = cli.client.delete_schedule(schedule_id)
-    cli.emit(result, lambda: result.msg)
-    return Exit.OK
+_item_command(schedules, "delete", "schedule_id", Client.delete_schedule, _message, "Delete a schedule.")
 
 
 @schedules.command(name="ticks")
 @click.argument("schedule_id")
-@click.option("--from", "offset", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--size", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@_paging(size=50)
 @client_command
 def schedules_ticks(cli: Cli, schedule_id: str, offset: int, size: int) -> int:
     """The schedule's fire times and what became of each."""
-    ticks = cli.client.schedule_ticks(schedule_id, offset=offset, size=size)
-    if cli.json:
-        print_json(cli.out, ticks)
-        return Exit.OK
-    table = _table("FIRE TIME", "OUTCOME", "RUN", "REASON")
-    for tick in ticks.ticks:
-        table.add_row(fmt_time(tick.fire_time), tick.outcome, tick.run_id or "-", tick.reason or "")
-    cli.out.print(table)
-    return Exit.OK
+    return _emit(cli, cli.client.schedule_ticks(schedule_id, offset=offset, size=size), ticks_view)
 
 
 COMMANDS = [jobs, runs, schedules]
