@@ -4,12 +4,19 @@ The package's conf/ is copied to a folder of our own (keeping `env.java.opts.all
 Java 17 `--add-opens` list), with free ports, a small memory budget and every log, pid and temporary
 file under that folder. `stop()` runs the stop script with the same environment and then makes sure
 that the daemons it started are gone.
+
+What the real-Flink test modules (test_flink, test_flink_control) share lives here too: the constants,
+the start of their endless PyFlink job, and pytest fixtures that each of them imports into its own
+namespace (`flink_home`, `cluster`, the autouse `reap_launchers`), so that module-scoped ones are set up
+once per importing module, as if the module had defined them itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,14 +24,37 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from engines.flink_cli import default_flink_home
 
 START_TIMEOUT = 120.0
+HOME = default_flink_home()
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+SLOW = 180.0  # a PyFlink job on 2 busy cores: client start, Python workers, the job
+
+# The start of a PyFlink streaming job that never ends: each module adds its own pipeline and execute().
+ENDLESS_PRELUDE = """
+import time
+from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+
+def slow(x):
+    time.sleep(0.02)
+    return x
+
+config = Configuration()
+config.set_integer("python.fn-execution.bundle.size", 10)
+config.set_integer("python.fn-execution.bundle.time", 100)
+env = StreamExecutionEnvironment.get_execution_environment(config)
+env.set_parallelism(1)
+"""
 
 
 def free_port() -> int:
@@ -175,3 +205,48 @@ class FlinkCluster:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+
+def workdir_of(tmp_path: Path, batch_id: str) -> Path:
+    return tmp_path / "data" / "batches" / batch_id
+
+
+# --- fixtures, imported by the test modules that use them --------------------------------------------
+
+
+@pytest.fixture(scope="module", name="flink_home")
+def flink_home_fixture() -> Path:
+    if HOME is None:
+        pytest.skip("apache-flink is not installed")
+    return HOME
+
+
+@pytest.fixture(scope="module", name="cluster")
+def cluster_fixture(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    flink_home: Path) -> Iterator[FlinkCluster]:
+    """One session cluster for the module, stopped in teardown whatever happened. Its folder is named
+    after the module: flink-cluster for test_flink, flink-control-cluster for test_flink_control."""
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_").replace("_", "-")
+    flink = FlinkCluster(tmp_path_factory.mktemp(f"{module}-cluster"), flink_home)
+    try:
+        flink.start()
+        flink.wait_ready()
+        yield flink
+    finally:
+        flink.stop()
+
+
+@pytest.fixture(autouse=True, name="reap_launchers")
+def reap_launchers_fixture(tmp_path: Path) -> Iterator[None]:
+    """A test that fails half-way must not leave a Flink launcher running: the gateway's clean shutdown
+    leaves applications running on purpose."""
+    yield
+    for pids_file in (tmp_path / "data" / "batches").glob("*/pids.json"):
+        pids = json.loads(pids_file.read_text())
+        try:
+            runner_cmdline = Path(f"/proc/{pids['runner']}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(pids_file.parent).encode() in runner_cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pids["child"], signal.SIGKILL)

@@ -5,31 +5,28 @@ cluster inside the launcher) and on a session cluster started from the package's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import re
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engines.flink_cli import default_flink_home
-from tests.flink_cluster import FlinkCluster
+from tests.flink_cluster import ENDLESS_PRELUDE, JOB_ID, SLOW, FlinkCluster, workdir_of
+from tests.flink_cluster import cluster_fixture as cluster_fixture
+from tests.flink_cluster import flink_home_fixture as flink_home_fixture
+from tests.flink_cluster import reap_launchers_fixture as reap_launchers_fixture
 from tests.helpers import Api
 
+# The fixtures cluster, flink_home and (autouse) reap_launchers come from tests.flink_cluster: imported
+# above, pytest finds them in this module as if it had defined them (module scope: one cluster here).
 pytestmark = pytest.mark.slow
 
 StartGateway = Callable[..., Awaitable[Api]]
-HOME = default_flink_home()
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-SLOW = 180.0  # a PyFlink job on 2 busy cores: client start, Python workers, the job
 
 FAILING = """
 from pyflink.datastream import StreamExecutionEnvironment, RuntimeExecutionMode
@@ -46,21 +43,7 @@ env.from_collection([1, 2, 3, 4]).map(boom).print()
 env.execute("failing-job")
 """
 
-ENDLESS = """
-import time
-from pyflink.common import Configuration, Types, WatermarkStrategy
-from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.connectors.number_seq import NumberSequenceSource
-
-def slow(x):
-    time.sleep(0.02)
-    return x
-
-config = Configuration()
-config.set_integer("python.fn-execution.bundle.size", 10)
-config.set_integer("python.fn-execution.bundle.time", 100)
-env = StreamExecutionEnvironment.get_execution_environment(config)
-env.set_parallelism(1)
+ENDLESS = ENDLESS_PRELUDE + """\
 numbers = env.from_source(NumberSequenceSource(0, 10**12), WatermarkStrategy.no_watermarks(), "numbers")
 numbers.map(slow, output_type=Types.LONG()).filter(lambda x: x % 25 == 0) \\
     .map(lambda x: f"tick {x}", output_type=Types.STRING()).print()
@@ -84,13 +67,6 @@ public class BgJob {
 
 
 @pytest.fixture(scope="module")
-def flink_home() -> Path:
-    if HOME is None:
-        pytest.skip("apache-flink is not installed")
-    return HOME
-
-
-@pytest.fixture(scope="module")
 def jobs(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> dict[str, Path]:
     """The word count that ships with PyFlink, a failing job, an endless one and a tiny jar."""
     root = tmp_path_factory.mktemp("flink-jobs")
@@ -108,38 +84,6 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> dict[str
                    timeout=60)
     return {"word_count": word_count, "failing": root / "failing.py", "endless": root / "endless.py",
             "jar": root / "bg-job.jar"}
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> Iterator[FlinkCluster]:
-    """One session cluster for the module, stopped in teardown whatever happened."""
-    flink = FlinkCluster(tmp_path_factory.mktemp("flink-cluster"), flink_home)
-    try:
-        flink.start()
-        flink.wait_ready()
-        yield flink
-    finally:
-        flink.stop()
-
-
-@pytest.fixture(autouse=True)
-def reap_launchers(tmp_path: Path) -> Iterator[None]:
-    """A test that fails half-way must not leave a Flink launcher running: the gateway's clean shutdown
-    leaves applications running on purpose."""
-    yield
-    for pids_file in (tmp_path / "data" / "batches").glob("*/pids.json"):
-        pids = json.loads(pids_file.read_text())
-        try:
-            runner_cmdline = Path(f"/proc/{pids['runner']}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(pids_file.parent).encode() in runner_cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pids["child"], signal.SIGKILL)
-
-
-def workdir_of(tmp_path: Path, batch_id: str) -> Path:
-    return tmp_path / "data" / "batches" / batch_id
 
 
 def rest_get(url: str) -> Any:

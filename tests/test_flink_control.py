@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import re
-import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,33 +21,20 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp import web
 
-from engines.flink_cli import default_flink_home
 from tests.fake_flink_rest import FakeFlinkRest, fake_flink_home, recorded_argv, set_behaviour
-from tests.flink_cluster import FlinkCluster
+from tests.flink_cluster import ENDLESS_PRELUDE, JOB_ID, SLOW, FlinkCluster, workdir_of
+from tests.flink_cluster import cluster_fixture as cluster_fixture
+from tests.flink_cluster import flink_home_fixture as flink_home_fixture
+from tests.flink_cluster import reap_launchers_fixture as reap_launchers_fixture
 from tests.helpers import Api
 
+# The fixtures cluster, flink_home and (autouse) reap_launchers come from tests.flink_cluster: imported
+# above, pytest finds them in this module as if it had defined them (module scope: one cluster here).
 StartGateway = Callable[..., Awaitable[Api]]
-HOME = default_flink_home()
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-SLOW = 180.0  # a PyFlink job on 2 busy cores: client start, Python workers, the job
 SUBMITTED = "Job has been submitted with JobID {job_id}"
 
 # A streaming job that never ends. Its operators have uids, so that a savepoint maps back onto them.
-ENDLESS = """
-import time
-from pyflink.common import Configuration, Types, WatermarkStrategy
-from pyflink.datastream import StreamExecutionEnvironment
-from pyflink.datastream.connectors.number_seq import NumberSequenceSource
-
-def slow(x):
-    time.sleep(0.02)
-    return x
-
-config = Configuration()
-config.set_integer("python.fn-execution.bundle.size", 10)
-config.set_integer("python.fn-execution.bundle.time", 100)
-env = StreamExecutionEnvironment.get_execution_environment(config)
-env.set_parallelism(1)
+ENDLESS = ENDLESS_PRELUDE + """\
 numbers = env.from_source(NumberSequenceSource(0, 10**12), WatermarkStrategy.no_watermarks(), "numbers").uid("numbers")
 numbers.map(slow, output_type=Types.LONG()).uid("slow").filter(lambda x: x % 25 == 0).uid("every-25th") \\
     .map(lambda x: f"tick {x}", output_type=Types.STRING()).uid("format").print().uid("print")
@@ -63,51 +46,12 @@ env.execute("pausable-job")
 
 
 @pytest.fixture(scope="module")
-def flink_home() -> Path:
-    if HOME is None:
-        pytest.skip("apache-flink is not installed")
-    return HOME
-
-
-@pytest.fixture(scope="module")
 def jobs(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("flink-control-jobs")
     (root / "endless.py").write_text(ENDLESS)
     word_count = flink_home / "examples" / "datastream" / "word_count.py"
     assert word_count.is_file(), f"PyFlink's word_count example moved: {word_count}"
     return {"endless": root / "endless.py", "word_count": word_count}
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> Iterator[FlinkCluster]:
-    """One session cluster for the module, stopped in teardown whatever happened."""
-    flink = FlinkCluster(tmp_path_factory.mktemp("flink-control-cluster"), flink_home)
-    try:
-        flink.start()
-        flink.wait_ready()
-        yield flink
-    finally:
-        flink.stop()
-
-
-@pytest.fixture(autouse=True)
-def reap_launchers(tmp_path: Path) -> Iterator[None]:
-    """A test that fails half-way must not leave a Flink launcher running: the gateway's clean shutdown
-    leaves applications running on purpose."""
-    yield
-    for pids_file in (tmp_path / "data" / "batches").glob("*/pids.json"):
-        pids = json.loads(pids_file.read_text())
-        try:
-            runner_cmdline = Path(f"/proc/{pids['runner']}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(pids_file.parent).encode() in runner_cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pids["child"], signal.SIGKILL)
-
-
-def workdir_of(tmp_path: Path, batch_id: str) -> Path:
-    return tmp_path / "data" / "batches" / batch_id
 
 
 def local_path(uri: str) -> Path:
