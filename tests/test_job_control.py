@@ -220,4 +220,6 @@ async def test_key_finds_numbers_and_hyphenated_words_in_names(api: Api, python:
         found = await api.call("GET", f"/api/v1/batches?key={key}")
         assert [b["id"] for b in found["batches"]] == [named["id"]], key
     found = await api.call("GET", f"/api/v1/batches?key=build{run}_12e4")
-    assert [b["id"] for b in found["batches"]] == [other["id"]], "words are split at underscores, matched by prefix"
+    assert [b["id"] for b in found["batches"]] == [other["id"]], "words are split at underscores, the last a prefix"
+    found = await api.call("GET", f"/api/v1/batches?key=buil {run}")
+    assert found["batches"] == [], "only the last word is a prefix"

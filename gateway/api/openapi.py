@@ -209,7 +209,7 @@ def build_spec() -> dict[str, Any]:
         _query("desc", {"type": "boolean"}, "descending order"),
         _query("sort", {"type": "string", "enum": ["createTime", "endTime", "name", "duration"]}, "sort key"),
         _query("key", {"type": "string", "maxLength": 1024},
-               "an id prefix, or words of the name by prefix (case-insensitive)"),
+               "an id prefix, or words of the name, the last one by prefix (case-insensitive)"),
         _query("attemptsOf", {"type": "string", "pattern": "^$|^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"},
                "a batch and all its restarts (empty: no filter)"),
     ]

@@ -101,7 +101,7 @@ SORT_COLUMNS = {"createTime": "create_time", "endTime": "end_time", "name": "nam
 
 
 def _key_clauses(key: str) -> tuple[str, list[Any]]:
-    """`key` matches an id prefix, or words of the name by prefix (case-insensitive, index-served)."""
+    """`key` matches an id prefix, or words of the name, the last by prefix (case-insensitive, index-served)."""
     hexchars = key.replace("-", "").lower()
     params: list[Any] = []
     parts: list[str] = []
@@ -112,7 +112,9 @@ def _key_clauses(key: str) -> tuple[str, list[Any]]:
         parts.append("(id between {0} and {1})")
     words = [w for w in re.split(r"[^0-9A-Za-z]+", key.lower()) if w]
     if words:
-        params.append(" & ".join(f"{w}:*" for w in words))
+        # Whole words, and the last one by prefix (it may still be being typed): a prefix term cannot
+        # use GIN's skipping, so `job:* & 123:*` would collect every `job…` row before intersecting.
+        params.append(" & ".join([*words[:-1], f"{words[-1]}:*"]))
         slot = "{" + str(len(params) - 1) + "}"
         parts.append(
             "to_tsvector('simple', regexp_replace(coalesce(name, ''), '[^0-9A-Za-z]+', ' ', 'g'))"
