@@ -11,14 +11,14 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
-from pydantic import ValidationError
 
+from gateway.api.bodies import parse_json
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest, TooLarge
 from gateway.keys import SERVICE, SETTINGS
-from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog, validation_message
+from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
 from gateway.service import Upload
 from gateway.store import BatchRecord
 
@@ -46,19 +46,6 @@ def safe_file_name(name: str | None) -> str:
     return base[:200]
 
 
-def _parse_request(raw: bytes | str) -> BatchRequest:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body: must be a JSON object (a BatchRequest)")
-    try:
-        return BatchRequest.model_validate(body)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-
-
 async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchRequest, Upload | None]:
     settings = request.app[SETTINGS]
     try:
@@ -77,7 +64,7 @@ async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchReque
             raw = await part.read(decode=True)
             if len(raw) > settings.max_body_bytes:
                 raise TooLarge(f"batchRequest: larger than {settings.max_body_bytes} bytes")
-            batch_request = _parse_request(raw)
+            batch_request = parse_json(raw, BatchRequest, "batchRequest")
         elif part.name == "resourceFile":
             name = safe_file_name(part.filename)
             target = spool / name
@@ -113,7 +100,7 @@ async def submit(request: web.Request) -> web.Response:
         raw = await request.read()
         if not raw:
             raise BadRequest("body: empty; send a JSON BatchRequest")
-        record, duplicated = await service.submit(who, _parse_request(raw))
+        record, duplicated = await service.submit(who, parse_json(raw, BatchRequest))
     return model_response(_batch(record, duplicated))
 
 

@@ -23,12 +23,21 @@ async def parse_body(request: web.Request, model: type[M], *, optional: bool = F
         raise BadRequest("body: too large")
     if optional and not raw.strip():
         return model()
+    return parse_json(raw, model)
+
+
+def parse_json(raw: bytes | str, model: type[M], field: str = "body") -> M:
+    """A JSON object as `model`: invalid JSON, another JSON type or a bad field is a 400 naming it."""
     try:
-        return model.model_validate(json.loads(raw))
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{field}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"{field}: must be a JSON object")
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
 
 
 def page(request: web.Request) -> tuple[int, int]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
-from pydantic import ValidationError
 
+from gateway.api.bodies import parse_body
 from gateway.api.middleware import credentials, principal
-from gateway.api.params import validation_message
 from gateway.errors import BadRequest
 from gateway.keys import SESSIONS
 from gateway.sessions import COOKIE, SessionRequest, SessionRevoked, SessionUnauthorized
@@ -18,27 +15,12 @@ routes = web.RouteTableDef()
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-def _request_body(raw: bytes) -> SessionRequest:
-    if not raw.strip():
-        return SessionRequest()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body: must be a JSON object")
-    try:
-        return SessionRequest.model_validate(body)
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-
-
 @routes.post("/api/v1/sessions")
 async def login(request: web.Request) -> web.Response:
     """Basic credentials in, a session token out (also set as the web page's cookie)."""
     if credentials(request).via != "basic":
         raise SessionUnauthorized("log in with HTTP Basic credentials (user and password)")
-    body = _request_body(await request.read())
+    body = await parse_body(request, SessionRequest, optional=True)
     session = await request.app[SESSIONS].login(principal(request), body.expires_in)
     response = web.json_response(session.model_dump(mode="json", by_alias=True), headers=NO_STORE)
     response.set_cookie(COOKIE, session.token, max_age=session.expires_in, path="/",
