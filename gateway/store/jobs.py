@@ -13,7 +13,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from gateway.errors import Unavailable
-from gateway.store.store import CONNECTION_ERRORS, Store
+from gateway.store.store import CONNECTION_ERRORS, Store, Where
 
 
 class JobRecord(BaseModel):
@@ -222,20 +222,14 @@ class JobStore:
 
     async def list_jobs(self, *, reader: str | None, owner: str | None, project: str | None, offset: int,
                         size: int, reader_projects: tuple[str, ...] = ()) -> tuple[int, list[JobRecord]]:
-        where: list[str] = []
-        params: list[Any] = []
+        w = Where()
         if reader is not None:  # not an admin: own jobs, jobs that grant the reader something, project jobs
-            params.append(reader)
-            params.append(list(reader_projects))
-            n = len(params)
-            where.append(f"(owner = ${n - 1} or permissions ? ${n - 1} or project = any(${n}::text[]))")
+            w.add("(owner = {0} or permissions ? {0} or project = any({1}::text[]))", reader, list(reader_projects))
         if owner:
-            params.append(owner)
-            where.append(f"owner = ${len(params)}")
+            w.add("owner = {0}", owner)
         if project:
-            params.append(project)
-            where.append(f"project = ${len(params)}")
-        clause = ("where " + " and ".join(where)) if where else ""
+            w.add("project = {0}", project)
+        clause, params = w.clause, w.params
         sql = (f"select *, count(*) over () as total from jobs {clause} order by name "
                f"offset ${len(params) + 1} limit ${len(params) + 2}")
 
@@ -277,24 +271,17 @@ class JobStore:
 
     async def list_runs(self, *, reader: str | None, job: str | None, states: list[str], project: str | None,
                         offset: int, size: int, reader_projects: tuple[str, ...] = ()) -> tuple[int, list[RunRecord]]:
-        where: list[str] = []
-        params: list[Any] = []
+        w = Where()
         if reader is not None:
-            params.append(reader)
-            params.append(list(reader_projects))
-            n = len(params) - 1
-            where.append(f"(submit_user = ${n} or real_user = ${n} or project = any(${n + 1}::text[]) or job in "
-                         f"(select name from jobs where owner = ${n} or permissions ? ${n}))")
+            w.add("(submit_user = {0} or real_user = {0} or project = any({1}::text[]) or job in "
+                  "(select name from jobs where owner = {0} or permissions ? {0}))", reader, list(reader_projects))
         if job:
-            params.append(job)
-            where.append(f"job = ${len(params)}")
+            w.add("job = {0}", job)
         if states:
-            params.append(states)
-            where.append(f"state = any(${len(params)}::text[])")
+            w.add("state = any({0}::text[])", states)
         if project:
-            params.append(project)
-            where.append(f"project = ${len(params)}")
-        clause = ("where " + " and ".join(where)) if where else ""
+            w.add("project = {0}", project)
+        clause, params = w.clause, w.params
         count_sql = f"select count(*) from runs {clause}"
         page_sql = (f"select * from runs {clause} order by create_time desc, id desc "
                     f"offset ${len(params) + 1} limit ${len(params) + 2}")

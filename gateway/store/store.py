@@ -66,7 +66,7 @@ class ListFilter:
     after: tuple[int, uuid.UUID] | None = None
 
 
-class _Where:
+class Where:
     """A WHERE clause assembled from fixed fragments; values only ever travel as $n parameters."""
 
     def __init__(self) -> None:
@@ -377,7 +377,7 @@ class Store:
         await self._run(lambda conn: conn.execute(self._q["compact_time_counts"]))
 
     async def list_batches(self, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
-        w = _Where()
+        w = Where()
         if flt.batch_type:
             w.add("batch_type = {0}", flt.batch_type)
         if flt.batch_types:
@@ -685,7 +685,7 @@ class Store:
             self._q["insert_audit"], actor, action, target, allowed, source_ip, detail or {}))
 
     async def list_audit(self, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
-        w = _Where()
+        w = Where()
         if flt.actor:
             w.add("actor = {0}", flt.actor)
         if flt.action:
