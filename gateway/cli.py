@@ -57,8 +57,13 @@ def serve(**options: Any) -> None:
         sys.exit(_event_loop().run_until_complete(Fleet(settings, flags).run()))
     from gateway.app import create_app
 
+    loop = _event_loop()
+    if settings.parent_pid is not None:
+        from gateway.workers import stop_with_parent
+
+        stop_with_parent(loop, settings.parent_pid)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                shutdown_timeout=10.0, loop=_event_loop(), reuse_port=settings.reuse_port or None)
+                shutdown_timeout=10.0, loop=loop, reuse_port=settings.reuse_port or None)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:

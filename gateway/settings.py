@@ -139,6 +139,7 @@ class Settings(BaseSettings):
     # per worker. reuse_port is set for the workers by their parent (gateway/workers.py).
     workers: int = Field(default=1, ge=1, le=64)
     reuse_port: bool = False
+    parent_pid: int | None = None  # a worker stops when this process (its parent) is gone
 
     # Schedules and SLAs (docs/schedules.md). A tick found later than schedule_misfire_seconds after its
     # time was missed (the gateway was down) and follows the schedule's catchup rule; catchup ALL fires at

@@ -36,8 +36,26 @@ def worker_environment(settings: Settings, given: dict[str, str], database_url: 
         "BATCHGATE_INSTANCE_ID": f"{base}/w{index}",
         "BATCHGATE_WORKERS": "1",
         "BATCHGATE_REUSE_PORT": "true",
+        "BATCHGATE_PARENT_PID": str(os.getpid()),
     })
     return env
+
+
+def stop_with_parent(loop: asyncio.AbstractEventLoop, parent: int) -> None:
+    """SIGTERM this worker when its parent is gone, even by kill -9: an orphan would keep serving the port
+    under an instance id that the restarted parent hands to a new worker as well."""
+    if os.getppid() != parent:  # the parent died before this worker got here
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    fd = os.pidfd_open(parent)
+
+    def gone() -> None:
+        # Once: a pidfd stays readable after its process ended.
+        loop.remove_reader(fd)
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    loop.add_reader(fd, gone)
 
 
 class Fleet:

@@ -109,3 +109,22 @@ async def test_workers_need_a_fixed_port(tmp_path: Path) -> None:
     )
     _, err = await proc.communicate()
     assert proc.returncode == 2 and b"workers share their ports" in err
+
+
+async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path, database_url: str) -> None:
+    # An orphan would keep serving the port under an instance id the restarted parent hands out again.
+    gateway = await GatewayProcess(tmp_path / "data", database_url=database_url, instance_id="orphan",
+                                   extra_args=["--workers", "2"]).start()
+    assert gateway.proc is not None
+    deadline = asyncio.get_running_loop().time() + 60
+    while len(workers_of(gateway.proc.pid)) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    pids = list(workers_of(gateway.proc.pid).values())
+    assert len(pids) == 2
+    gateway.proc.kill()
+    await gateway.proc.wait()
+    deadline = asyncio.get_running_loop().time() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "no worker outlives its parent"
+    assert gateway.log_path.read_text().count("gateway.stopped") == 2, "each worker stopped cleanly"
