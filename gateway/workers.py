@@ -24,6 +24,10 @@ log = structlog.get_logger("gateway.workers")
 
 RESTART_DELAY_SECONDS = 1.0
 STOP_TIMEOUT_SECONDS = 30.0
+# A worker that dies sooner than this after its start is crashing, not crashed: wait twice as long before
+# the next start, and give up after CRASH_LIMIT such starts in a row (a taken port, a bad setting).
+STEADY_SECONDS = 30.0
+CRASH_LIMIT = 5
 
 
 def worker_environment(settings: Settings, given: dict[str, str], database_url: str, index: int) -> dict[str, str]:
@@ -53,6 +57,7 @@ def stop_with_parent(loop: asyncio.AbstractEventLoop, parent: int) -> None:
         # Once: a pidfd stays readable after its process ended.
         loop.remove_reader(fd)
         os.close(fd)
+        log.warning("workers.parent_gone", parent=parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
     loop.add_reader(fd, gone)
@@ -63,6 +68,7 @@ class Fleet:
         self._settings = settings
         self._given = given
         self._stopping = asyncio.Event()
+        self._failed = False
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -85,12 +91,15 @@ class Fleet:
             if embedded is not None:
                 await embedded.stop()
         log.info("workers.stopped")
-        return 0
+        return 1 if self._failed else 0
 
     async def _keep(self, index: int, database_url: str) -> None:
         """Run worker `index` until the fleet stops, starting it again whenever it dies."""
         env = worker_environment(self._settings, self._given, database_url, index)
+        loop = asyncio.get_running_loop()
+        delay, crashes = RESTART_DELAY_SECONDS, 0
         while not self._stopping.is_set():
+            started = loop.time()
             process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "serve", env=env)
             stopping = asyncio.ensure_future(self._stopping.wait())
             exited = asyncio.ensure_future(process.wait())
@@ -107,6 +116,15 @@ class Fleet:
                     process.kill()
                     await process.wait()
                 return
-            log.warning("workers.worker_exited", worker=index, code=exited.result())
+            if loop.time() - started >= STEADY_SECONDS:
+                crashes, delay = 0, RESTART_DELAY_SECONDS
+            crashes += 1
+            if crashes >= CRASH_LIMIT:
+                log.error("workers.giving_up", worker=index, code=exited.result(), starts=crashes)
+                self._failed = True
+                self._stopping.set()
+                return
+            log.warning("workers.worker_exited", worker=index, code=exited.result(), restart_in=delay)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), RESTART_DELAY_SECONDS)
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay *= 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,4 +128,24 @@ async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path, database
     while any(Path(f"/proc/{pid}").exists() for pid in pids) and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.2)
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "no worker outlives its parent"
-    assert gateway.log_path.read_text().count("gateway.stopped") == 2, "each worker stopped cleanly"
+    text = gateway.log_path.read_text()
+    assert text.count("gateway.stopped") == 2 and text.count("workers.parent_gone") == 2, "each stopped cleanly"
+
+
+async def test_workers_that_cannot_start_make_the_parent_give_up(tmp_path: Path, database_url: str) -> None:
+    # The port is taken by a socket without SO_REUSEPORT: every worker start fails at once. The parent
+    # waits longer each time (1, 2, 4, 8 s) and then stops with an error instead of looping forever.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "fleet.log"
+        with open(log, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway", "serve", "--workers", "2", "--port", str(port),
+                "--data-dir", str(tmp_path / "data"), "--database-url", database_url,
+                stdout=out, stderr=out, env={**os.environ, "BATCHGATE_LOG_FORMAT": "json"})
+            code = await asyncio.wait_for(proc.wait(), 120)
+    text = log.read_text()
+    assert code == 1 and "workers.giving_up" in text, text[-2000:]
+    assert text.count('"restart_in": 8.0') >= 1 and '"restart_in": 16.0' not in text, "backoff, then give up"
