@@ -310,12 +310,8 @@ class SavepointFlinkRest(FakeFlinkRest):
 
 @pytest.fixture
 async def fake_rest() -> AsyncIterator[SavepointFlinkRest]:
-    fake = SavepointFlinkRest()
-    await fake.start()
-    try:
+    async with SavepointFlinkRest() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

@@ -41,12 +41,8 @@ SUBMITTED = "Job has been submitted with JobID {job_id}"
 
 @pytest.fixture
 async def fake_rest() -> AsyncIterator[FakeFlinkRest]:
-    fake = FakeFlinkRest()
-    await fake.start()
-    try:
+    async with FakeFlinkRest() as fake:
         yield fake
-    finally:
-        await fake.stop()
 
 
 @pytest.fixture

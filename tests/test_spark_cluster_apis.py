@@ -358,10 +358,7 @@ async def test_yarn_failure_carries_the_rm_diagnostics(
     gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
 ) -> None:
     api = await gateway()
-    batch = await api.submit("PYSPARK", str(job), conf={"spark.master": "yarn", "spark.submit.deployMode": "cluster"})
-    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{batch['id']}"), "the application")
-    rm.set_state(app_id, "RUNNING")
-    await eventually(lambda: _batch_with(api, batch["id"], state="RUNNING"), "RUNNING")
+    batch, app_id = await _running_on_yarn(api, rm, job)
     rm.set_state(app_id, "FINISHED", "FAILED", "User class threw exception: java.lang.RuntimeException: bad")
     final = await api.wait_for(batch["id"], timeout=10)
     assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
@@ -385,10 +382,7 @@ async def test_yarn_kill_goes_through_the_resource_manager(
     gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
 ) -> None:
     api = await gateway()
-    batch = await api.submit("PYSPARK", str(job), conf={"spark.master": "yarn", "spark.submit.deployMode": "cluster"})
-    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{batch['id']}"), "the application")
-    rm.set_state(app_id, "RUNNING")
-    await eventually(lambda: _batch_with(api, batch["id"], state="RUNNING"), "RUNNING")
+    batch, app_id = await _running_on_yarn(api, rm, job)
     result = await api.kill(batch["id"])
     assert result["success"] is True
     final = await api.wait_for(batch["id"], timeout=10)
@@ -417,11 +411,8 @@ async def test_yarn_cluster_app_is_recovered_by_a_restarted_gateway_without_its_
     gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, fake_home: Path, job: Path, tmp_path: Path
 ) -> None:
     first = await gateway(instance_id="gw-spark-1")
-    batch = await first.submit("PYSPARK", str(job), conf={"spark.master": "yarn", "spark.submit.deployMode": "cluster"})
+    batch, app_id = await _running_on_yarn(first, rm, job)
     bid = batch["id"]
-    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{bid}"), "the application")
-    rm.set_state(app_id, "RUNNING")
-    await eventually(lambda: _batch_with(first, bid, state="RUNNING"), "RUNNING")
     await first.client.close()  # a clean shutdown leaves applications running
     assert rm.kills == [] and rm.apps[app_id]["state"] == "RUNNING"
     _kill_launcher_and_runner(tmp_path / "data" / "batches" / bid)
@@ -561,6 +552,15 @@ async def _batch_with(api: Api, batch_id: str, **expected: str) -> dict[str, Any
     batch: dict[str, Any] = await api.get(batch_id)
     assert batch["state"] not in ("FINISHED", "ERROR", "CANCELED"), batch
     return batch if all(batch.get(k) == v for k, v in expected.items()) else None
+
+
+async def _running_on_yarn(api: Api, rm: FakeYarnResourceManager, job: Path) -> tuple[dict[str, Any], str]:
+    """Submit a YARN cluster-mode PYSPARK batch and let the fake ResourceManager run it: (batch, appId)."""
+    batch = await api.submit("PYSPARK", str(job), conf={"spark.master": "yarn", "spark.submit.deployMode": "cluster"})
+    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{batch['id']}"), "the application")
+    rm.set_state(app_id, "RUNNING")
+    await eventually(lambda: _batch_with(api, batch["id"], state="RUNNING"), "RUNNING")
+    return batch, app_id
 
 
 async def _log_with(api: Api, batch_id: str, text: str) -> list[str] | None:
