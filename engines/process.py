@@ -178,7 +178,8 @@ class ProcessSupervisor:
             pids = read_pids(workdir)
             if pids is None:
                 return None
-            handle = {**handle, "runner_pid": pids["runner"], "child_pid": pids["child"], "runner_start": None}
+            handle = {**handle, "runner_pid": pids["runner"], "child_pid": pids["child"],
+                      "runner_start": pids.get("runner_start")}
         return ProcessRun(self, handle, offset=offset)
 
 
@@ -341,6 +342,7 @@ def _prepare_workdir(workdir: Path) -> None:
 
 
 def read_pids(workdir: Path) -> dict[str, int] | None:
+    """What the runner wrote down: runner and child pids, and the runner's start time."""
     try:
         data: dict[str, int] = json.loads((workdir / PIDS).read_text())
         return data

@@ -37,6 +37,12 @@ def _report(line: str) -> None:
         os.close(1)
 
 
+def _start_ticks() -> int:
+    """This process's start time in clock ticks since boot (field 22 of /proc/self/stat)."""
+    with open("/proc/self/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
 def _supervise(workdir: Path, argv: list[str]) -> int:
     # The gateway's signals to the program go to the program's own process group; the runner keeps
     # going so that it can record how the program ended.
@@ -54,7 +60,10 @@ def _supervise(workdir: Path, argv: list[str]) -> int:
         _report(f"error {message}")
         return 1
     out.close()
-    _write_json(workdir / PIDS, {"runner": os.getpid(), "child": child.pid})
+    # The start time tells this runner from a later process that reuses its pid. A gateway that died
+    # before it stored the pids re-attaches from this file alone, and the command line does not name the
+    # workdir when the runner was forked by the fork server.
+    _write_json(workdir / PIDS, {"runner": os.getpid(), "child": child.pid, "runner_start": _start_ticks()})
     _report(f"started {os.getpid()} {child.pid}")
     while True:
         try:

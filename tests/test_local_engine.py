@@ -6,6 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
+from engines.base import Exited, LogLines
+from engines.process import ProcessSupervisor
 from tests.helpers import Api
 
 
@@ -149,3 +151,20 @@ async def test_state_visible_right_after_exit(api: Api, python: str) -> None:
     start = loop.time()
     await api.wait_for(batch["id"], timeout=10)
     assert loop.time() - start < 5
+
+
+async def test_reattach_from_the_runners_own_record_while_it_runs(tmp_path: Path, python: str) -> None:
+    # A gateway that died between the launch and storing the pids re-attaches from pids.json alone. The
+    # fork server's runners carry its command line, not the workdir: the recorded start time must do.
+    supervisor = ProcessSupervisor()
+    await supervisor.start()
+    try:
+        workdir = tmp_path / "w"
+        run = await supervisor.launch([python, "-c", "import time; time.sleep(1.5); print('done')"], workdir, {})
+        again = supervisor.attach({"workdir": str(workdir)}, 0)
+        assert again is not None and again.handle["runner_pid"] == run.handle["runner_pid"]
+        events = [event async for event in again.output()]
+        assert isinstance(events[-1], Exited) and events[-1].app_state == "FINISHED", events[-1]
+        assert any(isinstance(e, LogLines) and "done" in e.lines for e in events)
+    finally:
+        await supervisor.close()
