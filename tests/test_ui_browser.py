@@ -125,7 +125,7 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
     assert await page.evaluate("document.cookie") == "", "the token is out of reach of scripts"
 
     # Submit through the form: first the gateway's own validation message, then a real batch.
-    await page.click("text=Submit a batch")
+    await page.get_by_role("link", name="Submit a batch", exact=True).click()
     await page.select_option("#s-type", "LOCAL")
     await page.click("#submit-form button[type=submit]")
     await page.wait_for_selector("#s-resource-field #submit-error[role=alert]")
@@ -158,7 +158,7 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
     assert [t for _, t in rows if t.startswith("tick")] == [f"tick {i}" for i in range(40)]
     assert (await page.inner_text("#log .line[data-n='0'] .ln")) == "0"
     await page.fill("#log-from", "5")
-    await page.click("text=Go")
+    await page.locator("#log-from").locator("xpath=..").get_by_role("button", name="Go", exact=True).click()
     await page.wait_for_selector("#log-status:has-text('end of log')")
     assert await page.get_attribute("#log .line:first-child", "data-n") == "5"
     await page.wait_for_selector("#details td:has-text('running')")
@@ -170,7 +170,7 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
             "batchType": "LOCAL", "resource": PY, "name": "sleeper",
             "args": ["-c", "import time; print('zz', flush=True); time.sleep(120)"]})
         await asyncio.to_thread(bg.wait, batch_id, timeout=10)
-    await page.click("nav >> text=Batches")
+    await page.get_by_role("navigation").get_by_role("link", name="Batches", exact=True).click()
     row = page.locator(f"tr[data-id='{victim.id}']")
     await row.locator(".badge[data-state='RUNNING']").wait_for(timeout=20_000)
     await p.shot("batches")
@@ -254,7 +254,7 @@ async def test_phone_and_keyboard(browser: Any, gateway: GatewayProcess, tmp_pat
     # Filters and paging live in the URL, so a filtered page can be bookmarked.
     await page.goto("/ui/batches?size=1")
     await page.wait_for_selector("#list-status:has-text('1–1 of 3')")
-    await page.click("text=Next →")
+    await page.get_by_role("link", name="Next →", exact=True).click()
     await page.wait_for_selector("#list-status:has-text('2–2 of 3')")
     assert await page.locator("tr[data-id]").count() == 1
     await page.goto("/ui/batches")
@@ -316,8 +316,8 @@ async def test_jobs_runs_and_schedules(browser: Any, gateway: GatewayProcess, tm
     p = await new_page(browser, gateway, tmp_path, LAPTOP)
     await log_in(p)
     page = p.page
-    await page.click("nav >> text=Jobs")
-    await page.click("table >> text=nightly")
+    await page.get_by_role("navigation").get_by_role("link", name="Jobs", exact=True).click()
+    await page.locator("table").get_by_role("link", name="nightly", exact=True).click()
     await page.wait_for_selector(".dag svg g[data-node='load']")
     edges = await page.locator(".dag svg path.edge").count()
     assert edges == 4, "each dependency is drawn"
@@ -341,9 +341,9 @@ async def test_jobs_runs_and_schedules(browser: Any, gateway: GatewayProcess, tm
     await page.wait_for_selector("#log-status:has-text('end of log')")
     assert "node clean" in await page.inner_text("#log")
 
-    await page.click("nav >> text=Runs")
+    await page.get_by_role("navigation").get_by_role("link", name="Runs", exact=True).click()
     await page.wait_for_selector("tr[data-id] .badge[data-state='SUCCEEDED']")
-    await page.click("nav >> text=Schedules")
+    await page.get_by_role("navigation").get_by_role("link", name="Schedules", exact=True).click()
     row = page.locator(f"tr[data-id='{schedule.id}']")
     await row.wait_for()
     fires = await row.locator("ol.fires time").evaluate_all("els => els.map(e => e.getAttribute('datetime'))")
