@@ -23,7 +23,6 @@ from gateway.api.control import routes as control_routes
 from gateway.api.health import READINESS
 from gateway.api.health import routes as health_routes
 from gateway.api.jobs import routes as job_routes
-from gateway.api.livy import livy_routes, start_livy_site
 from gateway.api.metrics import METRICS, measure
 from gateway.api.metrics import routes as metrics_routes
 from gateway.api.middleware import authenticate, errors
@@ -34,37 +33,38 @@ from gateway.api.schedules import routes as schedule_routes
 from gateway.api.sessions import routes as session_routes
 from gateway.api.slas import routes as sla_routes
 from gateway.api.ui import routes as ui_routes
-from gateway.auth import Authenticator
-from gateway.control import BatchControl
-from gateway.embedded import EmbeddedPostgres
-from gateway.heartbeat import Heartbeat
+from gateway.batches.control import BatchControl
+from gateway.batches.logs import LogStore
+from gateway.batches.retention import Retention
+from gateway.batches.scheduler import Limits, Scheduler
+from gateway.batches.service import BatchService
+from gateway.batches.supervisor import Supervisor
+from gateway.batches.takeover import Takeover
+from gateway.instance.embedded import EmbeddedPostgres
+from gateway.instance.heartbeat import Heartbeat
+from gateway.instance.listener import CONTROL as CONTROL_CHANNEL
+from gateway.instance.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE, Hub, Listener, QueueBell
+from gateway.instance.metrics import Metrics
+from gateway.instance.periodic import Periodic
+from gateway.instance.readiness import Readiness
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
 from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE
-from gateway.listener import CONTROL as CONTROL_CHANNEL
-from gateway.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE, Hub, Listener, QueueBell
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
-from gateway.periodic import Periodic
-from gateway.policy import Policy
+from gateway.livy.handlers import livy_routes, start_livy_site
 from gateway.projects.service import ProjectService
-from gateway.readiness import Readiness
-from gateway.retention import Retention
-from gateway.scheduler import Limits, Scheduler
 from gateway.schedules.alerts import Alerter, WebhookRule
 from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
 from gateway.schedules.ticker import Ticker
-from gateway.service import BatchService
-from gateway.sessions import SessionService
+from gateway.security.auth import Authenticator
+from gateway.security.policy import Policy
+from gateway.security.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
-from gateway.supervisor import Supervisor
-from gateway.takeover import Takeover
 
 log = structlog.get_logger("gateway.app")
 

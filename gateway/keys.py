@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import Authenticator
-from gateway.control import BatchControl
+from gateway.batches.control import BatchControl
+from gateway.batches.service import BatchService
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
-from gateway.service import BatchService
-from gateway.sessions import SessionService
+from gateway.security.auth import Authenticator
+from gateway.security.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 

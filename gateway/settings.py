@@ -136,7 +136,7 @@ class Settings(BaseSettings):
 
     # Several gateway processes on one port (SO_REUSEPORT): one Python process uses one core. Each
     # worker is a full instance on the same database (instance id <id>/w<n>), so max_local_batches is
-    # per worker. reuse_port is set for the workers by their parent (gateway/workers.py).
+    # per worker. reuse_port is set for the workers by their parent (gateway/instance/workers.py).
     workers: int = Field(default=1, ge=1, le=64)
     reuse_port: bool = False
     parent_pid: int | None = None  # a worker stops when this process (its parent) is gone

@@ -26,7 +26,7 @@ from gateway.client import (
     Unauthorized,
     Unavailable,
 )
-from gateway.models import CONF_BATCH_ID
+from gateway.contract.batches import CONF_BATCH_ID
 from tests.gateway_process import GatewayProcess, free_port
 from tests.live_gateway import in_thread, live_gateway
 from tests.pg_control import DedicatedPostgres

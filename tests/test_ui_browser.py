@@ -287,7 +287,7 @@ async def test_assets_are_local_and_locked_down(gateway: GatewayProcess) -> None
                 body = await resp.text()
                 assert resp.status == 200, name
                 assert "https://" not in body and "http://" not in body.replace("http://www.w3.org/2000/svg", ""), name
-        for bad in ("../ui.py", "%2e%2e%2fui.py", "..%2F..%2Fsessions.py", "../../../gateway/sessions.py"):
+        for bad in ("../ui.py", "%2e%2e%2fui.py", "..%2F..%2Fsessions.py", "../../../gateway/security/sessions.py"):
             async with http.get(URL(f"{gateway.url}/ui/assets/{bad}", encoded=True)) as resp:
                 body = await resp.text()
                 assert "import" not in body, f"{bad}: never a file from outside gateway/ui/"

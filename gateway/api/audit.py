@@ -6,8 +6,8 @@ from aiohttp import web
 
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, text_param
+from gateway.contract.batches import AuditEntry, AuditList
 from gateway.keys import SERVICE
-from gateway.models import AuditEntry, AuditList
 from gateway.store.store import AuditFilter
 
 routes = web.RouteTableDef()

@@ -16,10 +16,10 @@ from gateway.api.bodies import parse_json
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
+from gateway.batches.service import Upload
+from gateway.contract.batches import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
 from gateway.errors import BadRequest, TooLarge
 from gateway.keys import SERVICE, SETTINGS
-from gateway.models import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
-from gateway.service import Upload
 from gateway.store import BatchRecord
 
 routes = web.RouteTableDef()

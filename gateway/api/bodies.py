@@ -9,9 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.params import MAX_PAGE, int_param
+from gateway.contract.batches import validation_message
 from gateway.errors import BadRequest
 from gateway.keys import SETTINGS
-from gateway.models import validation_message
 
 M = TypeVar("M", bound=BaseModel)
 

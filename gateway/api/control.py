@@ -10,9 +10,17 @@ from pydantic import ValidationError
 from gateway.api.middleware import principal
 from gateway.api.params import list_filter
 from gateway.api.responses import model_response
+from gateway.contract.batches import (
+    BatchDetails,
+    BulkFailure,
+    BulkRequest,
+    BulkResponse,
+    DropResponse,
+    Step,
+    validation_message,
+)
 from gateway.errors import BadRequest
 from gateway.keys import CONTROL, SETTINGS
-from gateway.models import BatchDetails, BulkFailure, BulkRequest, BulkResponse, DropResponse, Step, validation_message
 
 routes = web.RouteTableDef()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.models import ApiModel
-from gateway.readiness import Readiness
+from gateway.contract.batches import ApiModel
+from gateway.instance.readiness import Readiness
 
 routes = web.RouteTableDef()
 

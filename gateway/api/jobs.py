@@ -12,8 +12,7 @@ from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, text_param
 from gateway.api.responses import model_response
-from gateway.errors import BadRequest
-from gateway.jobs.models import (
+from gateway.contract.jobs import (
     JOB_NAME,
     Job,
     JobList,
@@ -27,6 +26,7 @@ from gateway.jobs.models import (
     RunNode,
     TriggerRequest,
 )
+from gateway.errors import BadRequest
 from gateway.keys import JOBS
 from gateway.store.jobs import JobRecord, NodeRecord, RunRecord
 

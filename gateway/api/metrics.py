@@ -8,7 +8,7 @@ import time
 from aiohttp import web
 
 from gateway.api.middleware import Handler
-from gateway.metrics import CONTENT_TYPE, Metrics
+from gateway.instance.metrics import CONTENT_TYPE, Metrics
 
 routes = web.RouteTableDef()
 

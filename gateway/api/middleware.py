@@ -11,10 +11,10 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway.auth import Principal
 from gateway.errors import Forbidden, GatewayError, TooManyRequests, Unauthorized, Unavailable
 from gateway.keys import AUTH, SESSIONS, STORE
-from gateway.sessions import COOKIE, CSRF_HEADER, SessionUnauthorized, check_csrf
+from gateway.security.auth import Principal
+from gateway.security.sessions import COOKIE, CSRF_HEADER, SessionUnauthorized, check_csrf
 from gateway.store.store import SessionRecord
 
 log = structlog.get_logger("gateway.api")

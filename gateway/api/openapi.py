@@ -8,8 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 import gateway
-from gateway.jobs.models import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
-from gateway.models import (
+from gateway.contract.batches import (
     AuditList,
     Batch,
     BatchDetails,
@@ -23,7 +22,8 @@ from gateway.models import (
     Health,
     LocalLog,
 )
-from gateway.projects.models import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
+from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
+from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
 from gateway.settings import ALL_BATCH_TYPES
 
 routes = web.RouteTableDef()
@@ -339,8 +339,8 @@ def _operations_paths(schemas: dict[str, Any]) -> dict[str, Any]:
 
 
 def _livy_paths(schemas: dict[str, Any]) -> dict[str, Any]:
-    """The Livy batch API under /livy (gateway/api/livy.py, docs/livy.md). Errors are {"msg": ...}."""
-    from gateway.livy_models import (
+    """The Livy batch API under /livy (gateway/livy/handlers.py, docs/livy.md). Errors are {"msg": ...}."""
+    from gateway.livy.models import (
         LivyBatch,
         LivyBatchList,
         LivyBatchLog,
@@ -402,7 +402,7 @@ def _livy_paths(schemas: dict[str, Any]) -> dict[str, Any]:
 
 def _session_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     """POST /api/v1/sessions and /api/v1/sessions/current (gateway/api/sessions.py)."""
-    from gateway.sessions import SessionInfo, SessionRequest, SessionRevoked, SessionToken
+    from gateway.security.sessions import SessionInfo, SessionRequest, SessionRevoked, SessionToken
 
     for model in (SessionRequest, SessionToken, SessionInfo, SessionRevoked):
         schemas[model.__name__] = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
@@ -429,7 +429,7 @@ def _session_paths(schemas: dict[str, Any]) -> dict[str, Any]:
 
 def _schedule_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     """/api/v1/schedules and /api/v1/slas (gateway/api/schedules.py, gateway/api/slas.py, docs/schedules.md)."""
-    from gateway.schedules.models import (
+    from gateway.contract.schedules import (
         BreachList,
         Schedule,
         ScheduleList,

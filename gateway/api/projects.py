@@ -9,9 +9,7 @@ from aiohttp import BodyPartReader, web
 from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
 from gateway.api.responses import model_response
-from gateway.errors import BadRequest
-from gateway.keys import PROJECTS
-from gateway.projects.models import (
+from gateway.contract.projects import (
     Artifact,
     ArtifactList,
     Project,
@@ -20,6 +18,8 @@ from gateway.projects.models import (
     ProjectLogEntry,
     ProjectSpec,
 )
+from gateway.errors import BadRequest
+from gateway.keys import PROJECTS
 from gateway.store.projects import ArtifactRecord, ProjectRecord
 
 routes = web.RouteTableDef()

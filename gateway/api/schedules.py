@@ -11,8 +11,8 @@ from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
 from gateway.api.params import text_param
 from gateway.api.responses import model_response
+from gateway.contract.schedules import Schedule, ScheduleList, ScheduleSpec, TickList, TickOut
 from gateway.keys import SCHEDULES
-from gateway.schedules.models import Schedule, ScheduleList, ScheduleSpec, TickList, TickOut
 from gateway.schedules.service import ScheduleService
 from gateway.store.schedules import ScheduleRecord, TickRecord
 

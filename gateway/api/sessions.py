@@ -8,7 +8,7 @@ from gateway.api.bodies import parse_body
 from gateway.api.middleware import credentials, principal
 from gateway.errors import BadRequest
 from gateway.keys import SESSIONS
-from gateway.sessions import COOKIE, SessionRequest, SessionRevoked, SessionUnauthorized
+from gateway.security.sessions import COOKIE, SessionRequest, SessionRevoked, SessionUnauthorized
 
 routes = web.RouteTableDef()
 

@@ -8,8 +8,8 @@ from gateway.api.bodies import page, parse_body
 from gateway.api.middleware import principal
 from gateway.api.params import text_param
 from gateway.api.responses import model_response
+from gateway.contract.schedules import Breach, BreachList, Sla, SlaList, SlaSpec
 from gateway.keys import SLAS
-from gateway.schedules.models import Breach, BreachList, Sla, SlaList, SlaSpec
 from gateway.schedules.sla import format_duration
 from gateway.store.schedules import BreachRecord, SlaRecord
 

@@ -26,7 +26,7 @@ from gateway.client.errors import (
 )
 from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
 from gateway.client.sync import Client, SyncLogFollow, SyncRunEvents
-from gateway.models import Batch, BatchDetails, BatchList, BatchRequest, CloseBatchResponse, LocalLog
+from gateway.contract.batches import Batch, BatchDetails, BatchList, BatchRequest, CloseBatchResponse, LocalLog
 
 __all__ = [
     "DEFAULT_URL",

@@ -20,7 +20,7 @@ import gateway
 from gateway.client.errors import ClientError, GatewayUnreachable, error_for
 from gateway.client.streams import LogFollow
 from gateway.client.workflows import AsyncWorkflows
-from gateway.models import (
+from gateway.contract.batches import (
     CONF_BATCH_ID,
     TERMINAL_STATES,
     Batch,
@@ -32,7 +32,7 @@ from gateway.models import (
     DropResponse,
     LocalLog,
 )
-from gateway.sessions import SessionInfo, SessionRevoked, SessionToken
+from gateway.security.sessions import SessionInfo, SessionRevoked, SessionToken
 
 DEFAULT_URL = "http://127.0.0.1:10099"
 M = TypeVar("M", bound=BaseModel)

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from gateway.client.errors import GatewayUnreachable
-from gateway.jobs.models import Run
-from gateway.models import Batch
+from gateway.contract.batches import Batch
+from gateway.contract.jobs import Run
 
 if TYPE_CHECKING:
     from gateway.client.aio import AsyncClient

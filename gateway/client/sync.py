@@ -14,8 +14,7 @@ from typing import Any, Generic, TypeVar
 from gateway.client.aio import DEFAULT_URL, AsyncClient, RetryHook
 from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
 from gateway.client.workflows import SyncWorkflows
-from gateway.jobs.models import Run
-from gateway.models import (
+from gateway.contract.batches import (
     Batch,
     BatchDetails,
     BatchList,
@@ -25,7 +24,8 @@ from gateway.models import (
     DropResponse,
     LocalLog,
 )
-from gateway.sessions import SessionInfo, SessionRevoked, SessionToken
+from gateway.contract.jobs import Run
+from gateway.security.sessions import SessionInfo, SessionRevoked, SessionToken
 
 T = TypeVar("T")
 _DONE = object()

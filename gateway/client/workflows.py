@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from gateway.client.streams import RunEvents
-from gateway.jobs.models import RUN_TERMINAL, Job, JobList, JobLog, JobSpec, Run, RunList
-from gateway.models import DropResponse, LocalLog
-from gateway.schedules.models import Schedule, ScheduleList, ScheduleSpec, TickList
+from gateway.contract.batches import DropResponse, LocalLog
+from gateway.contract.jobs import RUN_TERMINAL, Job, JobList, JobLog, JobSpec, Run, RunList
+from gateway.contract.schedules import Schedule, ScheduleList, ScheduleSpec, TickList
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.contract.batches import BatchRequest, validation_message
+from gateway.contract.jobs import NodeSpec
 from gateway.errors import BadRequest
-from gateway.jobs.models import NodeSpec
-from gateway.models import BatchRequest, validation_message
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

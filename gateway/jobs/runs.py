@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
+from gateway.contract.jobs import NODE_TERMINAL, RUN_TERMINAL
 from gateway.errors import BadRequest, Conflict, Unavailable
 from gateway.jobs.graph import downstream, node_request
-from gateway.jobs.models import NODE_TERMINAL, RUN_TERMINAL
 from gateway.store.jobs import JobStore, NewBatch, NodeState, RunRecord, RunTransaction
 
 log = structlog.get_logger("gateway.runs")

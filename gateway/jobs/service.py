@@ -12,15 +12,15 @@ import structlog
 
 from engines.base import InvalidRequest, LaunchSpec
 from engines.registry import EngineRegistry
-from gateway.auth import Principal
+from gateway.batches.logs import LogStore
+from gateway.contract.jobs import JobSpec, Permission
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
+from gateway.instance.listener import Hub
 from gateway.jobs.graph import check_graph, check_variables, node_request
-from gateway.jobs.models import JobSpec, Permission
 from gateway.jobs.runs import RunCoordinator
-from gateway.listener import Hub
-from gateway.logs import LogStore
-from gateway.policy import Policy
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
+from gateway.security.auth import Principal
+from gateway.security.policy import Policy
 from gateway.store import BatchRecord
 from gateway.store.jobs import JobRecord, JobStore, NodeRecord, RunRecord
 

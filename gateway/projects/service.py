@@ -10,10 +10,10 @@ from typing import Any
 
 import structlog
 
-from gateway.auth import Principal
+from gateway.contract.projects import ProjectSpec
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
 from gateway.projects import zipcheck
-from gateway.projects.models import ProjectSpec
+from gateway.security.auth import Principal
 from gateway.store.projects import ArtifactRecord, ProjectRecord, ProjectStore
 
 log = structlog.get_logger("gateway.projects")

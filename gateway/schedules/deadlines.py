@@ -17,15 +17,15 @@ from typing import Any
 
 import structlog
 
-from gateway.auth import Principal
+from gateway.batches.logs import LogStore
+from gateway.batches.service import BatchService
 from gateway.errors import GatewayError, Unavailable
+from gateway.instance.metrics import Metrics
 from gateway.jobs.service import JobService
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
 from gateway.schedules.alerts import Alerter
 from gateway.schedules.sla import format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
-from gateway.service import BatchService
+from gateway.security.auth import Principal
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
 log = structlog.get_logger("gateway.sla")

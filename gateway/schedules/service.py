@@ -14,13 +14,13 @@ from typing import Any
 
 import structlog
 
-from gateway.auth import Principal
+from gateway.contract.schedules import ScheduleSpec
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
-from gateway.schedules.models import ScheduleSpec
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import SECOND, Timing, TimingError, parse_zone, to_instant
+from gateway.security.auth import Principal
 from gateway.store.jobs import JobRecord
 from gateway.store.schedules import ScheduleRecord, ScheduleStore, TickRecord
 

@@ -13,16 +13,16 @@ from collections.abc import Callable
 
 import structlog
 
-from gateway.auth import Principal
+from gateway.batches.service import BatchService
+from gateway.contract.schedules import EMAIL, Action, Rule, SlaSpec
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.alerts import WebhookRule
-from gateway.schedules.models import EMAIL, Action, Rule, SlaSpec
 from gateway.schedules.service import ScheduleService, parse_id
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import DURATION_UNITS, TimingError, parse_duration
-from gateway.service import BatchService
+from gateway.security.auth import Principal
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
 log = structlog.get_logger("gateway.sla")

@@ -20,12 +20,12 @@ from typing import Any
 
 import structlog
 
-from gateway.auth import Principal
 from gateway.errors import GatewayError, Unavailable
+from gateway.instance.metrics import Metrics
 from gateway.jobs.service import JobService
-from gateway.metrics import Metrics
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.schedules.timing import Timing, TimingError, plan_due
+from gateway.security.auth import Principal
 from gateway.store.schedules import Busy, ScheduleRecord, ScheduleStore, TickRecord
 
 log = structlog.get_logger("gateway.schedules")

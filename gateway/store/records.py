@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.models import Batch
+from gateway.contract.batches import Batch
 
 _SECRET_KEY = re.compile(r"password|secret|token|key|credential", re.IGNORECASE)
 _NOT_SECRET_KEYS = frozenset({"kyuubi.batch.id"})

@@ -13,9 +13,9 @@ from rich.spinner import Spinner
 from rich.text import Text
 
 from gateway.client import ClientError
-from gateway.commands.common import Cli, Exit, exit_for_state
-from gateway.commands.output import STATE_STYLES, TERMINAL, fmt_seconds, print_json
-from gateway.models import Batch
+from gateway.client.commands.common import Cli, Exit, exit_for_state
+from gateway.client.commands.output import STATE_STYLES, TERMINAL, fmt_seconds, print_json
+from gateway.contract.batches import Batch
 
 POLL_SECONDS = 1.0
 

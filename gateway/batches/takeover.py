@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import structlog
 
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
-from gateway.periodic import Periodic
+from gateway.batches.logs import LogStore
+from gateway.batches.supervisor import Supervisor
+from gateway.instance.metrics import Metrics
+from gateway.instance.periodic import Periodic
 from gateway.store import BatchRecord, Store
-from gateway.supervisor import Supervisor
 
 log = structlog.get_logger("gateway.takeover")
 

@@ -1,12 +1,13 @@
 """The client side of the `batchgate` command: submit, list, get, log, kill and the rest, built on
-gateway.client. `gateway.cli` (with `serve`) registers them. Exit codes: gateway.commands.common.Exit."""
+gateway.client. `gateway.instance.serve` (with `serve`) registers them.
+Exit codes: gateway.client.commands.common.Exit."""
 
 from __future__ import annotations
 
 import click
 
-from gateway.commands.batches import COMMANDS as BATCH_COMMANDS
-from gateway.commands.workflows import COMMANDS as WORKFLOW_COMMANDS
+from gateway.client.commands.batches import COMMANDS as BATCH_COMMANDS
+from gateway.client.commands.workflows import COMMANDS as WORKFLOW_COMMANDS
 
 
 def register(group: click.Group) -> None:

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-from gateway.listener import LOG, STATE, Hub
-from gateway.metrics import Metrics
-from gateway.models import TERMINAL_STATES
+from gateway.contract.batches import TERMINAL_STATES
+from gateway.instance.listener import LOG, STATE, Hub
+from gateway.instance.metrics import Metrics
 from gateway.store import Store
 from gateway.store.records import mask_text
 

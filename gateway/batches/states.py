@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.models import AppState, BatchState
+from gateway.contract.batches import AppState, BatchState
 
 
 def terminal_state(app_state: str, kill_requested: bool) -> tuple[str, str]:

@@ -16,14 +16,14 @@ import structlog
 
 from engines.base import InvalidRequest, LaunchSpec
 from engines.registry import EngineRegistry
-from gateway.auth import Principal
+from gateway.batches.logs import LogStore
+from gateway.contract.batches import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
 from gateway.errors import BadRequest, Forbidden, NotFound, TooManyRequests
-from gateway.listener import STATE, Hub
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
-from gateway.models import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
-from gateway.policy import Policy
+from gateway.instance.listener import STATE, Hub
+from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
+from gateway.security.auth import Principal
+from gateway.security.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
 from gateway.store.records import AuditRecord, mask_conf
 from gateway.store.store import AuditFilter

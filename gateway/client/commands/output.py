@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.models import Batch
+from gateway.contract.batches import Batch
 
 STATE_STYLES = {
     "FINISHED": "green", "ERROR": "bold red", "CANCELED": "yellow", "RUNNING": "cyan", "PENDING": "blue",

@@ -17,14 +17,14 @@ import structlog
 
 from engines.base import LaunchSpec, pause_refusal
 from engines.registry import EngineRegistry
-from gateway.auth import Principal
+from gateway.batches.logs import LogStore
+from gateway.batches.service import BatchService, parse_batch_id
+from gateway.contract.batches import CONF_BATCH_ID, TERMINAL_STATES
 from gateway.errors import BadRequest, Conflict, GatewayError
-from gateway.listener import STATE, Hub
-from gateway.logs import LogStore
-from gateway.models import CONF_BATCH_ID, TERMINAL_STATES
-from gateway.policy import Policy
+from gateway.instance.listener import STATE, Hub
 from gateway.projects.service import ProjectService
-from gateway.service import BatchService, parse_batch_id
+from gateway.security.auth import Principal
+from gateway.security.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
 
 log = structlog.get_logger("gateway.control")

@@ -16,7 +16,7 @@ from gateway.api.params import int_param, validation_message
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest, GatewayError, TooLarge
 from gateway.keys import AUTH, SERVICE, SESSIONS, SETTINGS, STORE
-from gateway.livy_models import (
+from gateway.livy.models import (
     BATCH_LOG_LINES,
     LivyBatch,
     LivyBatchList,

@@ -14,8 +14,8 @@ import click
 from rich.console import Console
 
 from gateway.client import ApiError, Client, GatewayUnreachable, Unauthorized, Unavailable
-from gateway.commands.config import ConfigError, Connection, resolve
-from gateway.commands.output import print_json
+from gateway.client.commands.config import ConfigError, Connection, resolve
+from gateway.client.commands.output import print_json
 
 
 class Exit(IntEnum):

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from gateway.batches.logs import LogStore
+from gateway.batches.supervisor import Supervisor
 from gateway.errors import Unavailable
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
+from gateway.instance.metrics import Metrics
 from gateway.store import Store
 from gateway.store.store import ActiveCounts, ClaimCandidate
-from gateway.supervisor import Supervisor
 
 log = structlog.get_logger("gateway.scheduler")
 

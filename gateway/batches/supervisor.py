@@ -31,11 +31,11 @@ from engines.base import (
 )
 from engines.registry import EngineRegistry
 from engines.runner import PIDS
+from gateway.batches.logs import LogStore
+from gateway.batches.states import terminal_state
 from gateway.errors import GatewayError, Unavailable
-from gateway.logs import LogStore
-from gateway.metrics import Metrics
+from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
-from gateway.states import terminal_state
 from gateway.store import BatchRecord, Store
 
 log = structlog.get_logger("gateway.supervisor")

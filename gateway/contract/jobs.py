@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
-from gateway.models import ApiModel
+from gateway.contract.batches import ApiModel
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

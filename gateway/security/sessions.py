@@ -16,9 +16,9 @@ import secrets
 import structlog
 from pydantic import ConfigDict, Field
 
-from gateway.auth import Authenticator, Principal
+from gateway.contract.batches import ApiModel
 from gateway.errors import BadRequest, Forbidden, Unauthorized
-from gateway.models import ApiModel
+from gateway.security.auth import Authenticator, Principal
 from gateway.settings import MAX_SESSION_SECONDS
 from gateway.store.store import SessionRecord, Store
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gateway.auth import Principal
+from gateway.contract.batches import BatchRequest
 from gateway.errors import BadRequest, Forbidden
-from gateway.models import BatchRequest
+from gateway.security.auth import Principal
 from gateway.settings import Settings
 from gateway.store import BatchRecord
 

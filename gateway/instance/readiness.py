@@ -7,7 +7,7 @@ import asyncio
 from dataclasses import dataclass
 
 from gateway.errors import Unavailable
-from gateway.heartbeat import Heartbeat
+from gateway.instance.heartbeat import Heartbeat
 from gateway.store import Store
 from gateway.store.store import SCHEMA_VERSION
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
-from gateway.models import ApiModel
+from gateway.contract.batches import ApiModel
 
 EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
 

@@ -7,7 +7,7 @@ import time
 
 import structlog
 
-from gateway.periodic import Periodic
+from gateway.instance.periodic import Periodic
 from gateway.store import Store
 
 log = structlog.get_logger("gateway.retention")

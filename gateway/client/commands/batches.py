@@ -15,10 +15,10 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
-from gateway.commands.common import Cli, Exit, client_command
-from gateway.commands.follow import follow, wait
-from gateway.commands.output import batch_fields, batch_table, fmt_seconds, print_json
-from gateway.models import BatchList, BatchRequest
+from gateway.client.commands.common import Cli, Exit, client_command
+from gateway.client.commands.follow import follow, wait
+from gateway.client.commands.output import batch_fields, batch_table, fmt_seconds, print_json
+from gateway.contract.batches import BatchList, BatchRequest
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

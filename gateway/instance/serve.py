@@ -11,8 +11,8 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.commands import register as register_client_commands
-from gateway.logconfig import configure_logging
+from gateway.client.commands import register as register_client_commands
+from gateway.instance.logconfig import configure_logging
 from gateway.settings import Settings
 
 
@@ -51,7 +51,7 @@ def serve(**options: Any) -> None:
         sys.exit(2)
     configure_logging(settings.log_format, settings.log_level)
     if settings.workers > 1:
-        from gateway.workers import Fleet
+        from gateway.instance.workers import Fleet
 
         flags = {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in given.items() if k != "workers"}
         sys.exit(_event_loop().run_until_complete(Fleet(settings, flags).run()))
@@ -59,7 +59,7 @@ def serve(**options: Any) -> None:
 
     loop = _event_loop()
     if settings.parent_pid is not None:
-        from gateway.workers import stop_with_parent
+        from gateway.instance.workers import stop_with_parent
 
         stop_with_parent(loop, settings.parent_pid)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
@@ -76,7 +76,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-# The client commands (submit, list, get, log, kill, ...): gateway/commands/, on gateway.client.
+# The client commands (submit, list, get, log, kill, ...): gateway/client/commands/, on gateway.client.
 register_client_commands(main)
 
 

@@ -17,7 +17,7 @@ import sys
 
 import structlog
 
-from gateway.embedded import EmbeddedPostgres
+from gateway.instance.embedded import EmbeddedPostgres
 from gateway.settings import Settings
 
 log = structlog.get_logger("gateway.workers")

@@ -10,12 +10,12 @@ from rich.console import RenderableType
 from rich.table import Table
 
 from gateway.client import Client
-from gateway.commands.batches import parse_conf, parse_states, read_request_file
-from gateway.commands.common import Cli, Exit, client_command
-from gateway.commands.output import fmt_seconds, fmt_time, print_json, state_text
-from gateway.jobs.models import Job, JobList, JobLog, Run, RunList
-from gateway.models import DropResponse
-from gateway.schedules.models import Schedule, ScheduleList, TickList
+from gateway.client.commands.batches import parse_conf, parse_states, read_request_file
+from gateway.client.commands.common import Cli, Exit, client_command
+from gateway.client.commands.output import fmt_seconds, fmt_time, print_json, state_text
+from gateway.contract.batches import DropResponse
+from gateway.contract.jobs import Job, JobList, JobLog, Run, RunList
+from gateway.contract.schedules import Schedule, ScheduleList, TickList
 
 RUN_EXIT = {"SUCCEEDED": Exit.OK, "FAILED": Exit.BATCH_ERROR, "KILLED": Exit.BATCH_CANCELED}
 

@@ -19,7 +19,7 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.models import CONF_PROXY_USERS, MAX_NAME_LENGTH, BatchRequest
+from gateway.contract.batches import CONF_PROXY_USERS, MAX_NAME_LENGTH, BatchRequest
 from gateway.store import BatchRecord
 
 LivyState = Literal["starting", "running", "success", "dead", "killed"]

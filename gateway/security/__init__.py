@@ -1,0 +1,1 @@
+"""Who is calling and what they may do: authentication, login sessions and the policy. Imports no domain room."""
