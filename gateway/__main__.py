@@ -1,3 +1,3 @@
-from gateway.instance.serve import main
+from gateway.client.cli import main
 
 main()

@@ -402,7 +402,7 @@ def _livy_paths(schemas: dict[str, Any]) -> dict[str, Any]:
 
 def _session_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     """POST /api/v1/sessions and /api/v1/sessions/current (gateway/api/sessions.py)."""
-    from gateway.security.sessions import SessionInfo, SessionRequest, SessionRevoked, SessionToken
+    from gateway.contract.sessions import SessionInfo, SessionRequest, SessionRevoked, SessionToken
 
     for model in (SessionRequest, SessionToken, SessionInfo, SessionRevoked):
         schemas[model.__name__] = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")

@@ -6,9 +6,10 @@ from aiohttp import web
 
 from gateway.api.bodies import parse_body
 from gateway.api.middleware import credentials, principal
+from gateway.contract.sessions import SessionRequest, SessionRevoked
 from gateway.errors import BadRequest
 from gateway.keys import SESSIONS
-from gateway.security.sessions import COOKIE, SessionRequest, SessionRevoked, SessionUnauthorized
+from gateway.security.sessions import COOKIE, SessionUnauthorized
 
 routes = web.RouteTableDef()
 

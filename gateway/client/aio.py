@@ -32,7 +32,7 @@ from gateway.contract.batches import (
     DropResponse,
     LocalLog,
 )
-from gateway.security.sessions import SessionInfo, SessionRevoked, SessionToken
+from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
 DEFAULT_URL = "http://127.0.0.1:10099"
 M = TypeVar("M", bound=BaseModel)

@@ -25,7 +25,7 @@ from gateway.contract.batches import (
     LocalLog,
 )
 from gateway.contract.jobs import Run
-from gateway.security.sessions import SessionInfo, SessionRevoked, SessionToken
+from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
 T = TypeVar("T")
 _DONE = object()

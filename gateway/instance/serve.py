@@ -1,4 +1,4 @@
-"""The `batchgate` command."""
+"""`batchgate serve`: run the gateway (one process, or a fleet of workers on one port)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,11 @@ import click
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.client.commands import register as register_client_commands
 from gateway.instance.logconfig import configure_logging
 from gateway.settings import Settings
 
 
-@click.group()
-@click.version_option(package_name="batchgate")
-def main() -> None:
-    """batchgate: a batch submission gateway (Kyuubi-compatible REST API)."""
-
-
-@main.command()
+@click.command()
 @click.option("--host", help="Address to bind (default 127.0.0.1). [BATCHGATE_HOST]")
 @click.option("--port", type=int, help="Port to listen on (default 10099). [BATCHGATE_PORT]")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Working files and the embedded Postgres.")
@@ -74,11 +67,3 @@ def _event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
-
-
-# The client commands (submit, list, get, log, kill, ...): gateway/client/commands/, on gateway.client.
-register_client_commands(main)
-
-
-if __name__ == "__main__":
-    main()

@@ -14,12 +14,10 @@ import hmac
 import secrets
 
 import structlog
-from pydantic import ConfigDict, Field
 
-from gateway.contract.batches import ApiModel
+from gateway.contract.sessions import SessionInfo, SessionToken
 from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.security.auth import Authenticator, Principal
-from gateway.settings import MAX_SESSION_SECONDS
 from gateway.store.store import SessionRecord, Store
 
 log = structlog.get_logger("gateway.sessions")
@@ -32,42 +30,6 @@ _CSRF_CONTEXT = b"batchgate-csrf-v1"
 
 class SessionUnauthorized(Unauthorized):
     """A session token that is unknown, expired or revoked. Answered with a Bearer challenge."""
-
-
-class SessionRequest(ApiModel):
-    """The optional body of POST /api/v1/sessions."""
-
-    model_config = ConfigDict(populate_by_name=True, strict=True, extra="forbid")
-
-    expires_in: int | None = Field(
-        default=None, alias="expiresIn", ge=1, le=MAX_SESSION_SECONDS,
-        description="lifetime in seconds (default and longest: the gateway's session settings)",
-    )
-
-
-class SessionToken(ApiModel):
-    """What a login returns. The token is shown once: the gateway keeps only its hash."""
-
-    token: str
-    expires_at: int = Field(alias="expiresAt", description="epoch ms")
-    expires_in: int = Field(alias="expiresIn", description="the lifetime granted, in seconds")
-    csrf_token: str = Field(alias="csrfToken", description="send as X-CSRF-Token on cookie-authenticated writes")
-    user: str
-
-
-class SessionInfo(ApiModel):
-    """The session a request was authenticated with."""
-
-    user: str
-    admin: bool
-    created_at: int = Field(alias="createdAt")
-    expires_at: int = Field(alias="expiresAt")
-    csrf_token: str = Field(alias="csrfToken")
-
-
-class SessionRevoked(ApiModel):
-    success: bool
-    msg: str
 
 
 def hash_token(token: str) -> bytes:

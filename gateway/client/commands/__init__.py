@@ -1,5 +1,5 @@
 """The client side of the `batchgate` command: submit, list, get, log, kill and the rest, built on
-gateway.client. `gateway.instance.serve` (with `serve`) registers them.
+gateway.client. The root command (gateway/client/cli.py) registers them.
 Exit codes: gateway.client.commands.common.Exit."""
 
 from __future__ import annotations
