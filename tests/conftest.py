@@ -21,6 +21,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store import Store
 from tests.helpers import Api, with_database
+from tests.yarn_cluster import YarnCluster
 
 TEMPLATE = "batchgate_template"
 _counter = itertools.count()
@@ -124,6 +125,16 @@ async def api(start_gateway: Callable[..., Awaitable[Api]]) -> Api:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def yarn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[YarnCluster]:
+    """One real YARN cluster (ResourceManager + NodeManager processes) for every YARN test of the run."""
+    cluster = YarnCluster(tmp_path_factory.mktemp("yarn")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.hookimpl(hookwrapper=True)
