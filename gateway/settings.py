@@ -10,17 +10,14 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-ALL_BATCH_TYPES = ("SPARK", "PYSPARK", "FLINK", "PYFLINK", "LOCAL")
+from gateway.contract.batches import ALL_BATCH_TYPES
+from gateway.contract.sessions import MAX_SESSION_SECONDS
 
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
-
-
-# The longest session any gateway hands out, whatever its settings say: a year.
-MAX_SESSION_SECONDS = 365 * 24 * 3600
 
 
 class Settings(BaseSettings):

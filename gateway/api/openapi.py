@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 import gateway
 from gateway.contract.batches import (
+    ALL_BATCH_TYPES,
     AuditList,
     Batch,
     BatchDetails,
@@ -24,7 +25,6 @@ from gateway.contract.batches import (
 )
 from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
-from gateway.settings import ALL_BATCH_TYPES
 
 routes = web.RouteTableDef()
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
-from gateway.contract.batches import BatchState
+from gateway.contract.batches import ALL_BATCH_TYPES, BatchState
 from gateway.contract.batches import validation_message as validation_message  # re-exported for handlers
 from gateway.errors import BadRequest
-from gateway.settings import ALL_BATCH_TYPES
 from gateway.store import ListFilter
 from gateway.store.store import SORT_COLUMNS
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.settings import ALL_BATCH_TYPES
+ALL_BATCH_TYPES = ("SPARK", "PYSPARK", "FLINK", "PYFLINK", "LOCAL")
 
 TERMINAL_STATES = frozenset({"FINISHED", "ERROR", "CANCELED"})
 ACTIVE_STATES = frozenset({"PENDING", "RUNNING"})

@@ -1,0 +1,59 @@
+"""The arrows between rooms (docs/architecture.md): the import-linter contracts in pyproject.toml hold on
+the code, and each contract breaks when a forbidden import is added to a copy of the code."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
+
+
+def lint_imports(cwd: Path, *contracts: str) -> subprocess.CompletedProcess[str]:
+    selected = [arg for contract in contracts for arg in ("--contract", contract)]
+    return subprocess.run([LINT_IMPORTS, "--no-cache", "--no-logo", *selected], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_the_import_contracts_hold() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for contract in ("engines never import gateway", "the client never imports the server",
+                     "infrastructure rooms (instance, security, store) import no domain",
+                     "handlers never import the storage layer",
+                     "the wire contract imports neither the client nor the server"):
+        assert f"{contract} KEPT" in result.stdout
+
+
+# One forbidden import per contract, added to a copy of the code: the contract must break and name it.
+VIOLATIONS = [
+    ("engines", "engines/local.py", "import gateway.errors"),
+    ("contract", "gateway/contract/jobs.py", "import gateway.settings"),
+    ("client", "gateway/client/errors.py", "import gateway.store"),
+    ("client", "gateway/client/commands/output.py", "import asyncpg"),
+    ("client", "gateway/client/streams.py", "import gateway.security.sessions"),
+    ("infrastructure", "gateway/instance/heartbeat.py", "import gateway.batches.logs"),
+    ("infrastructure", "gateway/security/policy.py", "import gateway.jobs.service"),
+    ("infrastructure", "gateway/store/records.py", "import gateway.projects.service"),
+    ("api", "gateway/api/health.py", "from gateway.store.store import Store"),
+    ("api", "gateway/livy/handlers.py", "import asyncpg"),
+]
+
+
+@pytest.mark.parametrize(("contract", "module", "line"), VIOLATIONS, ids=[f"{c}:{m}" for c, m, _ in VIOLATIONS])
+def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, contract: str, module: str, line: str) -> None:
+    for package in ("gateway", "engines"):
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "ui"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    assert lint_imports(tmp_path, contract).returncode == 0, "the copy keeps the contract before the change"
+    target = tmp_path / module
+    target.write_text(target.read_text() + f"\n{line}  # the forbidden import\n")
+    result = lint_imports(tmp_path, contract)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "BROKEN" in result.stdout
+    assert module.removesuffix(".py").replace("/", ".") in result.stdout
