@@ -49,7 +49,7 @@ from gateway.instance.periodic import Periodic
 from gateway.instance.readiness import Readiness
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
-from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE
+from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE, TAKEOVER
 from gateway.livy.handlers import livy_routes, start_livy_site
 from gateway.projects.service import ProjectService
 from gateway.schedules.alerts import Alerter, WebhookRule
@@ -194,7 +194,8 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
             store, instance, f"{settings.host}:{settings.port}",
             every=settings.heartbeat_seconds, lease=settings.lease_seconds,
         )
-        takeover = Takeover(store, logs, supervisor, every=settings.heartbeat_seconds, metrics=metrics)
+        policy = Policy(settings)
+        takeover = Takeover(store, logs, supervisor, policy, every=settings.heartbeat_seconds, metrics=metrics)
         retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
         compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
         hub.on(QUEUE, scheduler.wake)
@@ -209,7 +210,7 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=settings.session_seconds,
                                        max_seconds=settings.session_max_seconds)
-        policy = Policy(settings)
+        app[TAKEOVER] = takeover
         app[PROJECTS] = projects
         app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub, projects)
         app[SERVICE] = BatchService(store, logs, engines, hub, policy,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.batches.control import BatchControl
 from gateway.batches.service import BatchService
+from gateway.batches.takeover import Takeover
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
@@ -25,3 +26,4 @@ AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)
 SCHEDULES = web.AppKey("schedules", ScheduleService)
 SLAS = web.AppKey("slas", SlaService)
+TAKEOVER = web.AppKey("takeover", Takeover)

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # Security: input limits, rules and rates (see docs/security.md).
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)
+    # Kyuubi's extra resources: how many files one submit may carry besides the resourceFile, and the
+    # bytes of all its files together (each file is also held to max_upload_bytes).
+    max_extra_resources: int = Field(default=32, ge=0)
+    max_upload_total_bytes: int = Field(default=512 << 20, ge=1024)
     max_args: int = Field(default=1000, ge=0)
     max_conf_entries: int = Field(default=500, ge=0)
     max_conf_bytes: int = Field(default=64 * 1024, ge=0)

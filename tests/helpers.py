@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,6 +18,11 @@ TERMINAL = ("FINISHED", "ERROR", "CANCELED")
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def info(batch: dict[str, Any], key: str) -> Any:
+    """A structured batchInfo value: batchInfo is Kyuubi's map of strings, so such values travel as JSON."""
+    return json.loads(batch["batchInfo"][key])
 
 
 def basic(user: str, password: str = "") -> dict[str, str]:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from gateway.keys import STORE
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 FIELDS = {"id", "user", "batchType", "name", "appStartTime", "appId", "appUrl", "appState", "appDiagnostic",
           "kyuubiInstance", "state", "createTime", "endTime", "batchInfo"}
@@ -25,7 +25,7 @@ async def test_submit_returns_batch_with_contract_fields(api: Api, python: str) 
     assert batch["batchType"] == "LOCAL" and batch["user"] == "admin" and batch["name"] == "fields"
     assert batch["state"] in ("INITIALIZED", "PENDING", "RUNNING")
     assert batch["createTime"] > 1.6e12 and batch["endTime"] == 0
-    assert batch["batchInfo"]["conf"]["db.password"] == "********", "secret-looking conf must be masked"
+    assert info(batch, "conf")["db.password"] == "********", "secret-looking conf must be masked"
     got = await api.get(batch["id"])
     assert got["id"] == batch["id"] and got["createTime"] == batch["createTime"]
 
@@ -87,9 +87,9 @@ async def test_conf_values_of_other_json_types_become_strings(api: Api, python: 
         "batchType": "LOCAL", "resource": python, "args": ["-c", "pass", 7],
         "conf": {"n": 3, "flag": True, "kyuubi.batch.priority": 2},
     })
-    assert batch["batchInfo"]["conf"] == {"n": "3", "flag": "true", "kyuubi.batch.priority": "2"}
-    assert batch["batchInfo"]["args"][-1] == "7"
-    assert batch["batchInfo"]["priority"] == 2
+    assert info(batch, "conf") == {"n": "3", "flag": "true", "kyuubi.batch.priority": "2"}
+    assert info(batch, "args")[-1] == "7"
+    assert info(batch, "priority") == 2
 
 
 async def test_get_unknown_and_malformed_ids(api: Api) -> None:

@@ -20,7 +20,7 @@ from tests.flink_cluster import ENDLESS_PRELUDE, JOB_ID, SLOW, FlinkCluster, wor
 from tests.flink_cluster import cluster_fixture as cluster_fixture
 from tests.flink_cluster import flink_home_fixture as flink_home_fixture
 from tests.flink_cluster import reap_launchers_fixture as reap_launchers_fixture
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 # The fixtures cluster, flink_home and (autouse) reap_launchers come from tests.flink_cluster: imported
 # above, pytest finds them in this module as if it had defined them (module scope: one cluster here).
@@ -120,7 +120,7 @@ async def test_word_count_on_local_target(api: Api, jobs: dict[str, Path], flink
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED", final
     assert JOB_ID.match(final["appId"]), final
     assert final["appUrl"].startswith("http://127.0.0.1:") and final["appId"] in final["appUrl"]
-    assert final["batchInfo"]["flink"]["target"] == "local"
+    assert info(final, "flink")["target"] == "local"
     log = await api.full_log(batch["id"])
     assert f"Job has been submitted with JobID {final['appId']}" in log
     assert "(of,14)" in log and "(question:--,1)" in log, "the job's output is part of the batch log"

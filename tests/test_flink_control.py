@@ -26,7 +26,7 @@ from tests.flink_cluster import ENDLESS_PRELUDE, JOB_ID, SLOW, FlinkCluster, wor
 from tests.flink_cluster import cluster_fixture as cluster_fixture
 from tests.flink_cluster import flink_home_fixture as flink_home_fixture
 from tests.flink_cluster import reap_launchers_fixture as reap_launchers_fixture
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 # The fixtures cluster, flink_home and (autouse) reap_launchers come from tests.flink_cluster: imported
 # above, pytest finds them in this module as if it had defined them (module scope: one cluster here).
@@ -133,7 +133,7 @@ async def test_pause_and_resume_pyflink_job_on_session_cluster(
     assert resumed["state"] == "RUNNING", resumed
     new = resumed["appId"]
     assert JOB_ID.match(new) and new != old
-    assert resumed["batchInfo"]["appIds"] == [old, new]
+    assert info(resumed, "appIds") == [old, new]
     assert new in resumed["appUrl"]
     await wait_cluster_state(cluster, new, "RUNNING")
 
@@ -149,7 +149,7 @@ async def test_pause_and_resume_pyflink_job_on_session_cluster(
     await api.kill(batch["id"])
     final = await api.wait_for(batch["id"], timeout=60)
     assert final["state"] == "CANCELED" and final["appState"] == "KILLED", final
-    assert final["appId"] == new and final["batchInfo"]["appIds"] == [old, new]
+    assert final["appId"] == new and info(final, "appIds") == [old, new]
     assert await cluster_job_state(cluster, new) == "CANCELED"
     log = await api.full_log(batch["id"])
     assert any(f"Flink job {old} stopped with a savepoint at {savepoint}" in line for line in log)
@@ -180,7 +180,7 @@ async def test_paused_batch_survives_gateway_restart(
     resumed = await resume(second, batch["id"])
     assert resumed["state"] == "RUNNING", resumed
     new = resumed["appId"]
-    assert new != old and resumed["batchInfo"]["appIds"] == [old, new]
+    assert new != old and info(resumed, "appIds") == [old, new]
     await wait_cluster_state(cluster, new, "RUNNING")
     await wait_app_running(second, batch["id"], 30)
 
@@ -378,7 +378,7 @@ async def test_pause_resume_and_their_failures_against_a_fake_cluster(
     set_behaviour(fake_home, lines=[SUBMITTED], job_id=second.jid)
     resumed = await resume(api, batch["id"])
     assert resumed["state"] == "RUNNING" and resumed["appId"] == second.jid, resumed
-    assert resumed["batchInfo"]["appIds"] == [first.jid, second.jid]
+    assert info(resumed, "appIds") == [first.jid, second.jid]
     argv = recorded_argv(workdir)
     assert argv[:6] == ["run", "-s", savepoint, "-t", "remote", "-d"], argv
     assert argv[-4:] == ["-c", "bg.Job", str(jar), "x"]
@@ -387,7 +387,7 @@ async def test_pause_resume_and_their_failures_against_a_fake_cluster(
     second.set("FINISHED")
     final = await api.wait_for(batch["id"], timeout=20)
     assert final["state"] == "FINISHED" and final["appId"] == second.jid, final
-    assert final["batchInfo"]["flink"]["appIds"] == [first.jid, second.jid]
+    assert info(final, "flink")["appIds"] == [first.jid, second.jid]
     details = await api.call("GET", f"/api/v1/batches/{batch['id']}/details")
     engine = [s for s in details["steps"] if s["kind"] == "engine"]
     assert [(s["jobId"], s["name"]) for s in engine] == [

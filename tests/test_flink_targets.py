@@ -28,7 +28,7 @@ from engines.flink_rest import app_state, latest_failure, poll_interval
 from engines.process import ProcessSupervisor
 from gateway.settings import Settings
 from tests.fake_flink_rest import FakeFlinkRest, fake_flink_home, recorded_argv, set_behaviour
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 StartGateway = Callable[..., Awaitable[Api]]
 
@@ -238,7 +238,7 @@ async def test_yarn_application_runs_to_finished(
     final = await api.wait_for(batch_id, timeout=15)
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED"
     assert final["appUrl"] == f"{fake_rest.url}/#/job/completed/{job_id}/overview"
-    assert final["batchInfo"]["flink"]["target"] == "yarn-application"
+    assert info(final, "flink")["target"] == "yarn-application"
     assert fake_rest.shutdowns == 1, "the application cluster is shut down once its result is read"
     log = await api.full_log(batch_id)
     assert any("Found Web Interface" in line for line in log)
@@ -444,7 +444,7 @@ async def test_every_submitted_job_is_followed(
     final = await api.wait_for(batch["id"], timeout=15)
     assert final["state"] == "ERROR" and final["appId"] == first.jid
     assert final["appDiagnostic"].startswith(f"job {second.jid}:") and "second-job-broke" in final["appDiagnostic"]
-    assert final["batchInfo"]["flink"]["jobIds"] == [first.jid, second.jid]
+    assert info(final, "flink")["jobIds"] == [first.jid, second.jid]
 
 
 async def test_uploaded_script_is_what_flink_runs(

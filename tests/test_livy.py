@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from gateway.app import RUNTIME
-from tests.helpers import Api, basic
+from tests.helpers import Api, basic, info
 from tests.test_auth import htpasswd
 
 SLEEPER = ["-c", "import time; time.sleep(120)"]
@@ -44,7 +44,7 @@ async def livy_post(api: Api, body: dict[str, Any], path: str = "/livy/batches",
 
 async def kyuubi_view(api: Api, livy_id: int) -> Any:
     page = await api.call("GET", "/api/v1/batches?size=1000")
-    matches = [b for b in page["batches"] if b["batchInfo"]["livyId"] == livy_id]
+    matches = [b for b in page["batches"] if info(b, "livyId") == livy_id]
     assert len(matches) == 1, page
     return matches[0]
 
@@ -68,8 +68,8 @@ async def test_submit_maps_livy_options_onto_spark_conf(held: Api, job: Path, tm
     }
     batch = await kyuubi_view(held, created["id"])
     assert batch["batchType"] == "PYSPARK" and batch["user"] == "bob" and batch["name"] == "etl"
-    assert batch["batchInfo"]["realUser"] == "admin" and batch["batchInfo"]["args"] == ["a", "2"]
-    conf = batch["batchInfo"]["conf"]
+    assert batch["batchInfo"]["realUser"] == "admin" and info(batch, "args") == ["a", "2"]
+    conf = info(batch, "conf")
     assert {k: v for k, v in conf.items() if k.startswith("spark.")} == {
         "spark.driver.memory": "1g", "spark.executor.memory": "512m", "spark.driver.cores": "2",
         "spark.executor.cores": "3", "spark.executor.instances": "4", "spark.yarn.queue": "etl.q",
@@ -96,7 +96,7 @@ async def test_submit_maps_livy_options_onto_spark_conf(held: Api, job: Path, tm
 async def test_get_state_list_and_delete(held: Api, job: Path, python: str) -> None:
     ids = [(await livy_post(held, {"file": str(job), "name": f"n{i}"}))["id"] for i in range(3)]
     local = await held.submit(resource=python, args=["-c", "print(1)"])  # not a Livy type: not listed
-    assert local["batchInfo"]["livyId"] not in ids
+    assert info(local, "livyId") not in ids
 
     # The scheduler writes the wait reason when it next looks at the queue: give it a moment.
     for _ in range(100):
@@ -136,7 +136,7 @@ async def test_states_and_log_paging(start_gateway: Callable[..., Awaitable[Api]
     await api.wait_for(done["id"])
     await api.wait_for(failed["id"])
     await api.wait_for(sleeping["id"], ("RUNNING",), timeout=20)
-    lid = {k: b["batchInfo"]["livyId"] for k, b in (("done", done), ("failed", failed), ("sleeping", sleeping))}
+    lid = {k: info(b, "livyId") for k, b in (("done", done), ("failed", failed), ("sleeping", sleeping))}
 
     async def state(key: str) -> str:
         body = await api.call("GET", f"/livy/batches/{lid[key]}/state")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from engines.base import Exited, LogLines
 from engines.process import ProcessSupervisor
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 
 async def test_lifecycle_states_and_fields(api: Api, python: str) -> None:
@@ -19,8 +19,8 @@ async def test_lifecycle_states_and_fields(api: Api, python: str) -> None:
     final = await api.wait_for(batch["id"])
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED"
     assert final["endTime"] >= final["appStartTime"] > 0
-    assert final["batchInfo"]["local"]["exit_code"] == 0
-    assert final["batchInfo"]["local"]["max_rss_kb"] > 0
+    assert info(final, "local")["exit_code"] == 0
+    assert info(final, "local")["max_rss_kb"] > 0
 
 
 async def test_failure_is_error_with_exit_code(api: Api, python: str) -> None:
@@ -98,7 +98,7 @@ async def test_kill_escalates_to_sigkill_after_grace(start_gateway, python: str)
     await api.kill(batch["id"])
     final = await api.wait_for(batch["id"], timeout=10)
     assert final["state"] == "CANCELED"
-    assert final["batchInfo"]["local"]["exit_code"] == -9
+    assert info(final, "local")["exit_code"] == -9
 
 
 async def test_kill_kills_the_whole_process_group(api: Api, python: str, tmp_path: Path) -> None:

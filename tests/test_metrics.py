@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -91,7 +91,7 @@ async def test_counts_after_a_known_sequence(start_gateway: Callable[..., Awaita
 
     # Log lines stored: every line of every batch was stored by this one instance.
     page = await api.call("GET", "/api/v1/batches?size=100")
-    assert value(s, "batchgate_log_lines_total") == sum(b["batchInfo"]["logLines"] for b in page["batches"])
+    assert value(s, "batchgate_log_lines_total") == sum(info(b, "logLines") for b in page["batches"])
 
     # Batches by state come from the database, cached: a new batch shows up only after the TTL.
     first = {st: value(during, "batchgate_batches", batch_type="LOCAL", state=st) for st in ("FINISHED", "ERROR")}

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Api
+from tests.helpers import Api, info
 from tests.test_auth import htpasswd
 from tests.test_jobs import wait_run
 
@@ -24,9 +24,9 @@ def make_zip(files: dict[str, str | bytes], *, links: dict[str, str] | None = No
         for name, content in files.items():
             archive.writestr(name, content)
         for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, target)
+            entry = zipfile.ZipInfo(name)
+            entry.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(entry, target)
     return buffer.getvalue()
 
 
@@ -54,7 +54,7 @@ async def test_shared_project_roles(team: dict[str, Api]) -> None:
         "batchType": "LOCAL", "resource": sys.executable, "args": sleeper, "project": "etl"})
     kyuubi_style = await alice.call("POST", "/api/v1/batches", json={
         "batchType": "LOCAL", "resource": sys.executable, "args": sleeper, "conf": {"batchgate.project": "etl"}})
-    assert (await alice.get(kyuubi_style["id"]))["batchInfo"]["conf"]["batchgate.project"] == "etl"
+    assert info(await alice.get(kyuubi_style["id"]), "conf")["batchgate.project"] == "etl"
     await alice.wait_for(batch["id"], ("RUNNING",))
     # bob (READ) reads alice's batch and its log, but may not kill it.
     assert (await bob.get(batch["id"]))["user"] == "alice"
@@ -112,7 +112,7 @@ async def test_artifacts_pinned_versions_and_project_jobs(team: dict[str, Api]) 
         "batchType": "LOCAL", "resource": "artifact:tools/say.py@1", "project": "etl"})
     latest = await alice.call("POST", "/api/v1/batches", json={
         "batchType": "LOCAL", "resource": "artifact:tools/say.py", "project": "etl"})
-    assert latest["batchInfo"]["artifact"] == {"path": "tools/say.py", "version": 2}
+    assert info(latest, "artifact") == {"path": "tools/say.py", "version": 2}
     for batch, text in ((pinned, "code version one"), (latest, "code version two")):
         assert (await alice.wait_for(batch["id"]))["state"] == "FINISHED"
         assert text in await alice.full_log(batch["id"])

@@ -18,7 +18,7 @@ import pytest
 from engines.base import InvalidRequest, LaunchSpec
 from engines.spark_submit import LauncherOutput, SparkSubmit, SubmitConfig, parse_master
 from gateway.settings import Settings
-from tests.helpers import Api
+from tests.helpers import Api, info
 from tests.spark_cluster import (
     TEST_APP_CLASS,
     StandaloneCluster,
@@ -293,7 +293,7 @@ async def test_pyspark_pi_on_local_master_finishes(api: Api, tmp_path: Path) -> 
     workdir = tmp_path / "data" / "batches" / batch["id"]
     assert any(f"Created local directory at {workdir}/local/" in line for line in log), log[:40]
     assert list((workdir / "eventlog").iterdir()), "the event log is in the batch's dir"
-    assert final["batchInfo"]["spark"]["appId"] == final["appId"]
+    assert info(final, "spark")["appId"] == final["appId"]
 
 
 @pytest.mark.slow

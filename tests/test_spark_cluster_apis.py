@@ -21,7 +21,7 @@ from engines.spark_status import K8sApi, StatusUnavailable, YarnApi
 from engines.spark_submit import SparkSubmit, SubmitConfig
 from tests.fake_k8s_api import FakeKubernetesApi
 from tests.fake_yarn_rm import FakeYarnResourceManager
-from tests.helpers import Api
+from tests.helpers import Api, info
 from tests.spark_cluster import free_port, reap_batch_processes
 from tests.test_spark import spec
 
@@ -504,7 +504,7 @@ async def test_k8s_cluster_batch_follows_its_driver_pod(
     assert any(r.startswith("GET /api/v1/namespaces/jobs/pods?labelSelector=batchgate-batch-id") for r in k8s.requests)
     k8s.set_phase("jobs", name, "Succeeded", exit_code=0, reason="Completed")
     final = await api.wait_for(bid, timeout=10)
-    assert final["state"] == "FINISHED" and final["batchInfo"]["spark"]["pod"] == name, final
+    assert final["state"] == "FINISHED" and info(final, "spark")["pod"] == name, final
 
 
 async def test_k8s_failed_driver_is_error_with_its_exit(

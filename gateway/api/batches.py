@@ -4,30 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 
-from gateway.api.bodies import parse_json
+from gateway.api.bodies import parse_body, parse_json
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
-from gateway.batches.service import Upload
-from gateway.contract.batches import Batch, BatchList, BatchRequest, CloseBatchResponse, LocalLog
+from gateway.batches.uploads import Upload, safe_file_name
+from gateway.contract.batches import (
+    Batch,
+    BatchList,
+    BatchRequest,
+    CloseBatchResponse,
+    Count,
+    LocalLog,
+    ReassignBatchRequest,
+)
 from gateway.errors import BadRequest, TooLarge
-from gateway.keys import SERVICE, SETTINGS
+from gateway.keys import SERVICE, SETTINGS, TAKEOVER
+from gateway.settings import Settings
 from gateway.store import BatchRecord
 
 routes = web.RouteTableDef()
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
-
-
-
 
 def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
     batch = record.to_api()
@@ -36,24 +38,40 @@ def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
     return batch
 
 
-def safe_file_name(name: str | None) -> str:
-    """A client's file name reduced to a plain name that cannot leave the batch's directory."""
-    # Some clients percent-encode the file name (RFC 7578 allows it); decode before taking the base name.
-    base = os.path.basename(unquote(name or "").replace("\\", "/"))
-    base = _SAFE_NAME.sub("_", base).lstrip(".")
-    if not base:
-        raise BadRequest("resourceFile: the file name is empty or invalid")
-    return base[:200]
+@dataclass
+class _Form:
+    """A multipart submit, its files spooled to disk: batchRequest, resourceFile, extra resource files."""
+
+    request: BatchRequest | None = None
+    resource_file: Upload | None = None
+    extras: dict[str, Upload] = field(default_factory=dict)
+    total_bytes: int = 0
 
 
-async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchRequest, Upload | None]:
+async def _spool(part: BodyPartReader, target: Path, label: str, form: _Form, settings: Settings) -> None:
+    size = 0
+    with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks, spooled as they arrive
+        while chunk := await part.read_chunk(1 << 16):
+            size += len(chunk)
+            form.total_bytes += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise TooLarge(f"{label}: larger than {settings.max_upload_bytes} bytes")
+            if form.total_bytes > settings.max_upload_total_bytes:
+                raise TooLarge(f"multipart: the files are larger than {settings.max_upload_total_bytes} bytes "
+                               "together")
+            f.write(chunk)
+
+
+async def _read_multipart(request: web.Request, spool: Path) -> _Form:
+    """The parts in any order (Kyuubi's Java client sends them in hash order). Extra resource files are
+    parts named by their file name; which of them a conf key wants is checked by the service."""
     settings = request.app[SETTINGS]
     try:
         reader = await request.multipart()
     except ValueError as exc:
         raise BadRequest(f"multipart: {exc}") from None
-    batch_request: BatchRequest | None = None
-    upload: Upload | None = None
+    form = _Form()
+    (spool / "extra").mkdir()
     while True:
         part = await reader.next()
         if part is None:
@@ -64,23 +82,25 @@ async def _read_multipart(request: web.Request, spool: Path) -> tuple[BatchReque
             raw = await part.read(decode=True)
             if len(raw) > settings.max_body_bytes:
                 raise TooLarge(f"batchRequest: larger than {settings.max_body_bytes} bytes")
-            batch_request = parse_json(raw, BatchRequest, "batchRequest")
+            form.request = parse_json(raw, BatchRequest, "batchRequest")
         elif part.name == "resourceFile":
+            if form.resource_file is not None:
+                raise BadRequest("multipart: more than one resourceFile part")
             name = safe_file_name(part.filename)
-            target = spool / name
-            size = 0
-            with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks, spooled as they arrive
-                while chunk := await part.read_chunk(1 << 16):
-                    size += len(chunk)
-                    if size > settings.max_upload_bytes:
-                        raise TooLarge(f"resourceFile: larger than {settings.max_upload_bytes} bytes")
-                    f.write(chunk)
-            upload = Upload(name=name, path=target)
+            await _spool(part, spool / name, "resourceFile", form, settings)
+            form.resource_file = Upload(name=name, path=spool / name)
         else:
-            raise BadRequest(f"multipart: unexpected part {part.name!r}; send batchRequest and resourceFile")
-    if batch_request is None:
+            # Kyuubi looks an extra resource up by its part's name, which its client sets to the file name.
+            name = safe_file_name(part.name or part.filename, "multipart")
+            if name in form.extras:
+                raise BadRequest(f"multipart: more than one part for the file {name!r}")
+            if len(form.extras) >= settings.max_extra_resources:
+                raise BadRequest(f"multipart: more than {settings.max_extra_resources} extra resource files")
+            await _spool(part, spool / "extra" / name, name, form, settings)
+            form.extras[name] = Upload(name=name, path=spool / "extra" / name)
+    if form.request is None:
         raise BadRequest("batchRequest: missing multipart part")
-    return batch_request, upload
+    return form
 
 
 @routes.post("/api/v1/batches")
@@ -92,8 +112,9 @@ async def submit(request: web.Request) -> web.Response:
         spool_root = settings.data_dir / "spool"
         spool_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=spool_root) as spool:
-            batch_request, upload = await _read_multipart(request, Path(spool))
-            record, duplicated = await service.submit(who, batch_request, upload)
+            form = await _read_multipart(request, Path(spool))
+            assert form.request is not None
+            record, duplicated = await service.submit(who, form.request, form.resource_file, form.extras)
     else:
         if request.content_length is not None and request.content_length > settings.max_body_bytes:
             raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
@@ -109,6 +130,19 @@ async def list_batches(request: web.Request) -> web.Response:
     flt = list_filter(request.query)
     total, records = await request.app[SERVICE].list_batches(principal(request), flt)
     return model_response(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
+
+
+@routes.post("/api/v1/batches/reassign")
+async def reassign(request: web.Request) -> web.Response:
+    body = await parse_body(request, ReassignBatchRequest)
+    answer = await request.app[TAKEOVER].reassign(principal(request), body.kyuubi_instance)
+    return model_response(answer)
+
+
+@routes.get("/api/v1/admin/batch/count")
+async def count_batches(request: web.Request) -> web.Response:
+    total = await request.app[SERVICE].count(principal(request), list_filter(request.query))
+    return model_response(Count(count=total))
 
 
 @routes.get("/api/v1/batches/{batch_id}")

@@ -18,10 +18,13 @@ from gateway.contract.batches import (
     BulkRequest,
     BulkResponse,
     CloseBatchResponse,
+    Count,
     DropResponse,
     ErrorBody,
     Health,
     LocalLog,
+    ReassignBatchRequest,
+    ReassignBatchResponse,
 )
 from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
@@ -30,7 +33,7 @@ routes = web.RouteTableDef()
 
 MODELS: tuple[type[BaseModel], ...] = (
     Batch, BatchList, BatchRequest, CloseBatchResponse, ErrorBody, LocalLog, AuditList, Health,
-    BatchDetails, BulkRequest, BulkResponse, DropResponse,
+    BatchDetails, BulkRequest, BulkResponse, DropResponse, ReassignBatchRequest, ReassignBatchResponse, Count,
 )
 STATES = ["INITIALIZED", "PAUSED", "PENDING", "RUNNING", "FINISHED", "ERROR", "CANCELED"]
 
@@ -219,10 +222,18 @@ def build_spec() -> dict[str, Any]:
                 "tags": ["batches"], "summary": "Submit a batch",
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": _ref(BatchRequest)},
-                    "multipart/form-data": {"schema": {"type": "object", "required": ["batchRequest"], "properties": {
-                        "batchRequest": {"type": "string", "description": "a BatchRequest as JSON"},
-                        "resourceFile": {"type": "string", "format": "binary"},
-                    }}},
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "required": ["batchRequest"],
+                        "properties": {
+                            "batchRequest": {"type": "string", "description": "a BatchRequest as JSON"},
+                            "resourceFile": {"type": "string", "format": "binary"},
+                        },
+                        "additionalProperties": {
+                            "type": "string", "format": "binary",
+                            "description": "an extra resource file, its part named by its file name as "
+                                           "batchRequest.extraResourcesMap lists it",
+                        },
+                    }},
                 }},
                 "responses": {"200": _json(Batch), **_errors(*COMMON, 413, 429)},
             },
@@ -230,6 +241,18 @@ def build_spec() -> dict[str, Any]:
                 "tags": ["batches"], "summary": "List batches", "parameters": list_params,
                 "responses": {"200": _json(BatchList), **_errors(*COMMON)},
             },
+        },
+        "/api/v1/batches/reassign": {
+            "post": {"tags": ["batches"],
+                     "summary": "Move a dead instance's active batches to this instance now (admins)",
+                     "requestBody": {"required": True,
+                                     "content": {"application/json": {"schema": _ref(ReassignBatchRequest)}}},
+                     "responses": {"200": _json(ReassignBatchResponse), **_errors(*COMMON, 409)}},
+        },
+        "/api/v1/admin/batch/count": {
+            "get": {"tags": ["batches"], "summary": "How many batches match the list filters (admins)",
+                    "parameters": [p for p in list_params if p["name"] not in ("from", "size", "desc", "sort")],
+                    "responses": {"200": _json(Count), **_errors(*COMMON)}},
         },
         "/api/v1/batches/{batchId}": {
             "get": {"tags": ["batches"], "summary": "Get a batch", "parameters": [BATCH_ID],

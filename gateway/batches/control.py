@@ -19,6 +19,7 @@ from engines.base import LaunchSpec, pause_refusal
 from engines.registry import EngineRegistry
 from gateway.batches.logs import LogStore
 from gateway.batches.service import BatchService, parse_batch_id
+from gateway.batches.uploads import INFO_EXTRA_RESOURCES, INFO_RESOURCE_FILE
 from gateway.contract.batches import CONF_BATCH_ID, TERMINAL_STATES
 from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.instance.listener import STATE, Hub
@@ -140,8 +141,9 @@ class BatchControl:
         attempt = int(batch.batch_info.get("attempt", 1)) + 1
         root = str(batch.batch_info.get("restartRoot") or batch.id)
         info: dict[str, Any] = {"restartOf": str(batch.id), "attempt": attempt, "restartRoot": root}
-        if batch.batch_info.get("uploadedFile"):
-            info["uploadedFile"] = batch.batch_info["uploadedFile"]
+        for key in (INFO_RESOURCE_FILE, INFO_EXTRA_RESOURCES):  # the files are copied with the row
+            if batch.batch_info.get(key):
+                info[key] = batch.batch_info[key]
         conf = {k: v for k, v in batch.conf.items() if k != CONF_BATCH_ID}
         new = await self._store.insert_restart(
             batch.id, batch_id=uuid.uuid4(), batch_type=batch.batch_type, user=batch.batch_user,

@@ -8,7 +8,6 @@ import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,13 @@ import structlog
 from engines.base import InvalidRequest, LaunchSpec
 from engines.registry import EngineRegistry
 from gateway.batches.logs import LogStore
+from gateway.batches.uploads import (
+    INFO_EXTRA_RESOURCES,
+    INFO_RESOURCE_FILE,
+    Upload,
+    match_extra_resources,
+    stored_files,
+)
 from gateway.contract.batches import CONF_BATCH_ID, CONF_PROXY_USERS, TERMINAL_STATES, BatchRequest
 from gateway.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from gateway.instance.listener import STATE, Hub
@@ -32,14 +38,6 @@ log = structlog.get_logger("gateway.service")
 
 KILL_WAIT_SECONDS = 3.0
 UPLOAD_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file received with a multipart submit, spooled to a temporary path."""
-
-    name: str
-    path: Path
 
 
 class BatchService:
@@ -100,9 +98,11 @@ class BatchService:
     # --- commands ------------------------------------------------------------------------
 
     async def submit(
-        self, principal: Principal, request: BatchRequest, upload: Upload | None = None
+        self, principal: Principal, request: BatchRequest, upload: Upload | None = None,
+        extras: dict[str, Upload] | None = None,
     ) -> tuple[BatchRecord, bool]:
-        """Queue a batch. Returns (batch, duplicated)."""
+        """Queue a batch. Returns (batch, duplicated). `extras` are the extra resource files of a multipart
+        submit, by stored name; `request.extraResourcesMap` says which conf key gets which."""
         engine = self._engines.get(request.batch_type)
         if engine is None:
             raise BadRequest(f"batchType: {request.batch_type} is not enabled on this gateway")
@@ -111,7 +111,11 @@ class BatchService:
             raise BadRequest("resource: required (or upload a resourceFile)")
         self._policy.check_request(request)
         project = request.project_name
-        info: dict[str, Any] = {"uploadedFile": upload.name} if upload else {}
+        info: dict[str, Any] = {INFO_RESOURCE_FILE: upload.name} if upload else {}
+        extras = extras or {}
+        extra_resources = match_extra_resources(request.extra_resources, extras, upload.name if upload else None)
+        if extra_resources:
+            info[INFO_EXTRA_RESOURCES] = extra_resources
         if project and self._projects is not None:
             await self._projects.check_put(principal, project, "batch")
         elif project:
@@ -146,12 +150,14 @@ class BatchService:
         )
         if self.sla_hook is not None:
             await self.sla_hook(batch_id, user, request.conf)
-        if upload is None:
-            batch, created = await self._store.insert_batch(**fields)
-        else:
-            batch, created = await self._store.insert_batch_with_file(
-                upload.name, _file_chunks(upload.path), **fields
+        files = [upload] if upload else []
+        files += [extras[name] for name in stored_files({INFO_EXTRA_RESOURCES: extra_resources})]
+        if files:
+            batch, created = await self._store.insert_batch_with_files(
+                [(f.name, _file_chunks(f.path)) for f in files], **fields
             )
+        else:
+            batch, created = await self._store.insert_batch(**fields)
         if not created and not self._policy.may_read(principal, batch):
             raise Forbidden(f"{CONF_BATCH_ID}: batch {batch_id} belongs to another user")
         if created:
@@ -228,6 +234,12 @@ class BatchService:
 
     async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         return await self._store.list_batches(await self.scoped(principal, flt))
+
+    async def count(self, principal: Principal, flt: ListFilter) -> int:
+        """How many batches match the list filters (Kyuubi's admin batch count): admins only."""
+        self._policy.check_admin(principal, "count batches")
+        total, _ = await self._store.list_batches(dataclasses.replace(flt, offset=0, size=0))
+        return total
 
     async def scoped(self, principal: Principal, flt: ListFilter) -> ListFilter:
         """A list filter limited to what the caller may see: own batches, and those of their projects."""

@@ -33,6 +33,7 @@ from engines.registry import EngineRegistry
 from engines.runner import PIDS
 from gateway.batches.logs import LogStore
 from gateway.batches.states import terminal_state
+from gateway.batches.uploads import INFO_RESOURCE_FILE, UPLOAD_DIR, conf_with_extra_resources, stored_files
 from gateway.errors import GatewayError, Unavailable
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
@@ -89,7 +90,8 @@ class Supervisor:
         return LaunchSpec(
             batch_id=str(batch.id), batch_type=batch.batch_type, user=batch.batch_user,
             real_user=batch.real_user, name=batch.name, resource=resource or batch.resource,
-            class_name=batch.class_name, conf=batch.conf, args=batch.args, workdir=self.workdir(batch.id),
+            class_name=batch.class_name, args=batch.args, workdir=self.workdir(batch.id),
+            conf=conf_with_extra_resources(batch.conf, batch.batch_info, self.workdir(batch.id)),
         )
 
     async def _retry(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -197,26 +199,30 @@ class Supervisor:
         return run
 
     async def _materialize(self, batch: BatchRecord) -> str | None:
-        """Write an uploaded or artifact resource into the working dir; returns its path, or None."""
+        """Write the uploaded files or the artifact resource into the working dir; returns the resource's
+        path if it is one of them, or None."""
+        artifact: str | None = None
         if batch.resource.startswith(ARTIFACT_PREFIX) and batch.project and self._projects is not None:
             pinned = batch.batch_info.get("artifact", {}).get("version", 0)
-            return await self._projects.materialize(batch.project, batch.resource, int(pinned),
-                                                    self.workdir(batch.id))
-        name = batch.batch_info.get("uploadedFile")
-        if not name:
-            return None
-        target = self.workdir(batch.id) / "upload" / str(name)
-        chunks = await self._store.file_chunks(batch.id, str(name))
+            artifact = await self._projects.materialize(batch.project, batch.resource, int(pinned),
+                                                        self.workdir(batch.id))
+        names = stored_files(batch.batch_info)
+        if not names:
+            return artifact
+        upload_dir = self.workdir(batch.id) / UPLOAD_DIR
+        files = [(upload_dir / name, await self._store.file_chunks(batch.id, name)) for name in names]
 
         def write() -> None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as f:
-                for chunk in chunks:
-                    f.write(chunk)
-            target.chmod(0o700)
+            upload_dir.mkdir(parents=True, exist_ok=True)
+            for target, chunks in files:
+                with open(target, "wb") as f:
+                    for chunk in chunks:
+                        f.write(chunk)
+                target.chmod(0o700)
 
         await asyncio.to_thread(write)
-        return str(target)
+        resource = batch.batch_info.get(INFO_RESOURCE_FILE)
+        return str(upload_dir / str(resource)) if resource else artifact
 
     # --- following -----------------------------------------------------------------------
 

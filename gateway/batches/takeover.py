@@ -6,12 +6,18 @@ Exactly one live instance wins each dead instance: the dead instance's row is de
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from gateway.batches.logs import LogStore
 from gateway.batches.supervisor import Supervisor
+from gateway.contract.batches import ReassignBatchResponse
+from gateway.errors import Conflict
 from gateway.instance.metrics import Metrics
 from gateway.instance.periodic import Periodic
+from gateway.security.auth import Principal
+from gateway.security.policy import Policy
 from gateway.store import BatchRecord, Store
 
 log = structlog.get_logger("gateway.takeover")
@@ -19,9 +25,11 @@ log = structlog.get_logger("gateway.takeover")
 
 class Takeover:
     def __init__(
-        self, store: Store, logs: LogStore, supervisor: Supervisor, *, every: float, metrics: Metrics | None = None
+        self, store: Store, logs: LogStore, supervisor: Supervisor, policy: Policy, *, every: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
+        self._policy = policy
         self._store = store
         self._logs = logs
         self._supervisor = supervisor
@@ -55,7 +63,28 @@ class Takeover:
         self.taken_over += moved
         return moved
 
-    async def _adopt(self, batches: list[BatchRecord], previous: str) -> None:
+    async def reassign(self, who: Principal, dead: str) -> ReassignBatchResponse:
+        """Kyuubi's manual door (POST /batches/reassign): an admin moves a dead instance's batches here now,
+        instead of waiting for its lease to run out. The same move as the sweep's, for one named instance."""
+        me = self._supervisor.instance
+        self._policy.check_admin(who, "reassign batches")
+        if dead == me:
+            raise Conflict(f"kyuubiInstance: {dead} is this instance; ask another instance to take its batches")
+        lease_until, batches = await self._store.reassign_instance(dead, me)
+        if lease_until is not None:
+            left = max(0.0, (lease_until - time.time() * 1000) / 1000)
+            raise Conflict(f"kyuubiInstance: {dead} is alive (its lease runs {left:.0f} s more); "
+                           "only a dead instance's batches can be reassigned")
+        await self._store.audit(who.name, "reassign", dead, source_ip=who.source_ip,
+                                detail={"newInstance": me, "batches": len(batches)})
+        log.warning("instance.reassigned", dead_instance=dead, batches=len(batches), user=who.name)
+        self._metrics.took_over(len(batches))
+        await self._adopt(batches, dead, f"reassigned by {who.name} to {me} from {dead}")
+        self.taken_over += len(batches)
+        return ReassignBatchResponse(batch_ids=[str(b.id) for b in batches], original_kyuubi_instance=dead,
+                                     new_kyuubi_instance=me)
+
+    async def _adopt(self, batches: list[BatchRecord], previous: str, note: str | None = None) -> None:
         for batch in batches:
-            await self._logs.note(batch.id, f"taken over by {self._supervisor.instance} from {previous}")
+            await self._logs.note(batch.id, note or f"taken over by {self._supervisor.instance} from {previous}")
         self._supervisor.adopt(batches, previous)

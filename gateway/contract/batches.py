@@ -18,6 +18,7 @@ CONF_PRIORITY = "kyuubi.batch.priority"
 CONF_PROJECT = "batchgate.project"
 CONF_PROXY_USERS = ("kyuubi.session.proxy.user", "hive.server2.proxy.user")
 MAX_NAME_LENGTH = 256
+MAX_EXTRA_RESOURCE_KEYS = 64
 
 
 class BatchState(StrEnum):
@@ -58,6 +59,8 @@ class BatchRequest(ApiModel):
     conf: dict[str, str] = Field(default_factory=dict)
     args: list[str] = Field(default_factory=list)
     project: str | None = Field(default=None, max_length=128)
+    # Kyuubi's extra resources: {conf key: "a.zip,b.py"}, each file a multipart part named by its file name.
+    extra_resources_map: dict[str, str] = Field(default_factory=dict, alias="extraResourcesMap")
 
     @field_validator("batch_type")
     @classmethod
@@ -128,6 +131,21 @@ class BatchRequest(ApiModel):
                 raise ValueError(f"{CONF_PRIORITY} must be an integer, not {priority!r}") from None
         return value
 
+    @field_validator("extra_resources_map", mode="before")
+    @classmethod
+    def _extra_resources(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("extra_resources_map")
+    @classmethod
+    def _extra_resources_size(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_EXTRA_RESOURCE_KEYS:
+            raise ValueError(f"at most {MAX_EXTRA_RESOURCE_KEYS} conf keys, not {len(value)}")
+        for key in value:
+            if _has_control_chars(key):
+                raise ValueError(f"key {key!r} has control characters")
+        return value
+
     @field_validator("args", mode="before")
     @classmethod
     def _args(cls, value: Any) -> Any:
@@ -151,6 +169,16 @@ class BatchRequest(ApiModel):
             if self.conf.get(key):
                 return self.conf[key]
         return None
+
+    @property
+    def extra_resources(self) -> dict[str, list[str]]:
+        """The extra resource files each conf key asks for, blank keys and names left out (as Kyuubi does)."""
+        wanted: dict[str, list[str]] = {}
+        for key, names in self.extra_resources_map.items():
+            listed = [n.strip() for n in names.split(",") if n.strip()]
+            if key.strip() and listed:
+                wanted[key.strip()] = listed
+        return wanted
 
     @property
     def priority(self) -> int:
@@ -178,7 +206,8 @@ class Batch(ApiModel):
     state: str
     create_time: int = Field(alias="createTime")
     end_time: int = Field(default=0, alias="endTime")
-    batch_info: dict[str, Any] = Field(default_factory=dict, alias="batchInfo")
+    # Kyuubi's Map<String, String>: values that are not text travel as their JSON (gateway/store/records.py).
+    batch_info: dict[str, str | None] = Field(default_factory=dict, alias="batchInfo")
 
 
 class BatchList(ApiModel):
@@ -195,6 +224,29 @@ class LocalLog(ApiModel):
 class CloseBatchResponse(ApiModel):
     success: bool
     msg: str
+
+
+class ReassignBatchRequest(ApiModel):
+    """Kyuubi's manual takeover: move a dead instance's batches to the instance that answers."""
+
+    kyuubi_instance: str = Field(alias="kyuubiInstance", min_length=1, max_length=512)
+
+    @field_validator("kyuubi_instance")
+    @classmethod
+    def _instance(cls, value: str) -> str:
+        if not value.strip() or _has_control_chars(value):
+            raise ValueError("must be an instance name (as batches show it in kyuubiInstance)")
+        return value.strip()
+
+
+class ReassignBatchResponse(ApiModel):
+    batch_ids: list[str] = Field(alias="batchIds")
+    original_kyuubi_instance: str = Field(alias="originalKyuubiInstance")
+    new_kyuubi_instance: str = Field(alias="newKyuubiInstance")
+
+
+class Count(ApiModel):
+    count: int
 
 
 class ErrorBody(ApiModel):

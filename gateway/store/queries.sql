@@ -202,6 +202,15 @@ where id = (
 )
 returning id;
 
+-- name: lock_instance
+-- An instance's lease row, locked while an admin reassigns its batches (the sweep skips locked rows).
+-- $1 id
+select lease_until >= bg_now_ms() as live, lease_until from instances where id = $1 for update;
+
+-- name: remove_instance
+-- Forget an instance whose batches were reassigned. $1 id
+delete from instances where id = $1;
+
 -- name: take_over_batches
 -- Move a dead instance's active batches to me. $1 dead instance, $2 my id
 update batches set instance = $2, update_time = bg_now_ms()

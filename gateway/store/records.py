@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -105,5 +106,12 @@ class BatchRecord(BaseModel):
             state=self.state,
             create_time=self.create_time,
             end_time=self.end_time,
-            batch_info=info,
+            batch_info=wire_info(info),
         )
+
+
+def wire_info(info: dict[str, Any]) -> dict[str, str | None]:
+    """batchInfo as Kyuubi's contract has it, a map of strings (its Java client reads Map<String, String>
+    and fails on anything else): text stays text, any other value is its compact JSON."""
+    return {key: value if value is None or isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+            for key, value in info.items()}

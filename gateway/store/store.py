@@ -310,10 +310,10 @@ class Store:
 
         return await self._run(op)
 
-    async def insert_batch_with_file(
-        self, file_name: str, chunks: AsyncIterator[bytes], **batch: Any
+    async def insert_batch_with_files(
+        self, files: list[tuple[str, AsyncIterator[bytes]]], **batch: Any
     ) -> tuple[BatchRecord, bool]:
-        """insert_batch plus its uploaded file, in one transaction."""
+        """insert_batch plus its uploaded files (name, chunks), in one transaction."""
 
         async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
             async with conn.transaction():
@@ -327,10 +327,11 @@ class Store:
                     existing = await conn.fetchrow(self._q["get_batch"], batch["batch_id"])
                     assert existing is not None
                     return _record(existing), False
-                number = 0
-                async for chunk in chunks:
-                    await conn.execute(self._q["insert_file_chunk"], batch["batch_id"], file_name, number, chunk)
-                    number += 1
+                for file_name, chunks in files:
+                    number = 0
+                    async for chunk in chunks:
+                        await conn.execute(self._q["insert_file_chunk"], batch["batch_id"], file_name, number, chunk)
+                        number += 1
                 return _record(row), True
 
         return await self._run(op)
@@ -561,6 +562,21 @@ class Store:
                     return None, []
                 rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
                 return dead, [_record(r) for r in rows]
+
+        return await self._run(op)
+
+    async def reassign_instance(self, dead: str, instance: str) -> tuple[int | None, list[BatchRecord]]:
+        """Move the active batches of `dead` to `instance`, in one transaction, unless `dead` still holds
+        its lease: then nothing moves and its lease end (epoch ms) is returned instead."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[int | None, list[BatchRecord]]:
+            async with conn.transaction():
+                lease = await conn.fetchrow(self._q["lock_instance"], dead)
+                if lease is not None and lease["live"]:
+                    return int(lease["lease_until"]), []
+                await conn.execute(self._q["remove_instance"], dead)
+                rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
+                return None, [_record(r) for r in rows]
 
         return await self._run(op)
 

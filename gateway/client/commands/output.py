@@ -82,8 +82,8 @@ def batch_fields(batch: Batch) -> Table:
         ("app id", batch.app_id or ""), ("app url", batch.app_url or ""), ("app state", batch.app_state or ""),
         ("diagnostic", batch.app_diagnostic or ""), ("instance", batch.kyuubi_instance or ""),
     ]
-    for key, value in sorted(batch.batch_info.items()):
-        rows.append((f"info.{key}", value if isinstance(value, str) else json.dumps(value)))
-    for key, value in rows:
-        table.add_row(key, value)
+    for key, info in sorted(batch.batch_info.items()):
+        rows.append((f"info.{key}", info if info is not None else ""))
+    for key, cell in rows:
+        table.add_row(key, cell)
     return table
