@@ -25,7 +25,7 @@ from gateway.api.health import routes as health_routes
 from gateway.api.jobs import routes as job_routes
 from gateway.api.metrics import METRICS, measure
 from gateway.api.metrics import routes as metrics_routes
-from gateway.api.middleware import authenticate, errors
+from gateway.api.middleware import DIALECTS, authenticate, errors
 from gateway.api.openapi import SPEC_KEY, build_spec
 from gateway.api.openapi import routes as openapi_routes
 from gateway.api.projects import routes as project_routes
@@ -50,6 +50,8 @@ from gateway.instance.readiness import Readiness
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
 from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE, TAKEOVER
+from gateway.kylin.handlers import DIALECT as KYLIN
+from gateway.kylin.handlers import kylin_routes
 from gateway.livy.handlers import livy_routes, start_livy_site
 from gateway.projects.service import ProjectService
 from gateway.schedules.alerts import Alerter, WebhookRule
@@ -129,6 +131,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator(settings.users_file, settings.admin)
     app[SPEC_KEY] = build_spec()
     app[METRICS] = Metrics(state_ttl=settings.metrics_state_seconds)
+    app[DIALECTS] = (KYLIN,)
     app.add_routes(metrics_routes)
     app.add_routes(livy_routes())
     app.add_routes(health_routes)
@@ -142,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(audit_routes)
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
+    app.add_routes(kylin_routes())
     app.cleanup_ctx.append(_runtime)
     return app
 

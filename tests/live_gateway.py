@@ -18,20 +18,25 @@ from tests.gateway_process import GatewayProcess
 USERS = {"alice": "a-pass", "bob": "b-pass", "root": "r-pass"}
 
 
-def write_users(path: Path) -> Path:
+def write_users(path: Path, users: dict[str, str] | None = None) -> Path:
     path.write_text("".join(
-        f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n" for user, pw in USERS.items()
+        f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+        for user, pw in (users or USERS).items()
     ))
     return path
 
 
 @asynccontextmanager
 async def live_gateway(tmp_path: Path, database_url: str, *, name: str = "g",
-                       env: dict[str, str] | None = None) -> AsyncIterator[GatewayProcess]:
-    users = write_users(tmp_path / f"users-{name}")
+                       env: dict[str, str] | None = None, users: dict[str, str] | None = None,
+                       admins: tuple[str, ...] = ("root",),
+                       extra_args: tuple[str, ...] = ()) -> AsyncIterator[GatewayProcess]:
+    """`users` (name: password) replace the default ones; `admins` are named with --admin."""
+    users_file = write_users(tmp_path / f"users-{name}", users)
+    admin_args = [arg for admin in admins for arg in ("--admin", admin)]
     gateway = GatewayProcess(
         tmp_path / f"data-{name}", database_url=database_url, instance_id=name, env=env,
-        extra_args=["--users-file", str(users), "--admin", "root", "--engines", "LOCAL"],
+        extra_args=["--users-file", str(users_file), *admin_args, "--engines", "LOCAL", *extra_args],
     )
     await gateway.start()
     try:

@@ -1,5 +1,5 @@
-"""Middlewares: errors become {"message"} bodies ({"msg"} under /livy); /api and /livy requests are
-authenticated."""
+"""Middlewares: errors become {"message"} bodies ({"msg"} under /livy, a dialect's own shape on its
+paths); /api, /livy and the authenticated dialects' requests are authenticated."""
 
 from __future__ import annotations
 
@@ -38,6 +38,28 @@ CREDENTIALS = web.RequestKey("credentials", Credentials)
 LIVY_ROOT = web.AppKey("livy_root", bool)
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """Another system's API spoken on this gateway (gateway/kylin, gateway/datameer, gateway/azkaban): the
+    paths it owns, how its errors are written, and whether this middleware authenticates its requests
+    (Basic, Bearer or the session cookie, as for /api) or the dialect does it itself."""
+
+    name: str
+    owns: Callable[[str], bool]
+    error: Callable[[int, str], web.Response]
+    authenticated: bool = True
+
+
+DIALECTS: web.AppKey[tuple[Dialect, ...]] = web.AppKey("dialects")
+
+
+def dialect_of(request: web.Request) -> Dialect | None:
+    for dialect in request.app.get(DIALECTS, ()):
+        if dialect.owns(request.path):
+            return dialect
+    return None
+
+
 def livy_request(request: web.Request) -> bool:
     path = request.path
     return request.app.get(LIVY_ROOT, False) or path == "/livy" or path.startswith("/livy/")
@@ -54,6 +76,9 @@ def error_response(
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    dialect = dialect_of(request)
+    if dialect is not None:
+        return await _dialect_errors(request, handler, dialect)
     key = "msg" if livy_request(request) else "message"  # Livy clients read {"msg": ...}
     try:
         return await handler(request)
@@ -79,6 +104,36 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("api.unhandled_error", method=request.method, path=request.path)
         return error_response(500, "internal error; see the gateway log", key=key)
+
+
+async def _dialect_errors(request: web.Request, handler: Handler, dialect: Dialect) -> web.StreamResponse:
+    """The same outcomes as errors() (statuses, headers, audit), written the way the dialect writes them."""
+    headers: dict[str, str] = {}
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = _challenge(request, exc)
+        if isinstance(exc, Unavailable | TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Forbidden | Unauthorized):
+            await _audit_denied(request, exc)
+        response = dialect.error(exc.status, exc.message)
+    except HttpProcessingError as exc:
+        response = dialect.error(400, f"malformed request: {exc.message}")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        if exc.status == 413:
+            message = "request body too large"
+        headers.update({k: v for k, v in exc.headers.items() if k == "Allow"})
+        response = dialect.error(exc.status, message)
+    except Exception:
+        log.exception("api.unhandled_error", method=request.method, path=request.path, dialect=dialect.name)
+        response = dialect.error(500, "internal error; see the gateway log")
+    response.headers.update(headers)
+    return response
 
 
 def _challenge(request: web.Request, exc: Unauthorized) -> str:
@@ -126,6 +181,10 @@ def _claimed_user(request: web.Request) -> str | None:
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/api/") or livy_request(request):
         await _authenticate(request)
+    else:
+        dialect = dialect_of(request)
+        if dialect is not None and dialect.authenticated:
+            await _authenticate(request)
     return await handler(request)
 
 

@@ -28,6 +28,7 @@ from gateway.contract.batches import (
 )
 from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
+from gateway.kylin.spec import kylin_paths
 
 routes = web.RouteTableDef()
 
@@ -325,6 +326,7 @@ def build_spec() -> dict[str, Any]:
     paths.update(_session_paths(schemas))
     paths.update(_operations_paths(schemas))
     paths.update(_livy_paths(schemas))
+    paths.update(kylin_paths(schemas))
     paths.update(_job_paths())
     paths.update(_project_paths())
     paths.update(_schedule_paths(schemas))
@@ -332,7 +334,8 @@ def build_spec() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,
                  "description": "Kyuubi-compatible batch API. Errors are {\"message\": ...}. The Livy batch "
-                                "API is under /livy (tag livy), with Livy's errors: {\"msg\": ...}."},
+                                "API is under /livy (tag livy), with Livy's errors: {\"msg\": ...}; Kylin's job "
+                                "API under /kylin/api/jobs (tag kylin), with Kylin's envelope {code, data, msg}."},
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {

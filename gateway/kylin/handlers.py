@@ -1,0 +1,296 @@
+"""Apache Kylin's job API (docs/kylin.md) under /kylin/api/jobs: Kylin 5's list and bulk status change,
+and Kylin 3/4's v2 calls on one job. Every call goes through the batch, control and job services, so
+authorization and audit are theirs; this module parses Kylin's parameters and writes Kylin's answers."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from gateway.api.middleware import Dialect, principal
+from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param, validation_message
+from gateway.errors import BadRequest, Conflict, NotFound
+from gateway.keys import CONTROL, JOBS, SERVICE, SETTINGS
+from gateway.kylin.models import (
+    BATCH_STATES,
+    BULK_ACTIONS,
+    STATUS_CODES,
+    V2_MEDIA,
+    JobStatusRequest,
+    KylinJob,
+    KylinStatus,
+    StepOutput,
+    V2JobList,
+    V5JobList,
+    batch_job,
+    kylin_error,
+    kylin_response,
+    parse_statuses,
+    run_job,
+)
+from gateway.store import BatchRecord, ListFilter
+from gateway.store.jobs import RunRecord
+
+PREFIX = "/kylin/api/jobs"
+DAY_MS = 86_400_000
+# timeFilter / time_filter: the last day, week, month, year, or everything.
+TIME_FILTERS = {0: DAY_MS, 1: 7 * DAY_MS, 2: 31 * DAY_MS, 3: 365 * DAY_MS, 4: 0}
+# Kylin's sort fields, as batchgate can sort: by creation (Kylin's default, last_modified, is the order
+# in which jobs were last touched; batchgate keeps no index on that), by name, or by duration.
+SORTS = {
+    "last_modified": "createTime", "last_modify": "createTime", "create_time": "createTime",
+    "job_name": "name", "target_subject": "name", "cube_name": "name",
+    "total_duration": "duration", "duration": "duration",
+}
+OUTPUT_LINES = 2000  # a step's output is the last lines of its batch's log, as Kylin keeps a step's tail
+
+
+def owns(path: str) -> bool:
+    return path == "/kylin" or path.startswith("/kylin/")
+
+
+DIALECT = Dialect(name="kylin", owns=owns, error=kylin_error)
+
+
+# --- finding jobs --------------------------------------------------------------------------------
+
+
+def _job_uuid(raw: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"jobId: {raw!r} is not a job id (a batch or run id)") from None
+
+
+async def _find(request: web.Request, raw: str, permission: str = "READ") -> BatchRecord | RunRecord:
+    """A batch or a run by id, authorized as the batch and job services authorize them."""
+    job_id = str(_job_uuid(raw))
+    who = principal(request)
+    try:
+        if permission == "READ":
+            return await request.app[SERVICE].get(who, job_id)
+        return await request.app[SERVICE].modifiable(who, job_id)
+    except NotFound:
+        pass
+    try:
+        return await request.app[JOBS].run(who, job_id, permission)
+    except NotFound:
+        raise NotFound(f"job {raw} not found") from None
+
+
+async def _view(request: web.Request, job: BatchRecord | RunRecord) -> KylinJob:
+    if isinstance(job, BatchRecord):
+        return batch_job(job)
+    nodes = await request.app[JOBS].nodes(job)
+    batches: dict[str, BatchRecord] = {}
+    for node in nodes:
+        if node.batch_id is not None:
+            record = await request.app[SERVICE].current(node.batch_id)
+            if record is not None:
+                batches[node.node_id] = record
+    return run_job(job, nodes, batches)
+
+
+# --- one job (Kylin 3/4, v2) ---------------------------------------------------------------------
+
+
+async def get_job(request: web.Request) -> web.Response:
+    job = await _find(request, request.match_info["job_id"])
+    return kylin_response((await _view(request, job)).model_dump(mode="json", by_alias=True))
+
+
+async def _respond(request: web.Request, job: BatchRecord | RunRecord) -> web.Response:
+    return kylin_response((await _view(request, job)).model_dump(mode="json", by_alias=True))
+
+
+async def resume(request: web.Request) -> web.Response:
+    """Kylin resumes a paused job, and an errored one from where it failed: a failed run is retried (its
+    failed nodes run again), a failed batch is restarted as a new batch (whose id the answer carries)."""
+    who = principal(request)
+    job = await _find(request, request.match_info["job_id"], "EXECUTE")
+    if isinstance(job, BatchRecord):
+        if job.state == "ERROR":
+            return await _respond(request, await request.app[CONTROL].restart(who, str(job.id)))
+        return await _respond(request, await request.app[CONTROL].resume(who, str(job.id)))
+    action = "retry" if job.state == "FAILED" else "resume"
+    return await _respond(request, await request.app[JOBS].control(who, str(job.id), action, {}))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Kylin's "discard": the batch is killed, or the run canceled."""
+    who = principal(request)
+    job = await _find(request, request.match_info["job_id"], "EXECUTE")
+    if isinstance(job, BatchRecord):
+        success, message, record = await request.app[SERVICE].kill(who, str(job.id))
+        if not success:
+            raise Conflict(message)
+        return await _respond(request, record)
+    return await _respond(request, await request.app[JOBS].control(who, str(job.id), "cancel", {}))
+
+
+async def pause(request: web.Request) -> web.Response:
+    who = principal(request)
+    job = await _find(request, request.match_info["job_id"], "EXECUTE")
+    if isinstance(job, BatchRecord):
+        return await _respond(request, await request.app[CONTROL].pause(who, str(job.id)))
+    return await _respond(request, await request.app[JOBS].control(who, str(job.id), "pause", {}))
+
+
+async def drop(request: web.Request) -> web.Response:
+    """The job's record, log and files are removed; the answer is the job as it was."""
+    who = principal(request)
+    job = await _find(request, request.match_info["job_id"], "EXECUTE")
+    if not isinstance(job, BatchRecord):
+        raise Conflict(f"job {job.id} is a run: a run's record stays with its job; drop its batches instead")
+    view = batch_job(job)
+    await request.app[CONTROL].drop(who, str(job.id))
+    return kylin_response(view.model_dump(mode="json", by_alias=True))
+
+
+async def step_output(request: web.Request) -> web.Response:
+    """A step's output: the tail of its batch's log (for a run, the node's batch)."""
+    raw_job, step_id = request.match_info["job_id"], request.match_info["step_id"]
+    job = await _find(request, raw_job)
+    prefix, _, sequence = step_id.rpartition("-")
+    if _job_uuid(prefix) != job.id or not sequence.isdigit():
+        raise BadRequest(f"stepId: {step_id!r} is not a step of job {raw_job} ({raw_job}-NN)")
+    view = await _view(request, job)
+    index = int(sequence)
+    if index >= len(view.steps):
+        raise NotFound(f"job {raw_job} has no step {step_id} (it has {len(view.steps)})")
+    batch_id = job.id if isinstance(job, BatchRecord) else view.steps[index].info.get("batchId")
+    output = ""
+    if batch_id is not None:
+        who = principal(request)
+        batch = await request.app[SERVICE].get(who, str(batch_id))
+        start = max(batch.log_lines - OUTPUT_LINES, 0)
+        output = "\n".join(await request.app[SERVICE].read_log(who, str(batch.id), start, OUTPUT_LINES))
+    return kylin_response(StepOutput(job_id=raw_job, cmd_output=output, step_id=step_id)
+                          .model_dump(mode="json", by_alias=True))
+
+
+# --- the list (Kylin 5, and the v2 list) ---------------------------------------------------------
+
+
+def _is_v2(request: web.Request) -> bool:
+    """Kylin 3/4 clients ask for the v2 media type; without it, the v2 parameter names tell."""
+    if V2_MEDIA in request.headers.get("Accept", ""):
+        return True
+    return "time_filter" not in request.query and "timeFilter" in request.query
+
+
+def _states(statuses: list[KylinStatus]) -> tuple[str, ...] | None:
+    """The batch states of a status filter: () is no filter, None matches nothing (only NEW)."""
+    if not statuses:
+        return ()
+    states = tuple(sorted({s.value for status in statuses for s in BATCH_STATES[status]}))
+    return states or None
+
+
+def _v2_statuses(values: list[str]) -> list[KylinStatus]:
+    out: list[KylinStatus] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            try:
+                out.append(STATUS_CODES[int(part)])
+            except (ValueError, KeyError):
+                raise BadRequest(f"status: {part!r} is not a job status code "
+                                 f"({', '.join(f'{s.value}: {c}' for c, s in STATUS_CODES.items())})") from None
+    return out
+
+
+def _sort(value: str | None, field: str) -> str:
+    if not value:
+        return "createTime"
+    sort = SORTS.get(value.lower())
+    if sort is None:
+        raise BadRequest(f"{field}: cannot sort by {value!r} here; use one of {', '.join(SORTS)}")
+    return sort
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    query = request.query
+    v2 = _is_v2(request)
+    names = ("timeFilter", "pageOffset", "pageSize", "sortby", "projectName") if v2 else (
+        "time_filter", "page_offset", "page_size", "sort_by", "project")
+    time_name, offset_name, size_name, sort_name, project_name = names
+    if time_name not in query:
+        raise BadRequest(f"{time_name}: required (0 day, 1 week, 2 month, 3 year, 4 all)")
+    period = TIME_FILTERS[int_param(query, time_name, 4, minimum=0, maximum=4)]
+    page = int_param(query, offset_name, 0, minimum=0, maximum=2**31)
+    size = int_param(query, size_name, 10, minimum=1, maximum=MAX_PAGE)
+    if v2:
+        statuses = _v2_statuses(query.getall("status", []))
+        name, key = text_param(query, "jobName"), None
+    else:
+        try:
+            statuses = parse_statuses((query.get("statuses") or "").split(","), "statuses")
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        name, key = None, text_param(query, "key")
+    states = _states(statuses)
+    # Kylin's page offset is a page number: the page starts at offset * size.
+    flt = ListFilter(
+        states=states or (), name=name, key=key, project=text_param(query, project_name),
+        create_time=int(time.time() * 1000) - period if period else 0, offset=page * size, size=size,
+        sort=_sort(query.get(sort_name), sort_name), desc=bool_param(query, "reverse", True),
+    )
+    total, records = (0, []) if states is None else await request.app[SERVICE].list_batches(principal(request), flt)
+    jobs = [batch_job(r) for r in records]
+    data = V2JobList(size=total, jobs=jobs) if v2 else V5JobList(value=jobs, offset=page, limit=size,
+                                                                   total_size=total)
+    return kylin_response(data.model_dump(mode="json", by_alias=True))
+
+
+async def change_status(request: web.Request) -> web.Response:
+    """PUT /kylin/api/jobs/status: one action on jobs by id, or on a project's jobs, filtered by status."""
+    raw = await request.read()
+    if len(raw) > request.app[SETTINGS].max_body_bytes:
+        raise BadRequest("body: too large")
+    try:
+        body = JobStatusRequest.model_validate(json.loads(raw or b"null"))
+        statuses = parse_statuses(body.statuses, "statuses")
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    if not body.job_ids and not body.project:
+        raise BadRequest("project and job_ids cannot be empty at the same time")
+    ids = [str(_job_uuid(i)) for i in body.job_ids]
+    states = _states(statuses)
+    if states is None:
+        return kylin_response("")
+    flt = ListFilter(project=body.project, states=states) if body.project or states else None
+    result = await request.app[CONTROL].bulk(principal(request), BULK_ACTIONS[body.action], ids, flt)
+    if result.failed:
+        detail = {"matched": result.matched, "succeeded": result.succeeded, "failed": result.failed}
+        first = "; ".join(f"{f['id']}: {f['message']}" for f in result.failed[:3])
+        return kylin_error(409, f"{len(result.failed)} of {result.matched} jobs could not be changed "
+                                f"({body.action.value}): {first}", detail)
+    return kylin_response("")
+
+
+async def status_not_allowed(request: web.Request) -> web.Response:
+    """Only PUT exists at /status; without this, GET would take 'status' for a job id."""
+    raise web.HTTPMethodNotAllowed(request.method, ["PUT"])
+
+
+def kylin_routes() -> list[web.RouteDef]:
+    one = f"{PREFIX}/{{job_id}}"
+    return [
+        web.get(PREFIX, list_jobs),
+        web.put(f"{PREFIX}/status", change_status),
+        web.get(f"{PREFIX}/status", status_not_allowed),
+        web.get(one, get_job),
+        web.put(f"{one}/resume", resume),
+        web.put(f"{one}/cancel", cancel),
+        web.put(f"{one}/pause", pause),
+        web.delete(f"{one}/drop", drop),
+        web.get(f"{one}/steps/{{step_id}}/output", step_output),
+    ]
