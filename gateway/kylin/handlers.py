@@ -217,29 +217,31 @@ def _sort(value: str | None, field: str) -> str:
 async def list_jobs(request: web.Request) -> web.Response:
     query = request.query
     v2 = _is_v2(request)
-    names = ("timeFilter", "pageOffset", "pageSize", "sortby", "projectName") if v2 else (
-        "time_filter", "page_offset", "page_size", "sort_by", "project")
-    time_name, offset_name, size_name, sort_name, project_name = names
+    # Both spellings are checked, whichever the request uses: a bad value is a 400 under either name.
+    periods = {name: int_param(query, name, 4, minimum=0, maximum=4) for name in ("time_filter", "timeFilter")}
+    pages = {name: int_param(query, name, 0, minimum=0, maximum=2**31) for name in ("page_offset", "pageOffset")}
+    sizes = {name: int_param(query, name, 10, minimum=1, maximum=MAX_PAGE) for name in ("page_size", "pageSize")}
+    sorts = {name: _sort(query.get(name), name) for name in ("sort_by", "sortby")}
+    projects = {name: text_param(query, name) for name in ("project", "projectName")}
+    v2_statuses = _v2_statuses(query.getall("status", []))
+    try:
+        v5_statuses = parse_statuses((query.get("statuses") or "").split(","), "statuses")
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    name, key = text_param(query, "jobName"), text_param(query, "key")
+    time_name, offset_name, size_name, sort_name, project_name = (
+        ("timeFilter", "pageOffset", "pageSize", "sortby", "projectName") if v2
+        else ("time_filter", "page_offset", "page_size", "sort_by", "project"))
     if time_name not in query:
         raise BadRequest(f"{time_name}: required (0 day, 1 week, 2 month, 3 year, 4 all)")
-    period = TIME_FILTERS[int_param(query, time_name, 4, minimum=0, maximum=4)]
-    page = int_param(query, offset_name, 0, minimum=0, maximum=2**31)
-    size = int_param(query, size_name, 10, minimum=1, maximum=MAX_PAGE)
-    if v2:
-        statuses = _v2_statuses(query.getall("status", []))
-        name, key = text_param(query, "jobName"), None
-    else:
-        try:
-            statuses = parse_statuses((query.get("statuses") or "").split(","), "statuses")
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        name, key = None, text_param(query, "key")
-    states = _states(statuses)
+    period = TIME_FILTERS[periods[time_name]]
+    page, size = pages[offset_name], sizes[size_name]
+    states = _states(v2_statuses if v2 else v5_statuses)
     # Kylin's page offset is a page number: the page starts at offset * size.
     flt = ListFilter(
-        states=states or (), name=name, key=key, project=text_param(query, project_name),
+        states=states or (), name=name if v2 else None, key=None if v2 else key, project=projects[project_name],
         create_time=int(time.time() * 1000) - period if period else 0, offset=page * size, size=size,
-        sort=_sort(query.get(sort_name), sort_name), desc=bool_param(query, "reverse", True),
+        sort=sorts[sort_name], desc=bool_param(query, "reverse", True),
     )
     total, records = (0, []) if states is None else await request.app[SERVICE].list_batches(principal(request), flt)
     jobs = [batch_job(r) for r in records]
