@@ -24,6 +24,7 @@ from gateway.contract.jobs import (
     Run,
     RunList,
     RunNode,
+    RunState,
     TriggerRequest,
 )
 from gateway.errors import BadRequest
@@ -32,7 +33,7 @@ from gateway.store.jobs import JobRecord, NodeRecord, RunRecord
 
 routes = web.RouteTableDef()
 M = TypeVar("M", bound=BaseModel)
-RUN_STATES = ("PREPARING", "RUNNING", "PAUSED", "SUCCEEDED", "FAILED", "KILLED")
+RUN_STATES = tuple(state.value for state in RunState)
 
 
 def job_out(job: JobRecord) -> Job:

@@ -15,6 +15,7 @@ from gateway.contract.batches import (
     BatchDetails,
     BatchList,
     BatchRequest,
+    BatchState,
     BulkRequest,
     BulkResponse,
     CloseBatchResponse,
@@ -36,7 +37,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     Batch, BatchList, BatchRequest, CloseBatchResponse, ErrorBody, LocalLog, AuditList, Health,
     BatchDetails, BulkRequest, BulkResponse, DropResponse, ReassignBatchRequest, ReassignBatchResponse, Count,
 )
-STATES = ["INITIALIZED", "PAUSED", "PENDING", "RUNNING", "FINISHED", "ERROR", "CANCELED"]
+STATES = [state.value for state in BatchState]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:

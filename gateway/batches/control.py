@@ -20,7 +20,7 @@ from engines.registry import EngineRegistry
 from gateway.batches.logs import LogStore
 from gateway.batches.service import BatchService, parse_batch_id
 from gateway.batches.uploads import INFO_EXTRA_RESOURCES, INFO_RESOURCE_FILE
-from gateway.contract.batches import CONF_BATCH_ID, TERMINAL_STATES
+from gateway.contract.batches import CONF_BATCH_ID, TERMINAL_STATES, BatchState
 from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.instance.listener import STATE, Hub
 from gateway.projects.service import ProjectService
@@ -69,40 +69,40 @@ class BatchControl:
 
     async def pause(self, who: Principal, batch_id: str) -> BatchRecord:
         batch = await self._modifiable(who, batch_id)
-        if batch.state == "PAUSED":
+        if batch.state is BatchState.PAUSED:
             return batch  # pausing twice is a no-op
         if batch.state in TERMINAL_STATES:
             raise Conflict(f"batch {batch.id} is {batch.state}; only a queued or running batch can be paused")
-        if batch.state == "INITIALIZED":
+        if batch.state is BatchState.INITIALIZED:
             paused = await self._store.pause_queued(batch.id)
             if paused is None:
                 return await self.pause(who, batch_id)  # it was claimed meanwhile: pause the launched one
             await self._logs.note(batch.id, f"paused in the queue by {who.name}")
             await self._audit(who, "pause", batch)
             return paused
-        if batch.state == "PENDING":
+        if batch.state is BatchState.PENDING:
             raise Conflict(f"batch {batch.id} is launching; pause it once it is RUNNING")
         engine = self._engines.get(batch.batch_type)
         reason = pause_refusal(engine, _spec(batch)) if engine is not None else "its engine is not enabled"
         if reason:
             raise Conflict(f"batch {batch.id} cannot be paused: {reason}")
-        return await self._ask_owner(who, batch, "PAUSE", ["RUNNING"], "PAUSED")
+        return await self._ask_owner(who, batch, "PAUSE", [BatchState.RUNNING], BatchState.PAUSED)
 
     async def resume(self, who: Principal, batch_id: str) -> BatchRecord:
         batch = await self._modifiable(who, batch_id)
-        if batch.state != "PAUSED":
+        if batch.state is not BatchState.PAUSED:
             raise Conflict(f"batch {batch.id} is {batch.state}, not PAUSED")
-        if batch.paused_from == "INITIALIZED":
+        if batch.paused_from is BatchState.INITIALIZED:
             resumed = await self._store.resume_queued(batch.id)
             if resumed is None:
                 raise Conflict(f"batch {batch.id} changed while resuming; try again")
             await self._logs.note(batch.id, f"resumed by {who.name}: back in the queue")
             await self._audit(who, "resume", batch)
             return resumed
-        return await self._ask_owner(who, batch, "RESUME", ["PAUSED"], "RUNNING")
+        return await self._ask_owner(who, batch, "RESUME", [BatchState.PAUSED], BatchState.RUNNING)
 
     async def _ask_owner(
-        self, who: Principal, batch: BatchRecord, action: str, states: list[str], target: str
+        self, who: Principal, batch: BatchRecord, action: str, states: list[BatchState], target: BatchState
     ) -> BatchRecord:
         """Record the request; the owner instance acts on it. Wait for the outcome."""
         with self._hub.subscribe(STATE, str(batch.id)) as changed:

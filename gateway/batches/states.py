@@ -5,7 +5,7 @@ from __future__ import annotations
 from gateway.contract.batches import AppState, BatchState
 
 
-def terminal_state(app_state: str, kill_requested: bool) -> tuple[str, str]:
+def terminal_state(app_state: str, kill_requested: bool) -> tuple[BatchState, str]:
     """(batch state, app state) for an application that ended.
 
     A finished app is FINISHED even if a kill came too late. Otherwise a requested kill makes it

@@ -34,6 +34,7 @@ from engines.runner import PIDS
 from gateway.batches.logs import LogStore
 from gateway.batches.states import terminal_state
 from gateway.batches.uploads import INFO_RESOURCE_FILE, UPLOAD_DIR, conf_with_extra_resources, stored_files
+from gateway.contract.batches import AppState, BatchState
 from gateway.errors import GatewayError, Unavailable
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
@@ -142,12 +143,12 @@ class Supervisor:
         except Exception:
             blog.exception("batch.supervise_failed")
             with contextlib.suppress(Exception):
-                await self._finish(batch.id, "FAILED", "internal error while supervising the batch")
+                await self._finish(batch.id, AppState.FAILED, "internal error while supervising the batch")
 
     async def _attach_or_launch(self, batch: BatchRecord, blog: Any) -> Run | None:
         engine = self._engines.get(batch.batch_type)
         if engine is None:
-            await self._finish(batch.id, "FAILED", f"batch type {batch.batch_type} is not enabled")
+            await self._finish(batch.id, AppState.FAILED, f"batch type {batch.batch_type} is not enabled")
             return None
         handle = dict(batch.handle or {})
         workdir = Path(handle.get("workdir") or self.workdir(batch.id))
@@ -158,7 +159,7 @@ class Supervisor:
                 run = await engine.recover(self.spec(batch), handle, batch.log_offset)
             if run is None:
                 await self._retry(partial(self._logs.note, batch.id, "lost: the application could not be found"))
-                await self._finish(batch.id, "FAILED", "application lost: it could not be re-attached")
+                await self._finish(batch.id, AppState.FAILED, "application lost: it could not be re-attached")
                 blog.warning("batch.lost")
                 return None
             await self._retry(partial(self._logs.note, batch.id, f"re-attached by {self.instance}"))
@@ -177,14 +178,14 @@ class Supervisor:
             try:
                 resource = await self._retry(partial(self._materialize, batch))
             except GatewayError as exc:  # an artifact that is gone or broken: the batch cannot start
-                await self._finish(batch.id, "FAILED", f"launch failed: {exc.message}")
+                await self._finish(batch.id, AppState.FAILED, f"launch failed: {exc.message}")
                 return None
             spec = self.spec(batch, resource)
             try:
                 run = await engine.submit(spec)
             except EngineError as exc:
                 self._metrics.launch_failed(batch.batch_type)
-                await self._finish(batch.id, "FAILED", f"launch failed: {exc}")
+                await self._finish(batch.id, AppState.FAILED, f"launch failed: {exc}")
                 blog.info("batch.launch_failed", error=str(exc))
                 return None
         record = await self._retry(partial(self._store.set_launched, batch.id, self.instance, run.handle))
@@ -233,7 +234,7 @@ class Supervisor:
             await self._consume(batch, run, events, blog)
 
     async def _consume(self, batch: BatchRecord, run: Run, events: AsyncIterator[Event], blog: Any) -> None:
-        started = batch.state != "PENDING"  # for the metrics: count PENDING -> RUNNING once
+        started = batch.state is not BatchState.PENDING  # for the metrics: count PENDING -> RUNNING once
         async for event in events:
             if isinstance(event, LogLines):
                 owned = await self._retry(
@@ -251,7 +252,7 @@ class Supervisor:
                     app_state=event.app_state, running=event.running, diagnostic=event.diagnostic,
                     handle=event.handle,
                 ))
-                if event.running and not started and record is not None and record.state == "RUNNING":
+                if event.running and not started and record is not None and record.state is BatchState.RUNNING:
                     started = True
                     self._metrics.running(record)
                 if event.running:
@@ -268,7 +269,7 @@ class Supervisor:
 
     async def _finish(
         self, batch_id: uuid.UUID, app_state: str, diagnostic: str | None, info: dict[str, Any] | None = None
-    ) -> str:
+    ) -> BatchState:
         state, final_app_state = terminal_state(app_state, batch_id in self._killing)
         text = f"state {state}" + (f": {diagnostic}" if diagnostic else "")
         record = await self._retry(partial(

@@ -10,9 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ALL_BATCH_TYPES = ("SPARK", "PYSPARK", "FLINK", "PYFLINK", "LOCAL")
 
-TERMINAL_STATES = frozenset({"FINISHED", "ERROR", "CANCELED"})
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING"})
-
 CONF_BATCH_ID = "kyuubi.batch.id"
 CONF_PRIORITY = "kyuubi.batch.priority"
 CONF_PROJECT = "batchgate.project"
@@ -39,6 +36,10 @@ class AppState(StrEnum):
     KILLED = "KILLED"
     NOT_FOUND = "NOT_FOUND"
     UNKNOWN = "UNKNOWN"
+
+
+TERMINAL_STATES = frozenset({BatchState.FINISHED, BatchState.ERROR, BatchState.CANCELED})
+ACTIVE_STATES = frozenset({BatchState.PENDING, BatchState.RUNNING})
 
 
 def _has_control_chars(text: str) -> bool:
@@ -203,7 +204,7 @@ class Batch(ApiModel):
     app_state: str | None = Field(default=None, alias="appState")
     app_diagnostic: str | None = Field(default=None, alias="appDiagnostic")
     kyuubi_instance: str | None = Field(default=None, alias="kyuubiInstance")
-    state: str
+    state: BatchState
     create_time: int = Field(alias="createTime")
     end_time: int = Field(default=0, alias="endTime")
     # Kyuubi's Map<String, String>: values that are not text travel as their JSON (gateway/store/records.py).

@@ -27,8 +27,28 @@ class FailureAction(StrEnum):
     FINISH_ALL_POSSIBLE = "FINISH_ALL_POSSIBLE"
 
 
-RUN_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "KILLED"})
-NODE_TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SKIPPED"})
+class RunState(StrEnum):
+    PREPARING = "PREPARING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+class NodeState(StrEnum):
+    READY = "READY"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    SKIPPED = "SKIPPED"
+
+
+RUN_TERMINAL = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.KILLED})
+NODE_TERMINAL = frozenset({NodeState.SUCCEEDED, NodeState.FAILED, NodeState.CANCELLED, NodeState.SKIPPED})
 
 
 class NodeSpec(ApiModel):
@@ -119,7 +139,7 @@ class RetryRequest(ApiModel):
 
 class RunNode(ApiModel):
     id: str
-    state: str
+    state: NodeState
     batch_id: str | None = Field(default=None, alias="batchId")
     in_: list[str] = Field(alias="in")
     attempt: int
@@ -132,7 +152,7 @@ class Run(ApiModel):
     id: str
     job: str
     version: int
-    state: str
+    state: RunState
     trigger: str
     submit_user: str = Field(alias="submitUser")
     variables: dict[str, str]

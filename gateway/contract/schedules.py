@@ -69,9 +69,19 @@ class ScheduleSpec(ApiModel):
         return value
 
 
+class TickOutcome(StrEnum):
+    """What became of a schedule's fire time."""
+
+    PENDING = "PENDING"
+    QUEUED = "QUEUED"
+    FIRED = "FIRED"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+
+
 class TickOut(ApiModel):
     fire_time: int = Field(alias="fireTime")
-    outcome: str = Field(description="PENDING, QUEUED, FIRED, SKIPPED or FAILED")
+    outcome: TickOutcome = Field(description="PENDING, QUEUED, FIRED, SKIPPED or FAILED")
     reason: str | None = None
     run_id: str | None = Field(default=None, alias="runId")
     instance: str

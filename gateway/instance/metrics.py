@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.contract.batches import BatchState
 from gateway.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from gateway.store import BatchRecord, Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATES = ("INITIALIZED", "PAUSED", "PENDING", "RUNNING", "FINISHED", "ERROR", "CANCELED")
+STATES = tuple(BatchState)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 BATCH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0,
                  3600.0, 4 * 3600.0, 12 * 3600.0, 24 * 3600.0)
@@ -131,12 +132,12 @@ class Metrics:
         self.submits.labels(batch_type).inc()
 
     def claimed(self, batch: BatchRecord) -> None:
-        self.transitions.labels(batch.batch_type, "PENDING").inc()
+        self.transitions.labels(batch.batch_type, BatchState.PENDING).inc()
         if batch.claim_time and batch.create_time:
             self.queue_wait.labels(batch.batch_type).observe(max(batch.claim_time - batch.create_time, 0) / 1000)
 
     def running(self, batch: BatchRecord) -> None:
-        self.transitions.labels(batch.batch_type, "RUNNING").inc()
+        self.transitions.labels(batch.batch_type, BatchState.RUNNING).inc()
         if batch.app_start_time and batch.claim_time:
             self.launch.labels(batch.batch_type).observe(max(batch.app_start_time - batch.claim_time, 0) / 1000)
 

@@ -16,19 +16,15 @@ from typing import Any
 
 import structlog
 
-from gateway.contract.jobs import NODE_TERMINAL, RUN_TERMINAL
+from gateway.contract.jobs import RUN_TERMINAL, NodeState, RunState
 from gateway.errors import BadRequest, Conflict, Unavailable
 from gateway.jobs.graph import downstream, node_request
-from gateway.store.jobs import JobStore, NewBatch, NodeState, RunRecord, RunTransaction
+from gateway.jobs.plan import DONE_BAD, Cause, plan
+from gateway.store.jobs import JobStore, NewBatch, RunRecord, RunTransaction
 
 log = structlog.get_logger("gateway.runs")
 
 SWEEP_SECONDS = 15.0
-NODE_OF_BATCH = {"INITIALIZED": "QUEUED", "PENDING": "QUEUED", "RUNNING": "RUNNING", "FINISHED": "SUCCEEDED",
-                 "ERROR": "FAILED", "CANCELED": "CANCELLED"}
-DONE_OK = frozenset({"SUCCEEDED", "SKIPPED"})
-DONE_BAD = frozenset({"FAILED", "CANCELLED"})
-ACTIVE = frozenset({"QUEUED", "RUNNING", "PAUSED"})
 
 
 def _now() -> int:
@@ -126,71 +122,17 @@ class RunCoordinator:
                 return None
             return await self._advance(tx)
 
-    async def _advance(self, tx: RunTransaction, *, stop_reason: str | None = None) -> RunRecord:
+    async def _advance(self, tx: RunTransaction, cause: Cause = Cause.CHANGE) -> RunRecord:
+        """Carry out what `plan()` decides for the locked run, in the run's transaction."""
         run = tx.run
-        nodes = await tx.nodes()
-        by_id = {n.node_id: n for n in nodes}
-        events: list[tuple[str | None, str]] = []
         now = _now()
-
-        def move(node: NodeState, state: str) -> None:
-            if node.state == state:
-                return
-            node.state = state
-            node.changed = True
-            if state == "RUNNING" and not node.start_time:
-                node.start_time = node.app_start_time or now
-            if state in NODE_TERMINAL and not node.end_time:
-                node.end_time = node.batch_end_time or now
-                node.start_time = node.start_time or node.end_time
-            events.append((node.node_id, state))
-
-        # 1. What the node batches did.
-        for node in nodes:
-            if node.batch_id is not None and node.state in ACTIVE and node.batch_state:
-                if node.batch_state == "PAUSED":
-                    move(node, "PAUSED" if node.state in ("RUNNING", "PAUSED") else "QUEUED")
-                else:
-                    move(node, NODE_OF_BATCH[node.batch_state])
-
-        terminal_run = run.state in RUN_TERMINAL
-        stopping = stop_reason is not None or terminal_run
-        failed = any(n.state == "FAILED" for n in nodes)
-        to_stop: list[uuid.UUID] = []
-        if not stopping and failed:
-            if run.failure_action == "CANCEL_ALL":
-                stop_reason = "another node failed (CANCEL_ALL)"
-                stopping = True
-            elif run.failure_action == "FINISH_CURRENTLY_RUNNING":
-                # Running nodes finish; nothing new starts, and queued nodes never start.
-                for node in nodes:
-                    if node.state == "READY":
-                        move(node, "CANCELLED")
-                    elif node.state == "QUEUED" and node.batch_id is not None:
-                        to_stop.append(node.batch_id)
-        if stopping and not terminal_run:
-            for node in nodes:
-                if node.state == "READY":
-                    move(node, "CANCELLED")
-                elif node.state in ACTIVE and node.batch_id is not None:
-                    to_stop.append(node.batch_id)
-        await tx.stop_batches(to_stop, f"run {run.id}: {stop_reason or 'a node failed'}")
-
-        # 2. Launch what is ready, unless the run is paused or stopping.
-        launch: list[NodeState] = []
-        for node in nodes:
-            if node.state != "READY":
-                continue
-            dep_states = [by_id[d].state for d in node.depends_on]
-            if any(s in DONE_BAD for s in dep_states):
-                move(node, "CANCELLED")  # FINISH_ALL_POSSIBLE: what depends on a failure cannot run
-            elif all(s in DONE_OK for s in dep_states) and not run.paused and not stopping:
-                launch.append(node)
-        if launch:
+        step = plan(run, await tx.nodes(), cause, now)
+        await tx.stop_batches(step.stop, f"run {run.id}: {step.stop_reason}")
+        if step.launch:
             definition = await tx.definition()
             specs = {n["id"]: n for n in definition.get("nodes", [])}
             batches: list[NewBatch] = []
-            for node in launch:
+            for node in step.launch:
                 request = node_request(node.node_id, specs[node.node_id]["request"], run.variables)
                 batch_id = uuid.uuid4()
                 batches.append(NewBatch(
@@ -200,28 +142,11 @@ class RunCoordinator:
                     info={"runId": str(run.id), "nodeId": node.node_id, "job": run.job, "attempt": node.attempt},
                 ))
                 node.batch_id = batch_id
-                move(node, "QUEUED")
             await tx.insert_batches(batches, run.submit_user, run.real_user, run.project)
-
-        # 3. The run's own state.
-        await tx.save_nodes(nodes)
-        state = run.state
-        end_time = run.end_time
-        if all(n.state in NODE_TERMINAL for n in nodes):
-            if not terminal_run:
-                state = "SUCCEEDED" if all(n.state in DONE_OK for n in nodes) else (
-                    "KILLED" if stop_reason and "cancel" in stop_reason else "FAILED")
-                end_time = now
-        elif not terminal_run:
-            state = "PAUSED" if run.paused else "RUNNING"
-        if stop_reason and "cancel" in stop_reason and not terminal_run:
-            state = "KILLED"
-            end_time = now
-        if state != run.state:
-            events.append((None, state))
-        await tx.events(events)
-        if state != run.state or end_time != run.end_time or not run.start_time:
-            run = await tx.save_run(state=state, start_time=run.start_time or now, end_time=end_time,
+        await tx.save_nodes(step.nodes)
+        await tx.events(step.events)
+        if step.state != run.state or step.end_time != run.end_time or not run.start_time:
+            run = await tx.save_run(state=step.state, start_time=run.start_time or now, end_time=step.end_time,
                                     paused=run.paused, attempt=run.attempt, variables=run.variables)
         return run
 
@@ -233,7 +158,7 @@ class RunCoordinator:
                 raise Conflict(f"run {run_id} disappeared")
             if tx.run.state in RUN_TERMINAL:
                 raise Conflict(f"run {run_id} is already {tx.run.state}")
-            return await self._advance(tx, stop_reason="canceled on request")
+            return await self._advance(tx, Cause.CANCEL)
 
     async def pause(self, run_id: uuid.UUID) -> RunRecord:
         async with self._locked(run_id) as tx:
@@ -244,9 +169,9 @@ class RunCoordinator:
                 raise Conflict(f"run {run_id} is {run.state}; only an active run can be paused")
             if run.paused:
                 return run
-            await tx.save_run(state="PAUSED", start_time=run.start_time, end_time=run.end_time, paused=True,
+            await tx.save_run(state=RunState.PAUSED, start_time=run.start_time, end_time=run.end_time, paused=True,
                               attempt=run.attempt, variables=run.variables)
-            await tx.events([(None, "PAUSED")])
+            await tx.events([(None, RunState.PAUSED)])
             return await self._advance(tx)
 
     async def resume(self, run_id: uuid.UUID) -> RunRecord:
@@ -256,9 +181,9 @@ class RunCoordinator:
             run = tx.run
             if not run.paused or run.state in RUN_TERMINAL:
                 raise Conflict(f"run {run_id} is {run.state}, not PAUSED")
-            await tx.save_run(state="RUNNING", start_time=run.start_time, end_time=run.end_time, paused=False,
+            await tx.save_run(state=RunState.RUNNING, start_time=run.start_time, end_time=run.end_time, paused=False,
                               attempt=run.attempt, variables=run.variables)
-            await tx.events([(None, "RUNNING")])
+            await tx.events([(None, RunState.RUNNING)])
             return await self._advance(tx)
 
     async def retry(self, run_id: uuid.UUID, variables: dict[str, str], declared: dict[str, str]) -> RunRecord:
@@ -269,21 +194,21 @@ class RunCoordinator:
             if tx is None:
                 raise Conflict(f"run {run_id} disappeared")
             run = tx.run
-            if run.state not in ("FAILED", "KILLED"):
+            if run.state not in (RunState.FAILED, RunState.KILLED):
                 raise Conflict(f"run {run_id} is {run.state}; only a failed or killed run can be retried")
             nodes = await tx.nodes()
             deps = {n.node_id: list(n.depends_on) for n in nodes}
             again = downstream(deps, {n.node_id for n in nodes if n.state in DONE_BAD})
             for node in nodes:
                 if node.node_id in again:
-                    node.state, node.batch_id, node.start_time, node.end_time = "READY", None, 0, 0
+                    node.state, node.batch_id, node.start_time, node.end_time = NodeState.READY, None, 0, 0
                     node.attempt += 1
                     node.changed = True
             await tx.save_nodes(nodes)
             merged = {**run.variables, **variables}
-            await tx.save_run(state="RUNNING", start_time=run.start_time, end_time=0, paused=False,
+            await tx.save_run(state=RunState.RUNNING, start_time=run.start_time, end_time=0, paused=False,
                               attempt=run.attempt + 1, variables=merged)
-            await tx.events([*((n, "READY") for n in sorted(again)), (None, "RUNNING")])
+            await tx.events([*((n, NodeState.READY) for n in sorted(again)), (None, RunState.RUNNING)])
             return await self._advance(tx)
 
 

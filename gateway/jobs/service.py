@@ -13,7 +13,7 @@ import structlog
 from engines.base import InvalidRequest, LaunchSpec
 from engines.registry import EngineRegistry
 from gateway.batches.logs import LogStore
-from gateway.contract.jobs import JobSpec, Permission
+from gateway.contract.jobs import RUN_TERMINAL, JobSpec, NodeState, Permission
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.instance.listener import Hub
 from gateway.jobs.graph import check_graph, check_variables, node_request
@@ -194,7 +194,7 @@ class JobService:
             run_id=uuid.uuid4(), job=name, version=job.version, trigger=trigger, user=user or who.name,
             real_user=who.name, variables=merged, failure_action=failure_action or definition["failureAction"],
             project=job.project, schedule_id=schedule_id, fire_time=fire_time,
-            nodes=[(n["id"], "SKIPPED" if n["id"] in disabled else "READY", n.get("dependsOn", []))
+            nodes=[(n["id"], NodeState.SKIPPED if n["id"] in disabled else NodeState.READY, n.get("dependsOn", []))
                    for n in definition["nodes"]],
         )
         log.info("run.triggered", run_id=str(run.id), job=name, user=who.name, trigger=trigger)
@@ -266,7 +266,7 @@ class JobService:
                     yield events
                     continue
                 current = await self._jobs.get_run(run.id)
-                if current is None or current.state in ("SUCCEEDED", "FAILED", "KILLED"):
+                if current is None or current.state in RUN_TERMINAL:
                     return
                 waiter = asyncio.ensure_future(changed.wait())
                 done, _ = await asyncio.wait({waiter}, timeout=15)

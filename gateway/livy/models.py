@@ -19,17 +19,17 @@ from pydantic import (
     field_validator,
 )
 
-from gateway.contract.batches import CONF_PROXY_USERS, MAX_NAME_LENGTH, BatchRequest
+from gateway.contract.batches import CONF_PROXY_USERS, MAX_NAME_LENGTH, BatchRequest, BatchState
 from gateway.store import BatchRecord
 
 LivyState = Literal["starting", "running", "success", "dead", "killed"]
-LIVY_STATES: dict[str, LivyState] = {
-    "INITIALIZED": "starting",
-    "PENDING": "starting",
-    "RUNNING": "running",
-    "FINISHED": "success",
-    "ERROR": "dead",
-    "CANCELED": "killed",
+LIVY_STATES: dict[BatchState, LivyState] = {
+    BatchState.INITIALIZED: "starting",
+    BatchState.PENDING: "starting",
+    BatchState.RUNNING: "running",
+    BatchState.FINISHED: "success",
+    BatchState.ERROR: "dead",
+    BatchState.CANCELED: "killed",
 }
 BATCH_LOG_LINES = 10  # lines of log in a Batch, as Livy shows
 MAX_ID = 2**63 - 1
@@ -55,7 +55,7 @@ _DIGITS = re.compile(" *[0-9]{1,6} *")
 
 
 def livy_state(record: BatchRecord) -> LivyState:
-    if record.state == "PAUSED":  # held: in the queue, or an application that was running
+    if record.state is BatchState.PAUSED:  # held: in the queue, or an application that was running
         return "running" if record.app_start_time else "starting"
     return LIVY_STATES.get(record.state, "starting")
 

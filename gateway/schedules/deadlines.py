@@ -19,11 +19,12 @@ import structlog
 
 from gateway.batches.logs import LogStore
 from gateway.batches.service import BatchService
+from gateway.contract.jobs import NodeState
 from gateway.errors import GatewayError, Unavailable
 from gateway.instance.metrics import Metrics
 from gateway.jobs.service import JobService
 from gateway.schedules.alerts import Alerter
-from gateway.schedules.sla import format_duration, judge
+from gateway.schedules.sla import Outcome, format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.security.auth import Principal
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
@@ -32,7 +33,7 @@ log = structlog.get_logger("gateway.sla")
 
 SYSTEM = Principal("batchgate-sla", is_admin=True)
 DUE_BATCH = 100
-ACTIVE_NODES = frozenset({"QUEUED", "RUNNING", "PAUSED"})
+ACTIVE_NODES = frozenset({NodeState.QUEUED, NodeState.RUNNING, NodeState.PAUSED})
 
 
 class DeadlineTimer:
@@ -83,7 +84,7 @@ class DeadlineTimer:
                 except ValueError:  # a target that names nothing (not an id): there is nothing to judge
                     progress = Progress(False)
                 outcome = judge(deadline.rule, deadline.due_at, progress)
-                if outcome == "BREACHED":
+                if outcome is Outcome.BREACHED:
                     breach = await tx.breach(deadline, progress, self._instance)
                     if breach is not None:
                         breaches.append(breach)

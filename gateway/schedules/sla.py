@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from enum import StrEnum
 
 import structlog
 
@@ -33,10 +34,18 @@ CONF_RULES = {"startWithin": Rule.START_WITHIN, "finishWithin": Rule.FINISH_WITH
 CONF_OTHER = ("action", "webhook", "emails")
 
 
-def judge(rule: str, due_at: int, progress: Progress) -> str:
-    """MET, BREACHED, or GONE (the target no longer exists, or was a skipped tick)."""
+class Outcome(StrEnum):
+    """What a deadline found: MET, BREACHED, or GONE (the target no longer exists, or was a skipped tick)."""
+
+    MET = "MET"
+    BREACHED = "BREACHED"
+    GONE = "GONE"
+
+
+def judge(rule: str, due_at: int, progress: Progress) -> Outcome:
+    """Whether the target kept its deadline."""
     if not progress.exists or progress.skipped:
-        return "GONE"
+        return Outcome.GONE
     started = progress.started_at is not None and progress.started_at <= due_at
     ended = progress.ended_at is not None and progress.ended_at <= due_at
     if rule == Rule.START_WITHIN:
@@ -45,7 +54,7 @@ def judge(rule: str, due_at: int, progress: Progress) -> str:
         met = ended
     else:
         met = ended and progress.succeeded
-    return "MET" if met else "BREACHED"
+    return Outcome.MET if met else Outcome.BREACHED
 
 
 def format_duration(ms: int) -> str:

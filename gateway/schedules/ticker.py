@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 
+from gateway.contract.schedules import TickOutcome
 from gateway.errors import GatewayError, Unavailable
 from gateway.instance.metrics import Metrics
 from gateway.jobs.service import JobService
@@ -37,7 +38,7 @@ FIRE_RETRIES = 5
 @dataclass(frozen=True)
 class Decision:
     fire_time: int
-    outcome: str  # PENDING (fire it now), QUEUED or SKIPPED
+    outcome: TickOutcome  # PENDING (fire it now), QUEUED or SKIPPED
     reason: str | None = None
 
 
@@ -56,14 +57,14 @@ def decide(fire_times: list[int], concurrency: str, busy: Busy, queue_limit: int
         else:
             why = ""
         if concurrency == "ALLOW" or (not why and not (concurrency == "QUEUE" and queued)):
-            out.append(Decision(t, "PENDING"))
+            out.append(Decision(t, TickOutcome.PENDING))
             firing = t if firing is None else firing
         elif concurrency == "SKIP":
-            out.append(Decision(t, "SKIPPED", why))
+            out.append(Decision(t, TickOutcome.SKIPPED, why))
         elif queued >= queue_limit:
-            out.append(Decision(t, "SKIPPED", f"{queued} ticks of job {job} are queued already (the limit)"))
+            out.append(Decision(t, TickOutcome.SKIPPED, f"{queued} ticks of job {job} are queued already (the limit)"))
         else:
-            out.append(Decision(t, "QUEUED", why or f"earlier ticks of job {job} are queued"))
+            out.append(Decision(t, TickOutcome.QUEUED, why or f"earlier ticks of job {job} are queued"))
             queued += 1
     return out
 
@@ -150,12 +151,13 @@ class Ticker:
                 if not await tx.insert_tick(d.fire_time, self._instance, d.outcome, d.reason):
                     continue  # claimed before (a schedule moved back in time): it never fires twice
                 detail = {"schedule": str(s.id), "fireTime": d.fire_time, "reason": d.reason}
-                if d.outcome == "PENDING":
+                if d.outcome is TickOutcome.PENDING:
                     pending.append(TickRecord(schedule_id=s.id, fire_time=d.fire_time, instance=self._instance,
-                                              outcome="PENDING", reason=d.reason, run_id=None, claimed_at=now,
+                                              outcome=TickOutcome.PENDING, reason=d.reason, run_id=None, claimed_at=now,
                                               updated_at=now))
                 else:
-                    await tx.job_log(s.owner, "tick_skipped" if d.outcome == "SKIPPED" else "tick_queued", detail)
+                    action = "tick_skipped" if d.outcome is TickOutcome.SKIPPED else "tick_queued"
+                    await tx.job_log(s.owner, action, detail)
                     self._metrics.schedule_event(d.outcome.lower())
                     log.info("schedule.tick_" + d.outcome.lower(), schedule_id=str(s.id), job=s.job,
                              fire_time=d.fire_time, reason=d.reason)
@@ -163,7 +165,7 @@ class Ticker:
                 why = (f"missed while no instance was running (catchup {s.catchup}"
                        + (f", bound {s.catchup_bound})" if s.catchup == "ALL" else ")"))
                 for t in plan.skipped:
-                    await tx.insert_tick(t, self._instance, "SKIPPED", why)
+                    await tx.insert_tick(t, self._instance, TickOutcome.SKIPPED, why)
                 await tx.job_log(s.owner, "tick_skipped", {
                     "schedule": str(s.id), "reason": why, "count": plan.skipped_count, "last": plan.skipped[-1]})
                 self._metrics.schedule_event("missed")
@@ -228,7 +230,7 @@ class Ticker:
         lateness = self._clock() - tick.fire_time
         detail = {"schedule": str(s.id), "fireTime": tick.fire_time, "run": str(run_id) if run_id else None,
                   "reason": reason, "instance": self._instance, "latenessMs": lateness, "recovered": recovered}
-        outcome = "FIRED" if run_id is not None else "FAILED"
+        outcome = TickOutcome.FIRED if run_id is not None else TickOutcome.FAILED
         with contextlib.suppress(Unavailable):
             await self._store.finish_tick(tick, outcome, reason, run_id, detail, s.owner, s.job)
         self._metrics.schedule_event(outcome.lower())

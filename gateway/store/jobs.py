@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
+from gateway.contract.batches import BatchState
+from gateway.contract.jobs import FailureAction, NodeState, RunState
 from gateway.errors import Unavailable
 from gateway.store.store import CONNECTION_ERRORS, Store, Where
 
@@ -32,12 +34,12 @@ class RunRecord(BaseModel):
     id: uuid.UUID
     job: str
     version: int
-    state: str
+    state: RunState
     trigger: str
     submit_user: str
     real_user: str
     variables: dict[str, str]
-    failure_action: str
+    failure_action: FailureAction
     paused: bool
     attempt: int
     project: str | None
@@ -53,7 +55,7 @@ class NodeRecord(BaseModel):
     run_id: uuid.UUID
     node_id: str
     position: int
-    state: str
+    state: NodeState
     depends_on: list[str]
     batch_id: uuid.UUID | None
     attempt: int
@@ -63,17 +65,17 @@ class NodeRecord(BaseModel):
 
 
 @dataclass
-class NodeState:
+class NodeRow:
     """A node as the advancer sees it: its row plus its batch's state."""
 
     node_id: str
-    state: str
+    state: NodeState
     depends_on: list[str]
     batch_id: uuid.UUID | None
     attempt: int
     start_time: int
     end_time: int
-    batch_state: str | None
+    batch_state: BatchState | None
     app_start_time: int | None
     batch_end_time: int | None
     changed: bool = False
@@ -101,11 +103,13 @@ class RunTransaction:
         self.run = run
         self.inserted = False
 
-    async def nodes(self) -> list[NodeState]:
+    async def nodes(self) -> list[NodeRow]:
         rows = await self._conn.fetch(self._q["run_nodes_with_batches"], self.run.id)
-        return [NodeState(**dict(r)) for r in rows]
+        return [NodeRow(**{**dict(r), "state": NodeState(r["state"]),
+                           "batch_state": BatchState(r["batch_state"]) if r["batch_state"] else None})
+                for r in rows]
 
-    async def save_nodes(self, nodes: list[NodeState]) -> None:
+    async def save_nodes(self, nodes: list[NodeRow]) -> None:
         changed = [n for n in nodes if n.changed]
         if not changed:
             return
@@ -126,7 +130,7 @@ class RunTransaction:
             [b.priority for b in batches], project, [json.dumps(b.info) for b in batches],
         )
 
-    async def save_run(self, *, state: str, start_time: int, end_time: int, paused: bool, attempt: int,
+    async def save_run(self, *, state: RunState, start_time: int, end_time: int, paused: bool, attempt: int,
                        variables: dict[str, str]) -> RunRecord:
         row = await self._conn.fetchrow(self._q["update_run"], self.run.id, state, start_time, end_time, paused,
                                         attempt, variables)
@@ -312,4 +316,4 @@ class JobStore:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
-__all__ = ["JobRecord", "JobStore", "NodeRecord", "NodeState", "RunRecord", "RunTransaction"]
+__all__ = ["JobRecord", "JobStore", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.contract.batches import Batch
+from gateway.contract.batches import Batch, BatchState
 
 _SECRET_KEY = re.compile(r"password|secret|token|key|credential", re.IGNORECASE)
 _NOT_SECRET_KEYS = frozenset({"kyuubi.batch.id"})
@@ -57,7 +57,7 @@ class BatchRecord(BaseModel):
     args: list[str]
     priority: int
     project: str | None
-    state: str
+    state: BatchState
     app_id: str | None
     app_url: str | None
     app_state: str | None
@@ -76,7 +76,7 @@ class BatchRecord(BaseModel):
     log_lines: int
     log_offset: int = 0
     control: str | None = None
-    paused_from: str | None = None
+    paused_from: BatchState | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     duration: int | None = None
 
@@ -90,7 +90,7 @@ class BatchRecord(BaseModel):
         info.setdefault("priority", self.priority)
         info.setdefault("logLines", self.log_lines)
         info.setdefault("livyId", self.seq)
-        if self.wait_reason and self.state == "INITIALIZED":
+        if self.wait_reason and self.state is BatchState.INITIALIZED:
             info["waitReason"] = self.wait_reason
         return Batch(
             id=str(self.id),

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import asyncpg
 from pydantic import BaseModel
 
+from gateway.contract.schedules import TickOutcome
 from gateway.errors import Unavailable
 from gateway.store.store import CONNECTION_ERRORS, Store
 
@@ -41,7 +42,7 @@ class TickRecord(BaseModel):
     schedule_id: uuid.UUID
     fire_time: int
     instance: str
-    outcome: str
+    outcome: TickOutcome
     reason: str | None
     run_id: uuid.UUID | None
     claimed_at: int
@@ -152,10 +153,10 @@ class TickTransaction:
         row = await self._conn.fetchrow(self._q["job_busy"], self.schedule.job)
         return Busy(row["run_id"], row["firing"], row["queued"])
 
-    async def insert_tick(self, fire_time: int, instance: str, outcome: str, reason: str | None) -> bool:
+    async def insert_tick(self, fire_time: int, instance: str, outcome: TickOutcome, reason: str | None) -> bool:
         row = await self._conn.fetchrow(self._q["insert_tick"], self.schedule.id, fire_time, instance, outcome,
                                         reason)
-        if row is not None and outcome in ("PENDING", "QUEUED"):
+        if row is not None and outcome in (TickOutcome.PENDING, TickOutcome.QUEUED):
             await self._conn.execute(self._q["register_tick_deadlines"], self.schedule.id, fire_time)
         return row is not None
 
@@ -190,7 +191,7 @@ class DeadlineTransaction:
             tick = await self._conn.fetchrow(q["tick_of_deadline"], uuid.UUID(schedule), int(fire))
             if tick is None:
                 return Progress(False)
-            if tick["outcome"] == "SKIPPED" and tick["run_id"] is None:
+            if tick["outcome"] == TickOutcome.SKIPPED and tick["run_id"] is None:
                 return Progress(True, skipped=True)
             run_id = tick["run_id"]
             if run_id is None:
@@ -209,7 +210,7 @@ class DeadlineTransaction:
             deadline.job, progress.run_id, progress.batch_id or deadline.batch_id, deadline.node, deadline.rule,
             deadline.start_at, deadline.due_at, instance)
 
-    async def close(self, deadline: DeadlineRecord, outcome: str) -> None:
+    async def close(self, deadline: DeadlineRecord, outcome: str) -> None:  # MET, BREACHED or GONE
         await self._conn.execute(self._q["close_deadline"], deadline.sla_id, deadline.target, outcome)
 
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
@@ -314,7 +315,7 @@ class ScheduleStore:
             schedule = await _one(conn, ScheduleRecord, self._q["lock_due_schedule"], schedule_id, now)
             yield TickTransaction(conn, self._q, schedule) if schedule is not None else None
 
-    async def finish_tick(self, tick: TickRecord, outcome: str, reason: str | None, run_id: uuid.UUID | None,
+    async def finish_tick(self, tick: TickRecord, outcome: TickOutcome, reason: str | None, run_id: uuid.UUID | None,
                           detail: dict[str, Any], actor: str, job: str) -> bool:
         """Record a fired (or failed) tick and its line in the job's history, together."""
         async with self._transaction() as conn:
@@ -322,7 +323,8 @@ class ScheduleStore:
                                       run_id, tick.instance)
             if row is None:
                 return False
-            await _job_log(conn, self._q, job, actor, "tick_fired" if outcome == "FIRED" else "tick_failed", detail)
+            action = "tick_fired" if outcome is TickOutcome.FIRED else "tick_failed"
+            await _job_log(conn, self._q, job, actor, action, detail)
             return True
 
     async def claim_queued(self, job: str, instance: str) -> TickRecord | None:

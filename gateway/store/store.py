@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from gateway.contract.batches import BatchState
 from gateway.errors import BadRequest, Unavailable
 from gateway.store.queries import load_queries, schema_sql
 from gateway.store.records import AuditRecord, BatchRecord
@@ -502,7 +503,7 @@ class Store:
     async def resume_queued(self, batch_id: uuid.UUID) -> BatchRecord | None:
         return await self._one("resume_queued", batch_id)
 
-    async def request_control(self, batch_id: uuid.UUID, control: str, states: list[str]) -> BatchRecord | None:
+    async def request_control(self, batch_id: uuid.UUID, control: str, states: list[BatchState]) -> BatchRecord | None:
         return await self._one("request_control", batch_id, control, states)
 
     async def set_paused(self, batch_id: uuid.UUID, instance: str, info: dict[str, Any]) -> BatchRecord | None:
@@ -622,7 +623,7 @@ class Store:
         batch_id: uuid.UUID,
         instance: str,
         *,
-        state: str,
+        state: BatchState,
         app_state: str | None,
         diagnostic: str | None,
         info: dict[str, Any] | None = None,

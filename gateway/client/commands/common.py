@@ -16,6 +16,7 @@ from rich.console import Console
 from gateway.client import ApiError, Client, GatewayUnreachable, Unauthorized, Unavailable
 from gateway.client.commands.config import ConfigError, Connection, resolve
 from gateway.client.commands.output import print_json
+from gateway.contract.batches import BatchState
 
 
 class Exit(IntEnum):
@@ -32,8 +33,9 @@ class Exit(IntEnum):
     INTERRUPTED = 130  # Ctrl-C
 
 
-def exit_for_state(state: str) -> Exit:
-    return {"FINISHED": Exit.OK, "ERROR": Exit.BATCH_ERROR, "CANCELED": Exit.BATCH_CANCELED}.get(state, Exit.OK)
+def exit_for_state(state: BatchState) -> Exit:
+    return {BatchState.FINISHED: Exit.OK, BatchState.ERROR: Exit.BATCH_ERROR,
+            BatchState.CANCELED: Exit.BATCH_CANCELED}.get(state, Exit.OK)
 
 
 @dataclass

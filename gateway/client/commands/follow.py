@@ -15,7 +15,7 @@ from rich.text import Text
 from gateway.client import ClientError
 from gateway.client.commands.common import Cli, Exit, exit_for_state
 from gateway.client.commands.output import STATE_STYLES, TERMINAL, fmt_seconds, print_json
-from gateway.contract.batches import Batch
+from gateway.contract.batches import Batch, BatchState
 
 POLL_SECONDS = 1.0
 
@@ -100,8 +100,9 @@ def interrupted(cli: Cli, batch_id: str, kill: bool) -> int:
 
 def finished(cli: Cli, batch: Batch) -> int:
     if not cli.json:
+        failed = batch.app_diagnostic and batch.state is not BatchState.FINISHED
         cli.note(f"{batch.id} {batch.state} in {fmt_seconds(_elapsed(batch))}"
-                 + (f": {batch.app_diagnostic}" if batch.app_diagnostic and batch.state != "FINISHED" else ""))
+                 + (f": {batch.app_diagnostic}" if failed else ""))
     return exit_for_state(batch.state)
 
 

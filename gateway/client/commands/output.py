@@ -13,13 +13,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway.contract.batches import Batch
+from gateway.contract.batches import TERMINAL_STATES, Batch, BatchState
 
-STATE_STYLES = {
-    "FINISHED": "green", "ERROR": "bold red", "CANCELED": "yellow", "RUNNING": "cyan", "PENDING": "blue",
-    "PAUSED": "magenta", "INITIALIZED": "dim",
+STATE_STYLES: dict[str, str] = {
+    BatchState.FINISHED: "green", BatchState.ERROR: "bold red", BatchState.CANCELED: "yellow",
+    BatchState.RUNNING: "cyan", BatchState.PENDING: "blue", BatchState.PAUSED: "magenta", BatchState.INITIALIZED: "dim",
 }
-TERMINAL = ("FINISHED", "ERROR", "CANCELED")
+TERMINAL = TERMINAL_STATES
 
 
 def dump(model: BaseModel | list[BaseModel] | dict[str, Any]) -> Any:

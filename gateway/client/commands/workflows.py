@@ -14,10 +14,10 @@ from gateway.client.commands.batches import parse_conf, parse_states, read_reque
 from gateway.client.commands.common import Cli, Exit, client_command
 from gateway.client.commands.output import fmt_seconds, fmt_time, print_json, state_text
 from gateway.contract.batches import DropResponse
-from gateway.contract.jobs import Job, JobList, JobLog, Run, RunList
+from gateway.contract.jobs import Job, JobList, JobLog, NodeState, Run, RunList, RunState
 from gateway.contract.schedules import Schedule, ScheduleList, TickList
 
-RUN_EXIT = {"SUCCEEDED": Exit.OK, "FAILED": Exit.BATCH_ERROR, "KILLED": Exit.BATCH_CANCELED}
+RUN_EXIT = {RunState.SUCCEEDED: Exit.OK, RunState.FAILED: Exit.BATCH_ERROR, RunState.KILLED: Exit.BATCH_CANCELED}
 
 V = TypeVar("V")
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -124,7 +124,7 @@ def run_view(run: Run) -> Table:
 
 
 def _run_row(run: Run) -> tuple[RenderableType, ...]:
-    done = sum(1 for n in run.nodes if n.state == "SUCCEEDED")
+    done = sum(1 for n in run.nodes if n.state is NodeState.SUCCEEDED)
     return (run.id, run.job, str(run.version), state_text(run.state), run.trigger, fmt_time(run.create_time),
             _span(run.start_time or run.create_time, run.end_time), f"{done}/{len(run.nodes)}")
 
