@@ -122,6 +122,9 @@ async def test_workers_stop_when_their_parent_is_killed(tmp_path: Path, database
         await asyncio.sleep(0.2)
     pids = list(workers_of(gateway.proc.pid).values())
     assert len(pids) == 2
+    # Both workers serve before the parent dies (the first one answering /healthz is not enough under load).
+    while gateway.log_path.read_text().count("gateway.started") < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
     gateway.proc.kill()
     await gateway.proc.wait()
     deadline = asyncio.get_running_loop().time() + 30
