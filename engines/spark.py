@@ -54,7 +54,6 @@ from engines.spark_status import (
     StandaloneApi,
     StatusUnavailable,
     YarnApi,
-    yarn_rm_from_site,
 )
 from engines.spark_submit import (
     REST_ENABLED_CONF,
@@ -66,6 +65,7 @@ from engines.spark_submit import (
     event_log_app_id,
     parse_master,
 )
+from engines.yarn import am_log_events, rm_urls_from_site
 
 
 @dataclass(frozen=True)
@@ -112,6 +112,9 @@ class SparkRun:
         self._info: dict[str, Any] = dict(handle.get("spark") or {})
         self._api = api
         self._cluster = self._info.get("deployMode") == "cluster"
+        self._yarn = self._info.get("master") == "yarn"
+        # In cluster mode spark-submit may return once the application is submitted: its exit is no end.
+        self._launcher_waits = bool(self._info.get("launcherWaits", True))
         self._notes = notes
         self._launcher_lost = launcher_lost
         self._parser = LauncherOutput()
@@ -233,9 +236,15 @@ class SparkRun:
                     self._api_kill_sent = True
                     self._tasks.append(asyncio.create_task(self._kill_through_api()))
                 if self._cluster and item.terminal:
+                    am_log = await self._am_log()
+                    for event in am_log:
+                        yield event
                     if (details := await self._final_details()) is not None:
                         yield details
-                    yield self._exited(item.state or "FAILED", item.diagnostic or self._ended_by_cluster(item))
+                    diagnostic = item.diagnostic or self._ended_by_cluster(item)
+                    if item.state == "FAILED" and (cause := _telling_line(am_log)):
+                        diagnostic = f"{cause} ({self._api.name if self._api else 'cluster'}: {diagnostic})"
+                    yield self._exited(item.state or "FAILED", diagnostic)
                     return
             elif isinstance(item, _Final):
                 if (details := await self._final_details()) is not None:
@@ -257,13 +266,15 @@ class SparkRun:
         for key, value in (("driverId", facts.driver_id), ("pod", facts.pod), ("namespace", facts.namespace)):
             if value and not self._info.get(key):
                 self._info[key] = value
-        if self._cluster:
+        if self._cluster or self._yarn:
+            # The application runs once the cluster runs it (on YARN: once its AM does, in client mode too);
+            # until the cluster API answers, the launcher's reports of the cluster's answers tell.
             app_id = facts.app_id or facts.driver_id
-            state = {"ACCEPTED": "PENDING", "RUNNING": "RUNNING", "Pending": "PENDING",
-                     "Running": "RUNNING"}.get(facts.yarn_state or facts.k8s_phase or "")
+            state = _LAUNCHER_REPORTS.get(facts.yarn_state or facts.k8s_phase or "")
             if self._api_answered:
                 state = None  # the cluster API knows better than the launcher's last report
-            return self._report(app_id=app_id, state=state)
+            # On YARN appUrl is the RM's tracking URL (a proxy to the driver's UI while it runs).
+            return self._report(app_id=app_id, url=facts.tracking_url if self._yarn else None, state=state)
         url = facts.ui_url or facts.tracking_url
         if url and self._url_seen is None:
             self._url_seen = time.monotonic()
@@ -288,7 +299,7 @@ class SparkRun:
                 self._info.pop("uiUrl", None)
             return self._report(app_id=status.app_id, url=status.app_url, state=status.state)
         # Client mode: the launcher owns the driver's UI URL and the end; the cluster adds its state.
-        url = None if self._reported.get("appUrl") else status.app_url
+        url = status.app_url if self._yarn or not self._reported.get("appUrl") else None
         return self._report(app_id=status.app_id, url=url, state=None if status.terminal else status.state)
 
     def _report(self, *, app_id: str | None, url: str | None = None, state: str | None = None) -> AppInfo | None:
@@ -321,6 +332,12 @@ class SparkRun:
         api = self._api.name if self._api else "the cluster"
         return f"{api} reports the application {status.state}"
 
+    async def _am_log(self) -> list[Note | LogLines]:
+        """YARN cluster mode: the application master's (the driver's) log, once the application ended."""
+        if not isinstance(self._api, YarnApi) or self._api.last is None or self._session is None:
+            return []
+        return await am_log_events(self._api.rm, self._session, self._api.last)
+
     async def _launcher_ended(self, exited: Exited) -> Exited | None:
         """The launcher is gone. The end of the batch, or None if the application lives on in the cluster."""
         if not self._cluster:
@@ -328,23 +345,29 @@ class SparkRun:
         if self._api is None:
             # No cluster API to ask: spark-submit waited for the application, so its exit tells the end.
             return self._from_launcher_exit(exited)
+        if self._yarn and not self._launcher_waits and exited.app_state == "FINISHED" and self._identity():
+            await self._queue.put(Note(
+                f"spark-submit returned once YARN had {self._identity()} (spark.yarn.submit.waitAppCompletion="
+                "false); the ResourceManager tells the rest"))
         if not self._api_answered and self._session is not None:
             with contextlib.suppress(StatusUnavailable):
                 status = await self._api.status(self._session, self._info)
                 if status.found:
                     await self._queue.put(status)
                     return None  # keep following the application through the cluster API
+        # A standalone cluster-mode spark-submit never waits for its application; on YARN it may not.
+        submits_only = isinstance(self._api, StandaloneApi) or not self._launcher_waits
         if self._identity() is not None:
-            standalone = isinstance(self._api, StandaloneApi)  # its spark-submit never waits for the app
-            if self._api_answered or self._launcher_lost or standalone:
+            if self._api_answered or self._launcher_lost or submits_only:
                 return None
             # The cluster API does not know the application spark-submit waited for: trust spark-submit.
             return self._from_launcher_exit(exited)
         if self._kill_requested:
             return self._exited("KILLED", "killed before the application was submitted", exited.info)
-        if exited.app_state == "FINISHED" and isinstance(self._api, StandaloneApi):
-            # It returns right after submitting: without a driver id there is nothing to follow.
-            return self._exited("FAILED", "spark-submit ended without naming the driver it submitted",
+        if exited.app_state == "FINISHED" and submits_only:
+            # It returns right after submitting: without an id there is nothing to follow.
+            what = "driver" if isinstance(self._api, StandaloneApi) else "application"
+            return self._exited("FAILED", f"spark-submit ended without naming the {what} it submitted",
                                 exited.info)
         return self._from_launcher_exit(exited)
 
@@ -505,6 +528,10 @@ class SparkRun:
             await self._kill_through_api()
             if self._session is not None and not self._finished:  # only while events() is followed
                 self._tasks.append(asyncio.create_task(self._confirm_kill()))
+        elif self._yarn and self._api is not None:
+            # Client mode: the driver dies with the launcher, but YARN would record a driver that stops on
+            # SIGTERM as a success; the RM records the kill. The launcher's exit is the end, as ever.
+            await self._kill_through_api()
         if self._process is not None and not self._launcher_done:
             await self._process.terminate(self._config.kill_grace)
 
@@ -543,6 +570,18 @@ class SparkRun:
         self._detached.set()
 
 
+_LAUNCHER_REPORTS = {"ACCEPTED": "PENDING", "RUNNING": "RUNNING", "Pending": "PENDING", "Running": "RUNNING"}
+
+
+def _telling_line(events: list[Note | LogLines]) -> str | None:
+    """The most telling line of a driver's log (its exception), as of spark-submit's output."""
+    parser = LauncherOutput()
+    for event in events:
+        if isinstance(event, LogLines):
+            parser.feed(event.lines)
+    return parser.diagnostic
+
+
 class _Final(Exited):
     """The run's own decision that the application ended (not the launcher's exit)."""
 
@@ -556,11 +595,11 @@ class SparkEngine:
     def __init__(self, supervisor: ProcessSupervisor, config: SparkConfig) -> None:
         self._sup = supervisor
         self.config = config
+        self._yarn_rm = list(config.yarn_rm_urls) or rm_urls_from_site(os.environ)
         self.builder = SparkSubmit(SubmitConfig(
             spark_home=config.spark_home, default_master=config.default_master,
-            allowed_masters=config.allowed_masters, python=supervisor.python,
+            allowed_masters=config.allowed_masters, python=supervisor.python, yarn_followed=bool(self._yarn_rm),
         ))
-        self._yarn_rm = list(config.yarn_rm_urls) or yarn_rm_from_site(os.environ)
 
     def validate(self, spec: LaunchSpec) -> None:
         self.builder.validate(spec)
@@ -584,7 +623,7 @@ class SparkEngine:
         except OSError as exc:
             raise EngineError(f"cannot prepare the batch's working dir: {exc}") from None
         info: dict[str, Any] = {"batchId": spec.batch_id, "master": plan.master.url,
-                                "deployMode": plan.deploy_mode,
+                                "deployMode": plan.deploy_mode, "launcherWaits": plan.launcher_waits,
                                 "restSubmission": spec.conf.get(REST_ENABLED_CONF, "").lower() == "true"}
         if plan.master.kind == "k8s":
             info["namespace"] = spec.conf.get("spark.kubernetes.namespace") or self.config.k8s_namespace

@@ -11,10 +11,8 @@ Every call goes through aiohttp with a timeout and raises StatusUnavailable when
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from engines.spark_submit import K8S_LABEL, Master, yarn_tag
+from engines.yarn import ContainerLog, ResourceManager, RmUnavailable, YarnApp
 
 HTTP_TIMEOUT = 5.0
 
@@ -228,110 +227,60 @@ class StandaloneApi:
 
 # --- YARN ---------------------------------------------------------------------------------------
 
-_YARN_FINAL = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "KILLED": "KILLED", "UNDEFINED": "FINISHED"}
-
 
 class YarnApi:
-    """The ResourceManager REST API (one URL, or several for RM HA: the first that answers wins)."""
+    """The ResourceManager (engines/yarn.py), asked about the application tagged with the batch id."""
 
-    name = "YARN ResourceManager"
+    name = ResourceManager.name
 
     def __init__(self, rm_urls: list[str], *, batch_id: str, cluster: bool) -> None:
-        self.rm_urls = [u.rstrip("/") for u in rm_urls]
+        self.rm = ResourceManager(rm_urls, timeout=HTTP_TIMEOUT)
         self.batch_id = batch_id
         self.cluster = cluster
+        self.last: YarnApp | None = None  # the last report, for the AM container's logs at the end
 
-    async def _get(self, session: aiohttp.ClientSession, path: str) -> tuple[int, Any]:
-        errors: list[str] = []
-        for rm in self.rm_urls:
-            try:
-                status, body = await _request(session, "GET", f"{rm}{path}")
-            except StatusUnavailable as exc:
-                errors.append(str(exc))
-                continue
-            if status in (200, 404):
-                return status, body
-            errors.append(f"GET {rm}{path}: HTTP {status}")  # a standby RM redirects; try the next
-        raise StatusUnavailable("; ".join(errors))
+    async def find(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> YarnApp | None:
+        app_id = ids.get("appId")
+        try:
+            if app_id and str(app_id).startswith("application_"):
+                return await self.rm.app(session, str(app_id))
+            return await self.rm.tagged(session, yarn_tag(self.batch_id))
+        except RmUnavailable as exc:
+            raise StatusUnavailable(str(exc)) from None
 
     async def status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus:
-        app_id = ids.get("appId")
-        if app_id and str(app_id).startswith("application_"):
-            status, body = await self._get(session, f"/ws/v1/cluster/apps/{quote(app_id)}")
-            if status == 404:
-                return NOT_FOUND
-            app = _expect_dict(_expect_dict(body, "RM").get("app"), "RM app")
-        else:
-            tag = yarn_tag(self.batch_id)
-            _, body = await self._get(session, f"/ws/v1/cluster/apps?applicationTags={quote(tag)}")
-            apps = (_expect_dict(body, "RM").get("apps") or {}).get("app") or []
-            apps = [a for a in apps if tag in str(a.get("applicationTags", "")).lower().split(",")]
-            if not apps:
-                return NOT_FOUND
-            app = max(apps, key=lambda a: int(a.get("startedTime") or 0))
-        return self._status(app)
-
-    def _status(self, app: dict[str, Any]) -> ClusterStatus:
-        yarn_state = str(app.get("state", ""))
-        final = str(app.get("finalStatus", "UNDEFINED"))
-        terminal = yarn_state in ("FINISHED", "FAILED", "KILLED")
-        if yarn_state in ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED"):
-            state = "PENDING"
-        elif yarn_state == "RUNNING":
-            state = "RUNNING"
-        elif yarn_state == "FINISHED":
-            state = _YARN_FINAL.get(final, "FAILED")
-        elif yarn_state in ("FAILED", "KILLED"):
-            state = yarn_state
-        else:
-            state = "UNKNOWN"
-        url = (app.get("amContainerLogs") if self.cluster else None) or app.get("trackingUrl")
-        diagnostics = str(app.get("diagnostics") or "").strip()
-        diagnostic = diagnostics[:500] if state in ("FAILED", "KILLED") and diagnostics else None
-        # While the application runs, its tracking URL is the RM's proxy to the driver's Spark UI.
-        tracking = str(app.get("trackingUrl") or "")
-        ui = tracking if state == "RUNNING" and tracking.startswith(("http://", "https://")) else None
-        return ClusterStatus(True, state, terminal, app_id=app.get("id"), app_url=url or None,
-                             diagnostic=diagnostic, ui_url=ui)
+        app = await self.find(session, ids)
+        if app is None:
+            return NOT_FOUND
+        self.last = app
+        state = app.app_state
+        # appUrl is the RM's tracking URL: its proxy to the driver's Spark UI while the application runs,
+        # and what the RM knows of it (its history) afterwards.
+        ui = app.tracking_url if state == "RUNNING" else None
+        ids_kept = {"amContainerLogs": app.am_container_logs} if app.am_container_logs else {}
+        return ClusterStatus(True, state, app.terminal, app_id=app.app_id, app_url=app.tracking_url,
+                             diagnostic=app.diagnostic, ids=ids_kept, ui_url=ui)
 
     async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str:
         app_id = ids.get("appId")
         if not app_id or not str(app_id).startswith("application_"):
-            found = await self.status(session, ids)
-            app_id = found.app_id
-            if not app_id:
+            found = await self.find(session, ids)
+            if found is None:
                 return ""
-        errors: list[str] = []
-        for rm in self.rm_urls:
-            url = f"{rm}/ws/v1/cluster/apps/{quote(app_id)}/state"
-            try:
-                status, body = await _request(session, "PUT", url, json={"state": "KILLED"})
-            except StatusUnavailable as exc:
-                errors.append(str(exc))
-                continue
-            if status in (200, 202):
-                return f"kill of {app_id} sent to the ResourceManager"
-            errors.append(f"PUT {url}: HTTP {status} {body or ''}".rstrip())
-        raise StatusUnavailable("; ".join(errors))
-
-
-def yarn_rm_from_site(env: dict[str, str] | os._Environ[str]) -> list[str]:
-    """ResourceManager web addresses from yarn-site.xml (RM HA: every rm id's), or none."""
-    for var in ("YARN_CONF_DIR", "HADOOP_CONF_DIR"):
-        if not env.get(var):
-            continue
+            app_id = found.app_id
         try:
-            root = ET.parse(Path(env[var]) / "yarn-site.xml").getroot()
-        except (OSError, ET.ParseError):
-            continue
-        props = {p.findtext("name", ""): p.findtext("value", "") for p in root.iter("property")}
-        urls = [f"http://{v.strip()}" for k, v in sorted(props.items())
-                if k.startswith("yarn.resourcemanager.webapp.address") and v.strip()]
-        if not urls and props.get("yarn.resourcemanager.hostname"):
-            urls = [f"http://{props['yarn.resourcemanager.hostname'].strip()}:8088"]
-        if urls:
-            return urls
-    return []
+            return await self.rm.kill(session, str(app_id))
+        except RmUnavailable as exc:
+            raise StatusUnavailable(str(exc)) from None
+
+    async def am_logs(self, session: aiohttp.ClientSession) -> list[ContainerLog]:
+        """The application master's log files, from the last report (empty if it had no AM yet)."""
+        if self.last is None:
+            return []
+        try:
+            return await self.rm.am_logs(session, self.last)
+        except RmUnavailable as exc:
+            raise StatusUnavailable(str(exc)) from None
 
 
 # --- Kubernetes ---------------------------------------------------------------------------------

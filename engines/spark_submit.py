@@ -29,6 +29,7 @@ K8S_LABEL_CONF = f"spark.kubernetes.driver.label.{K8S_LABEL}"
 MASTER_CONF = "spark.master"
 DEPLOY_MODE_CONF = "spark.submit.deployMode"
 REST_ENABLED_CONF = "spark.master.rest.enabled"
+WAIT_APP_CONF = "spark.yarn.submit.waitAppCompletion"
 DRIVER_PYTHON_CONF = "spark.pyspark.driver.python"
 PYTHON_CONF = "spark.pyspark.python"
 
@@ -137,6 +138,9 @@ class SubmitConfig:
     default_master: str = "local[*]"
     allowed_masters: tuple[str, ...] = ()  # prefixes; empty allows every master
     python: str = ""
+    # The gateway follows YARN applications through the ResourceManager, so a cluster-mode spark-submit
+    # need not wait for its application (one JVM per running application otherwise).
+    yarn_followed: bool = False
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ class SubmitPlan:
     display: str  # the command line with secret values masked, for the batch log
     ignored_conf: list[str] = field(default_factory=list)
     make_dirs: list[Path] = field(default_factory=list)
+    launcher_waits: bool = True  # spark-submit runs until the application ends (else: until it is submitted)
 
     @property
     def cluster_mode(self) -> bool:
@@ -315,6 +320,11 @@ class SparkSubmit:
                 # The executors' Python may differ, but the driver stays the gateway's.
                 conf[DRIVER_PYTHON_CONF] = python
 
+        launcher_waits = True
+        if master.kind == "yarn" and deploy_mode == "cluster":
+            if self.config.yarn_followed and WAIT_APP_CONF not in conf and WAIT_APP_CONF not in defaults:
+                conf[WAIT_APP_CONF] = "false"
+            launcher_waits = conf.get(WAIT_APP_CONF, defaults.get(WAIT_APP_CONF, "true")).strip().lower() != "false"
         conf[TAG_CONF] = spec.batch_id
         if master.kind == "yarn":
             tags = [t for t in conf.get(YARN_TAGS_CONF, "").split(",") if t.strip()]
@@ -331,7 +341,7 @@ class SparkSubmit:
         display += [resource, *spec.args]
         return SubmitPlan(
             argv=argv, env=env, master=master, deploy_mode=deploy_mode, display=shlex.join(display),
-            ignored_conf=ignored, make_dirs=make_dirs,
+            ignored_conf=ignored, make_dirs=make_dirs, launcher_waits=launcher_waits,
         )
 
 

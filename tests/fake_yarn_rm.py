@@ -1,12 +1,11 @@
 """FakeYarnResourceManager: a fake of the YARN ResourceManager REST API (only what batchgate uses),
-served by a real aiohttp server on loopback. It returns the documented JSON shapes:
+served by a real aiohttp server on loopback, for the one fault the real cluster of the tests
+(tests/yarn_cluster.py, a single RM) cannot be made to show: an RM that answers 503 while it fails over
+(`down`). It returns the documented JSON shapes:
 
 - GET  /ws/v1/cluster/apps?applicationTags=t   -> {"apps": {"app": [...]}}, or {"apps": null} if none
 - GET  /ws/v1/cluster/apps/{id}                -> {"app": {...}}, or 404 with a RemoteException
 - PUT  /ws/v1/cluster/apps/{id}/state          -> {"state": "KILLED"} for body {"state": "KILLED"}
-
-plus one endpoint a real RM does not have, for the fake spark-submit to "submit" an application:
-- POST /fake/apps {"name", "tags", "user"}      -> {"id": "application_..."}
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ class FakeYarnResourceManager:
         app.router.add_get("/ws/v1/cluster/apps", self._list)
         app.router.add_get("/ws/v1/cluster/apps/{id}", self._get)
         app.router.add_put("/ws/v1/cluster/apps/{id}/state", self._put_state)
-        app.router.add_post("/fake/apps", self._submit)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -117,8 +115,3 @@ class FakeYarnResourceManager:
         if app["state"] not in TERMINAL:
             self.set_state(app_id, "KILLED", "KILLED", f"Application {app_id} was killed by user alice")
         return web.json_response({"state": app["state"]})
-
-    async def _submit(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        app_id = self.add_app(name=body.get("name", "app"), tags=body.get("tags", ""), user=body.get("user", "alice"))
-        return web.json_response({"id": app_id})

@@ -1,6 +1,8 @@
-"""Spark on YARN and Kubernetes, which cannot run here: the command lines, and the state, kill and
-recovery logic against a fake ResourceManager / Kubernetes API (real aiohttp servers). End-to-end tests
-go through the live gateway with a fake spark-submit that talks to those fakes as the real one would."""
+"""Spark on Kubernetes, which cannot run here, and the YARN faults a real cluster cannot be made to show:
+the command lines, and the state, kill and recovery logic against a fake Kubernetes API and a fake
+ResourceManager (real aiohttp servers). End-to-end tests go through the live gateway with a fake
+spark-submit that talks to the fake Kubernetes API as the real one would. Spark on a real YARN cluster is
+tests/test_spark_yarn.py."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 
 from engines.spark_status import K8sApi, StatusUnavailable, YarnApi
 from engines.spark_submit import SparkSubmit, SubmitConfig
+from engines.yarn import YarnApp
 from tests.fake_k8s_api import FakeKubernetesApi
 from tests.fake_yarn_rm import FakeYarnResourceManager
 from tests.helpers import Api, info
@@ -29,8 +32,8 @@ BATCH = "0b6f6c8e-5d7e-4a4e-9d1e-3a3c2f6b1a00"
 TOKEN = "t0ken-for-tests"
 
 FAKE_SPARK_SUBMIT = '''#!{python}
-"""A fake spark-submit for tests: it submits to the fake YARN RM / Kubernetes API and reports like the
-real launcher (waiting for the application to end), or plays a client-mode driver for other masters."""
+"""A fake spark-submit for tests: it submits to the fake Kubernetes API and reports like the real
+launcher (waiting for the application to end), or plays a client-mode driver for other masters."""
 import json, os, sys, time, urllib.error, urllib.request, uuid
 
 home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,22 +71,7 @@ def call(method, url, body=None, headers=None):
 
 
 master = opts["--master"]
-if master == "yarn":
-    rm = cfg["yarn_rm"]
-    submitted = {{"name": opts.get("--name", "app"), "tags": conf.get("spark.yarn.tags", "")}}
-    _, body = call("POST", rm + "/fake/apps", submitted)
-    app = body["id"]
-    print(f"26/01/01 00:00:00 INFO Client: Submitting application {{app}} to ResourceManager", flush=True)
-    print(f"26/01/01 00:00:00 INFO YarnClientImpl: Submitted application {{app}}", flush=True)
-    while True:
-        status, body = call("GET", f"{{rm}}/ws/v1/cluster/apps/{{app}}")
-        state = body["app"]["state"] if body else "UNKNOWN"
-        print(f"26/01/01 00:00:01 INFO Client: Application report for {{app}} (state: {{state}})", flush=True)
-        if state in ("FINISHED", "FAILED", "KILLED"):
-            print(f"\\t final status: {{body['app']['finalStatus']}}", flush=True)
-            sys.exit(0 if body["app"]["finalStatus"] == "SUCCEEDED" else 1)
-        time.sleep(0.3)
-elif master.startswith("k8s://"):
+if master.startswith("k8s://"):
     api = master[len("k8s://"):]
     ns = conf.get("spark.kubernetes.namespace", "default")
     app = "spark-" + uuid.uuid4().hex
@@ -158,14 +146,14 @@ def token_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fake_home(tmp_path: Path, rm: FakeYarnResourceManager) -> Path:
+def fake_home(tmp_path: Path) -> Path:
     home = tmp_path / "fake-spark-home"
     (home / "bin").mkdir(parents=True)
     (home / "calls").mkdir()
     script = home / "bin" / "spark-submit"
     script.write_text(FAKE_SPARK_SUBMIT.format(python=sys.executable))
     script.chmod(0o755)
-    (home / "fake.json").write_text(json.dumps({"yarn_rm": rm.url, "k8s_token": TOKEN}))
+    (home / "fake.json").write_text(json.dumps({"k8s_token": TOKEN}))
     return home
 
 
@@ -178,22 +166,17 @@ def job(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gateway(
-    start_gateway: Callable[..., Awaitable[Api]], fake_home: Path, rm: FakeYarnResourceManager, token_file: Path
+    start_gateway: Callable[..., Awaitable[Api]], fake_home: Path, token_file: Path
 ) -> Callable[..., Awaitable[Api]]:
     async def start(**overrides: Any) -> Api:
         settings: dict[str, Any] = {
-            "admin": ["admin"], "spark_home": fake_home, "spark_yarn_rm_urls": [rm.url],
-            "spark_k8s_token_file": token_file, "kill_grace_seconds": 2.0,
+            "admin": ["admin"], "spark_home": fake_home, "spark_k8s_token_file": token_file,
+            "kill_grace_seconds": 2.0,
         }
         settings.update(overrides)
         return await start_gateway(**settings)
 
     return start
-
-
-def call_of(home: Path, batch_id: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((home / "calls" / f"{batch_id}.json").read_text())
-    return data
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], what: str, timeout: float = 20) -> Any:
@@ -233,6 +216,17 @@ def test_yarn_command_lines_tag_the_application(fake_home: Path, job: Path, tmp_
     c = confs(client.argv)
     assert c["spark.yarn.tags"] == f"batchgate-{BATCH}"
     assert c["spark.local.dir"] == str(tmp_path / "local")  # the driver is here, in the launcher
+    assert "spark.yarn.submit.waitAppCompletion" not in confs(cluster.argv), "no RM to follow: it must wait"
+    # A gateway that follows the RM lets a cluster-mode spark-submit return once YARN has the application.
+    followed = SparkSubmit(SubmitConfig(spark_home=fake_home, python=sys.executable, yarn_followed=True))
+    plan = followed.plan(spec(resource=str(job), workdir=tmp_path, conf={
+        "spark.master": "yarn", "spark.submit.deployMode": "cluster"}))
+    assert confs(plan.argv)["spark.yarn.submit.waitAppCompletion"] == "false" and not plan.launcher_waits
+    plan = followed.plan(spec(resource=str(job), workdir=tmp_path, conf={
+        "spark.master": "yarn", "spark.submit.deployMode": "cluster", "spark.yarn.submit.waitAppCompletion": "true"}))
+    assert confs(plan.argv)["spark.yarn.submit.waitAppCompletion"] == "true" and plan.launcher_waits
+    plan = followed.plan(spec(resource=str(job), workdir=tmp_path, conf={"spark.master": "yarn"}))
+    assert "spark.yarn.submit.waitAppCompletion" not in confs(plan.argv), "client mode: the launcher is the driver"
 
 
 def test_k8s_command_lines_label_the_driver(fake_home: Path, job: Path, tmp_path: Path) -> None:
@@ -250,35 +244,28 @@ def test_k8s_command_lines_label_the_driver(fake_home: Path, job: Path, tmp_path
 # --- the ResourceManager client -----------------------------------------------------------------
 
 
-async def test_yarn_api_finds_by_tag_maps_states_and_kills(rm: FakeYarnResourceManager) -> None:
-    api = YarnApi([rm.url], batch_id=BATCH, cluster=True)
-    async with aiohttp.ClientSession() as session:
-        assert not (await api.status(session, {})).found
-        other = rm.add_app(tags="batchgate-someone-else")
-        app_id = rm.add_app(tags=f"team-a,batchgate-{BATCH}")
-        status = await api.status(session, {})
-        assert status.found and status.app_id == app_id and status.state == "PENDING" and not status.terminal
-        assert any("applicationTags=batchgate-" in r for r in rm.requests)
-        rm.set_state(app_id, "RUNNING")
-        status = await api.status(session, {"appId": app_id})
-        assert status.state == "RUNNING" and status.app_url == rm.apps[app_id]["amContainerLogs"]
-        client_mode = YarnApi([rm.url], batch_id=BATCH, cluster=False)
-        assert (await client_mode.status(session, {"appId": app_id})).app_url == rm.apps[app_id]["trackingUrl"]
-        for state, final, expected in [("FINISHED", "SUCCEEDED", "FINISHED"), ("FINISHED", "FAILED", "FAILED"),
-                                       ("FINISHED", "KILLED", "KILLED"), ("FAILED", "FAILED", "FAILED")]:
-            rm.set_state(app_id, state, final, "AM exited with exitCode: 13" if expected == "FAILED" else "")
-            status = await api.status(session, {"appId": app_id})
-            assert (status.state, status.terminal) == (expected, True), (state, final)
-            if expected == "FAILED":
-                assert status.diagnostic == "AM exited with exitCode: 13"
-        rm.set_state(app_id, "RUNNING")
-        assert "sent to the ResourceManager" in await api.kill(session, {"appId": app_id})
-        assert rm.kills == [app_id] and rm.apps[app_id]["state"] == "KILLED"
-        assert rm.apps[other]["state"] == "ACCEPTED"
-        assert not (await api.status(session, {"appId": "application_1_9999"})).found
+@pytest.mark.parametrize(("state", "final", "expected"), [
+    ("NEW_SAVING", "UNDEFINED", "PENDING"), ("ACCEPTED", "UNDEFINED", "PENDING"), ("RUNNING", "UNDEFINED", "RUNNING"),
+    ("FINISHED", "SUCCEEDED", "FINISHED"), ("FINISHED", "FAILED", "FAILED"), ("FINISHED", "KILLED", "KILLED"),
+    ("FINISHED", "UNDEFINED", "FINISHED"), ("FAILED", "FAILED", "FAILED"), ("KILLED", "KILLED", "KILLED"),
+    ("SOMETHING_NEW", "UNDEFINED", "UNKNOWN"),
+])
+def test_yarn_reports_map_to_app_states(state: str, final: str, expected: str) -> None:
+    """Every combination of YARN state and final status, including those the real cluster in
+    test_spark_yarn.py is not made to produce (an AM that unregisters as KILLED or UNDEFINED)."""
+    app = YarnApp.from_json({
+        "id": "application_1_0001", "state": state, "finalStatus": final, "applicationTags": "Team-A,batchgate-x",
+        "diagnostics": " AM exited with exitCode: 13 ", "trackingUrl": "http://rm:8088/proxy/application_1_0001/",
+        "amContainerLogs": "http://nm1:8042/node/containerlogs/container_e07_1_0001_01_000001/alice"})
+    assert app.app_state == expected and app.terminal == (state in ("FINISHED", "FAILED", "KILLED"))
+    assert app.diagnostic == ("AM exited with exitCode: 13" if expected in ("FAILED", "KILLED") else None)
+    assert app.tags == ("team-a", "batchgate-x")
+    assert app.am_container == ("http://nm1:8042", "container_e07_1_0001_01_000001")
 
 
 async def test_yarn_api_tries_the_next_rm_and_reports_when_none_answers(rm: FakeYarnResourceManager) -> None:
+    """RM HA: a dead RM before a live one, then an RM failing over (503). A fake, because the one real RM
+    of test_spark_yarn.py has no standby and cannot be made to answer 503."""
     dead = f"http://127.0.0.1:{free_port()}"
     app_id = rm.add_app(tags=f"batchgate-{BATCH}", state="RUNNING")
     async with aiohttp.ClientSession() as session:
@@ -321,111 +308,6 @@ async def test_k8s_api_finds_the_driver_pod_by_label_and_deletes_it(k8s: FakeKub
 
 
 # --- end to end: the gateway, a fake spark-submit, and the fake cluster APIs ----------------------
-
-
-async def test_yarn_cluster_batch_follows_the_resource_manager(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, fake_home: Path, job: Path
-) -> None:
-    api = await gateway()
-    batch = await api.submit("PYSPARK", str(job), name="yarn-job", args=["x"], conf={
-        "spark.master": "yarn", "spark.submit.deployMode": "cluster", "spark.yarn.tags": "team-a"})
-    bid = batch["id"]
-    app_id = await eventually(
-        lambda: _app_tagged(rm, f"batchgate-{bid}"), "the application to reach the RM")
-    pending = await eventually(lambda: _batch_with(api, bid, appId=app_id), "the batch to learn its appId")
-    assert pending["state"] == "PENDING" and pending["appState"] == "PENDING"
-    call = call_of(fake_home, bid)
-    assert call["conf"]["spark.yarn.tags"] == f"team-a,batchgate-{bid}"
-    assert call["opts"]["--deploy-mode"] == "cluster" and call["args"] == ["x"]
-    assert call["env"]["PYSPARK_PYTHON"] == sys.executable
-    rm.set_state(app_id, "RUNNING")
-    running = await eventually(lambda: _batch_with(api, bid, state="RUNNING"), "RUNNING", 10)
-    assert running["appUrl"] == rm.apps[app_id]["amContainerLogs"] and running["appState"] == "RUNNING"
-    # The launcher dies; a cluster-mode application does not care, and neither does the batch.
-    os.killpg(call["pid"], signal.SIGKILL)
-    await asyncio.sleep(1.5)
-    assert (await api.get(bid))["state"] == "RUNNING"
-    started = time.monotonic()
-    rm.set_state(app_id, "FINISHED", "SUCCEEDED")
-    final = await api.wait_for(bid, timeout=10)
-    assert final["state"] == "FINISHED" and final["appState"] == "FINISHED", final
-    assert time.monotonic() - started < 3.5, "the end of a long-running app is seen within the slowest poll"
-    log = await api.full_log(bid)
-    assert any(f"Application report for {app_id} (state: ACCEPTED)" in line for line in log)
-
-
-async def test_yarn_failure_carries_the_rm_diagnostics(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
-) -> None:
-    api = await gateway()
-    batch, app_id = await _running_on_yarn(api, rm, job)
-    rm.set_state(app_id, "FINISHED", "FAILED", "User class threw exception: java.lang.RuntimeException: bad")
-    final = await api.wait_for(batch["id"], timeout=10)
-    assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
-    assert "java.lang.RuntimeException: bad" in final["appDiagnostic"]
-
-
-async def test_yarn_submission_error_is_error_with_the_launcher_diagnostic(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
-) -> None:
-    api = await gateway()
-    batch = await api.submit("PYSPARK", str(job), conf={
-        "spark.master": "yarn", "spark.submit.deployMode": "cluster",
-        "spark.fake.submitError": "org.apache.hadoop.yarn.exceptions.YarnException: queue nope does not exist"})
-    final = await api.wait_for(batch["id"], timeout=20)
-    assert final["state"] == "ERROR", final
-    assert "YarnException: queue nope does not exist" in final["appDiagnostic"], final
-    assert rm.apps == {}
-
-
-async def test_yarn_kill_goes_through_the_resource_manager(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
-) -> None:
-    api = await gateway()
-    batch, app_id = await _running_on_yarn(api, rm, job)
-    result = await api.kill(batch["id"])
-    assert result["success"] is True
-    final = await api.wait_for(batch["id"], timeout=10)
-    assert final["state"] == "CANCELED" and final["appState"] == "KILLED", final
-    assert rm.kills == [app_id] and any(r.startswith(f"PUT /ws/v1/cluster/apps/{app_id}/state") for r in rm.requests)
-    log = await api.full_log(batch["id"])
-    assert any(f"kill of {app_id} sent to the ResourceManager" in line for line in log)
-
-
-async def test_yarn_client_mode_takes_state_from_rm_and_end_from_launcher(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, job: Path
-) -> None:
-    api = await gateway()
-    batch = await api.submit("PYSPARK", str(job), conf={"spark.master": "yarn"})
-    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{batch['id']}"), "the application")
-    rm.set_state(app_id, "RUNNING")
-    running = await eventually(lambda: _batch_with(api, batch["id"], appState="RUNNING",
-                                                   appUrl=rm.apps[app_id]["trackingUrl"]), "the tracking URL")
-    assert running["appId"] == app_id and running["state"] == "RUNNING"
-    rm.set_state(app_id, "FINISHED", "SUCCEEDED")
-    final = await api.wait_for(batch["id"], timeout=10)
-    assert final["state"] == "FINISHED", final
-
-
-async def test_yarn_cluster_app_is_recovered_by_a_restarted_gateway_without_its_launcher(
-    gateway: Callable[..., Awaitable[Api]], rm: FakeYarnResourceManager, fake_home: Path, job: Path, tmp_path: Path
-) -> None:
-    first = await gateway(instance_id="gw-spark-1")
-    batch, app_id = await _running_on_yarn(first, rm, job)
-    bid = batch["id"]
-    await first.client.close()  # a clean shutdown leaves applications running
-    assert rm.kills == [] and rm.apps[app_id]["state"] == "RUNNING"
-    _kill_launcher_and_runner(tmp_path / "data" / "batches" / bid)
-    second = await gateway(instance_id="gw-spark-1")
-    await eventually(lambda: _log_with(second, bid, "re-attached by gw-spark-1"), "re-attachment")
-    # The engine says how it follows the application once it starts following, just after re-attaching.
-    await eventually(lambda: _log_with(
-        second, bid, "spark-submit is gone; following the application through the cluster API"), "the follow note")
-    await asyncio.sleep(1)
-    assert (await second.get(bid))["state"] == "RUNNING"
-    rm.set_state(app_id, "FINISHED", "SUCCEEDED")
-    final = await second.wait_for(bid, timeout=10)
-    assert final["state"] == "FINISHED" and final["appId"] == app_id, final
 
 
 async def test_client_mode_app_whose_launcher_died_with_the_gateway_is_reported_lost(
@@ -537,13 +419,6 @@ async def test_k8s_kill_deletes_the_driver_pod(
 # --- helpers ------------------------------------------------------------------------------------
 
 
-async def _app_tagged(rm: FakeYarnResourceManager, tag: str) -> str | None:
-    for app_id, app in rm.apps.items():
-        if tag in app["applicationTags"].split(","):
-            return app_id
-    return None
-
-
 async def _pod(k8s: FakeKubernetesApi, batch_id: str) -> dict[str, Any] | None:
     return k8s.pod_by_label("batchgate-batch-id", batch_id)
 
@@ -552,20 +427,6 @@ async def _batch_with(api: Api, batch_id: str, **expected: str) -> dict[str, Any
     batch: dict[str, Any] = await api.get(batch_id)
     assert batch["state"] not in ("FINISHED", "ERROR", "CANCELED"), batch
     return batch if all(batch.get(k) == v for k, v in expected.items()) else None
-
-
-async def _running_on_yarn(api: Api, rm: FakeYarnResourceManager, job: Path) -> tuple[dict[str, Any], str]:
-    """Submit a YARN cluster-mode PYSPARK batch and let the fake ResourceManager run it: (batch, appId)."""
-    batch = await api.submit("PYSPARK", str(job), conf={"spark.master": "yarn", "spark.submit.deployMode": "cluster"})
-    app_id = await eventually(lambda: _app_tagged(rm, f"batchgate-{batch['id']}"), "the application")
-    rm.set_state(app_id, "RUNNING")
-    await eventually(lambda: _batch_with(api, batch["id"], state="RUNNING"), "RUNNING")
-    return batch, app_id
-
-
-async def _log_with(api: Api, batch_id: str, text: str) -> list[str] | None:
-    log = await api.full_log(batch_id)
-    return log if any(text in line for line in log) else None
 
 
 def _kill_launcher_and_runner(workdir: Path) -> None:

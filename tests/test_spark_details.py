@@ -20,7 +20,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from engines.base import Details, Exited
 from engines.spark import PAUSE_REFUSAL, SparkConfig, SparkRun
 from engines.spark_details import (
     MAX_JOB_STEPS,
@@ -30,8 +29,6 @@ from engines.spark_details import (
     read_event_log,
     snapshot_from_rest,
 )
-from engines.spark_status import YarnApi
-from tests.fake_yarn_rm import FakeYarnResourceManager
 from tests.helpers import Api
 from tests.spark_cluster import pi_py, reap_batch_processes
 
@@ -271,42 +268,6 @@ def test_very_many_jobs_keep_the_latest_steps_and_count_them_all() -> None:
     assert len(_steps(snap.steps, "stage")) == MAX_STAGE_STEPS
     assert snap.counters["jobs"] == 250 and snap.counters["tasks"] == 600 and snap.counters["inputRecords"] == 1200
     assert snap.counters["stepsOmitted"] == 50 + 200
-
-
-async def test_yarn_cluster_app_details_come_through_the_resource_manager_proxy(
-    fake_ui: tuple[str, list[str]], tmp_path: Path
-) -> None:
-    """Cluster mode on YARN: the driver's UI is reached through the RM's tracking URL while it runs; the
-    last snapshot is sent before the end."""
-    base, seen = fake_ui
-    rm = FakeYarnResourceManager()
-    await rm.start()
-    try:
-        batch = "0b6f6c8e-5d7e-4a4e-9d1e-3a3c2f6b1a01"
-        app_id = rm.add_app(tags=f"batchgate-{batch}")
-        rm.set_state(app_id, "RUNNING")
-        rm.apps[app_id]["trackingUrl"] = f"{base}/proxy/{app_id}/"
-        run = SparkRun(
-            SparkConfig(poll_min=0.05, poll_max=0.2), process=None, api=YarnApi([rm.url], batch_id=batch, cluster=True),
-            handle={"workdir": str(tmp_path), "spark": {"batchId": batch, "master": "yarn", "deployMode": "cluster",
-                                                        "appId": app_id}},
-            notes=[], launcher_lost=True,
-        )
-        events: list[Any] = []
-
-        async def follow() -> None:
-            async for event in run.events():
-                events.append(event)
-                if isinstance(event, Details) and not any(isinstance(e, Exited) for e in events):
-                    rm.set_state(app_id, "FINISHED", "SUCCEEDED")
-
-        await asyncio.wait_for(follow(), 20)
-    finally:
-        await rm.stop()
-    details = [e for e in events if isinstance(e, Details)]
-    assert details and details[-1].counters["jobs"] == 2 and details[-1].counters["tasks"] == 12, events
-    assert isinstance(events[-1], Exited) and events[-1].app_state == "FINISHED", events
-    assert f"/proxy/{app_id}/api/v1/applications/{app_id}/jobs" in seen, seen
 
 
 def test_running_is_reported_with_the_application_id() -> None:

@@ -216,11 +216,18 @@ class YarnCluster:
                 continue
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(20)
+                proc.wait(5)  # a test cluster has nothing to save: do not wait for a graceful stop
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.kill_containers()
+
+    def pause_rm(self) -> None:
+        """Freeze the ResourceManager (SIGSTOP): its ports accept connections and nothing answers."""
+        os.kill(self._procs["resourcemanager"].pid, signal.SIGSTOP)
+
+    def resume_rm(self) -> None:
+        os.kill(self._procs["resourcemanager"].pid, signal.SIGCONT)
 
     def kill_containers(self) -> None:
         """Containers run in process groups of their own: none may outlive the cluster."""
