@@ -1,10 +1,16 @@
--- batchgate: the whole database schema.
--- It applies idempotently (every statement is "if not exists" or "or replace"), under an advisory lock,
--- and records its version in schema_version so that later releases can migrate.
+-- batchgate: the whole schema of a fresh database.
+-- gateway.store.migrate applies it to an empty database only, and stamps that database with every schema
+-- version (a row of schema_version each). A database made by an older release gets the numbered files of
+-- gateway/store/migrations/ instead. A change to the schema is a new migration file plus the same change
+-- here; a test compares a fresh database with a migrated one (docs/operations.md, Upgrades).
 
+-- One row per applied schema version. code_floor: the oldest code, by the newest schema version it knows,
+-- that still works on the database after this version.
 create table if not exists schema_version (
     version integer primary key,
-    applied_at timestamptz not null default now()
+    applied_at timestamptz not null default now(),
+    name text not null default '',
+    code_floor integer not null default 1
 );
 
 create or replace function bg_now_ms() returns bigint language sql volatile as
@@ -18,7 +24,8 @@ create table if not exists instances (
     started_at bigint not null default bg_now_ms(),
     heartbeat_at bigint not null default bg_now_ms(),
     lease_until bigint not null,
-    draining boolean not null default false
+    draining boolean not null default false,
+    schema_known integer not null default 1             -- the newest schema version its code knows
 );
 
 -- A batch row is also its queue entry: state INITIALIZED means queued.
@@ -63,7 +70,6 @@ create table if not exists batches (
 
 -- end_time rides along so that a time-range list (createTime..endTime) is counted and paged from the index
 -- alone; it costs no HOT updates, since end_time is indexed anyway.
-drop index if exists batches_create_time_idx;
 create index if not exists batches_create_end_idx on batches (create_time, id) include (end_time);
 create index if not exists batches_user_create_time_idx on batches (batch_user, create_time, id);
 create index if not exists batches_state_create_time_idx on batches (state, create_time, id);
@@ -78,7 +84,6 @@ create index if not exists batches_duration_idx on batches (duration, id);
 create index if not exists batches_name_sort_idx on batches (name, id);
 -- Names are split into words on the same characters the key search splits on: Postgres' own parser
 -- would read "build-2024" as the word "build" and the number "-2024", so "2024" would never match.
-drop index if exists batches_name_words_idx;
 create index if not exists batches_name_terms_idx on batches
     using gin (to_tsvector('simple', regexp_replace(coalesce(name, ''), '[^0-9A-Za-z]+', ' ', 'g')));
 create index if not exists batches_restart_root_idx on batches ((batch_info ->> 'restartRoot'))
@@ -494,31 +499,18 @@ $$ values (3600000::bigint), (60000::bigint) $$;
 -- Exact numbers of batches per (user, type, state), so that a list's total is a sum over a few rows
 -- instead of count(*) over millions. Writers only append +n/-n rows (no hot row for concurrent submits
 -- to queue on); Store.compact_counts folds them every few seconds.
-do $$
-begin
-    if to_regclass('batch_counts') is null then
-        create table batch_counts (
-            batch_user text not null,
-            batch_type text not null,
-            state text not null,
-            n bigint not null
-        );
-        -- Writers wait until the triggers below exist, so that no batch is counted twice or never.
-        lock table batches in share row exclusive mode;
-        insert into batch_counts select batch_user, batch_type, state, count(*) from batches group by 1, 2, 3;
-    end if;
-    if to_regclass('batch_time_counts') is null then
-        create table batch_time_counts (
-            span bigint not null,                         -- bucket width in ms: an hour or a minute
-            bucket bigint not null,                       -- create_time / span
-            n bigint not null
-        );
-        lock table batches in share row exclusive mode;
-        insert into batch_time_counts
-        select s.span, b.create_time / s.span, count(*) from batches b, bg_time_spans() s group by 1, 2;
-    end if;
-end
-$$;
+create table if not exists batch_counts (
+    batch_user text not null,
+    batch_type text not null,
+    state text not null,
+    n bigint not null
+);
+
+create table if not exists batch_time_counts (
+    span bigint not null,                         -- bucket width in ms: an hour or a minute
+    bucket bigint not null,                       -- create_time / span
+    n bigint not null
+);
 
 create or replace function bg_batches_count_insert() returns trigger language plpgsql as
 $$
@@ -562,5 +554,3 @@ create trigger batches_count_update after update on batches for each row
 drop trigger if exists batches_count_delete on batches;
 create trigger batches_count_delete after delete on batches
     referencing old table as old_rows for each statement execute function bg_batches_count_delete();
-
-insert into schema_version (version) values (1) on conflict do nothing;

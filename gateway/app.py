@@ -65,6 +65,7 @@ from gateway.security.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
+from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
 
@@ -179,13 +180,18 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
     deadlines: DeadlineTimer | None = None
     alerts: Alerter | None = None
     try:
-        version = await store.apply_schema()
+        instance = instance_id(settings)
+        lease = InstanceLease(instance, f"{settings.host}:{settings.port}", int(settings.lease_seconds * 1000))
+        try:
+            version = (await Migrator(dsn).upgrade(migrate=settings.migrate, instance=lease)).version
+        except SchemaError as exc:
+            log.error("schema.refused", instance=instance, detail=str(exc))
+            raise
         hub = Hub()
         listener = Listener(dsn, hub)
         await processes.start()
         engines = build_engines(settings, processes)
         logs = LogStore(store, hub, metrics)
-        instance = instance_id(settings)
         projects = ProjectService(ProjectStore(store), data_dir=settings.data_dir,
                                   max_artifact_bytes=settings.max_artifact_bytes,
                                   max_artifact_files=settings.max_artifact_files)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     admin: Annotated[list[str], NoDecode] = Field(default_factory=list)
     engines: Annotated[list[str] | None, NoDecode] = None
     instance_id: str | None = None
+    # Apply pending schema migrations at start (docs/operations.md, Upgrades). False: refuse to start on a
+    # database that lacks this release's migrations, and leave them to `batchgate db upgrade`.
+    migrate: bool = True
 
     # Queue and limits. 0 means unlimited.
     max_running: int = Field(default=0, ge=0)

@@ -1,5 +1,5 @@
 """Shared fixtures: a real Postgres (embedded, or BATCHGATE_TEST_DATABASE_URL), a template database
-built once from schema.sql and cloned per test, and a live gateway reached over HTTP."""
+built once from schema.sql (as the gateway makes a fresh database) and cloned per test, and a live gateway reached over HTTP."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.store.migrate import Migrator
 from tests.helpers import Api, with_database
 from tests.yarn_cluster import YarnCluster
 
@@ -53,11 +53,7 @@ def template_db(postgres_url: str) -> str:
             await admin.execute(f"create database {TEMPLATE}")
         finally:
             await admin.close()
-        store = await Store.connect(with_database(postgres_url, TEMPLATE), min_size=1, max_size=1)
-        try:
-            await store.apply_schema()
-        finally:
-            await store.close()
+        await Migrator(with_database(postgres_url, TEMPLATE)).upgrade()
 
     asyncio.run(build())
     return TEMPLATE

@@ -1,4 +1,4 @@
-"""schema.sql applies idempotently, records its version, and refuses a newer database."""
+"""schema.sql ships inside the package with its migrations, and its triggers keep the batch counts."""
 
 from __future__ import annotations
 
@@ -8,32 +8,8 @@ import zipfile
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from gateway.store import Store
-from gateway.store.store import SCHEMA_VERSION, SchemaTooNew
-
-
-async def test_schema_applies_twice_and_records_version(database_url: str) -> None:
-    store = await Store.connect(database_url, min_size=1, max_size=2)
-    try:
-        assert await store.apply_schema() == SCHEMA_VERSION
-        assert await store.apply_schema() == SCHEMA_VERSION
-        assert await store.schema_version() == SCHEMA_VERSION
-    finally:
-        await store.close()
-
-
-async def test_newer_schema_is_refused(database_url: str) -> None:
-    conn = await asyncpg.connect(database_url)
-    await conn.execute("insert into schema_version (version) values ($1)", SCHEMA_VERSION + 1)
-    await conn.close()
-    store = await Store.connect(database_url, min_size=1, max_size=2)
-    try:
-        with pytest.raises(SchemaTooNew):
-            await store.apply_schema()
-    finally:
-        await store.close()
 
 
 def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
@@ -44,14 +20,17 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "gateway/schema.sql" in names and "gateway/store/queries.sql" in names
+        assert "gateway/store/migrate.sql" in names
         assert archive.read("gateway/schema.sql") == (root / "schema.sql").read_bytes()
+        shipped = sorted(n for n in names if n.startswith("gateway/store/migrations/"))
+        assert shipped == sorted(f"gateway/store/migrations/{p.name}"
+                                 for p in (root / "gateway/store/migrations").glob("*.sql")) != []
 
 
-async def test_batch_counts_are_seeded_for_a_database_that_had_none(database_url: str) -> None:
+async def test_batch_counts_follow_inserts_updates_and_deletes(database_url: str) -> None:
     store = await Store.connect(database_url, min_size=1, max_size=2)
     conn = await asyncpg.connect(database_url)
     try:
-        await store.apply_schema()
         await conn.execute("""
             insert into batches (id, batch_type, batch_user, real_user, resource, state, create_time)
             select gen_random_uuid(), case when g % 3 = 0 then 'SPARK' else 'LOCAL' end, 'u' || (g % 4), 'x',
@@ -70,11 +49,6 @@ async def test_batch_counts_are_seeded_for_a_database_that_had_none(database_url
         by_minute = ("select create_time / 60000, count(*) from batches group by 1 order by 1",
                      "select bucket, sum(n) from batch_time_counts where span = 60000 group by 1 "
                      "having sum(n) <> 0 order by 1")
-        assert [tuple(r) for r in await conn.fetch(by_minute[0])] == [tuple(r) for r in await conn.fetch(by_minute[1])]
-        # A database from before these tables: the schema creates them and counts what is there.
-        await conn.execute("drop table batch_counts; drop table batch_time_counts")
-        await store.apply_schema()
-        assert [tuple(r) for r in await conn.fetch(counted)] == expected
         assert [tuple(r) for r in await conn.fetch(by_minute[0])] == [tuple(r) for r in await conn.fetch(by_minute[1])]
     finally:
         await conn.close()

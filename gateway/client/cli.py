@@ -13,6 +13,7 @@ from gateway.client.commands import register as register_client_commands
 # The server's commands, by "module:attribute". They are imported only when run (or listed by --help).
 SERVER_COMMANDS = {
     "serve": "gateway.instance.serve:serve",
+    "db": "gateway.instance.serve:db",
 }
 
 

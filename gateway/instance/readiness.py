@@ -1,5 +1,6 @@
-"""Readiness: whether this instance should get traffic. Postgres answers, its schema is the one this
-release knows, and the instance holds its lease (so its claims and writes count)."""
+"""Readiness: whether this instance should get traffic. Postgres answers, its schema is one this release
+can use (its own version, or a newer one whose floor it meets), and the instance holds its lease (so its
+claims and writes count)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from gateway.errors import Unavailable
 from gateway.instance.heartbeat import Heartbeat
 from gateway.store import Store
-from gateway.store.store import SCHEMA_VERSION
+from gateway.store.migrate import SCHEMA_VERSION, usable
 
 CHECK_SECONDS = 2.0
 
@@ -22,12 +23,12 @@ class Readiness:
     async def check(self) -> dict[str, bool]:
         """{"database": ..., "schema": ..., "lease": ...}: which conditions hold now."""
         try:
-            version = await asyncio.wait_for(self.store.schema_version(), CHECK_SECONDS)
+            version, floor = await asyncio.wait_for(self.store.schema_marks(), CHECK_SECONDS)
             reachable = True
         except (Unavailable, TimeoutError):
-            version, reachable = None, False
+            version, floor, reachable = 0, 0, False
         return {
             "database": reachable,
-            "schema": version == SCHEMA_VERSION,
+            "schema": reachable and usable(version, floor, SCHEMA_VERSION),
             "lease": reachable and self.heartbeat.healthy,
         }

@@ -80,6 +80,11 @@ class Fleet:
             embedded = EmbeddedPostgres(self._settings.data_dir)
             database_url = await embedded.start()
         try:
+            # Migrate (or refuse) once here, so that a schema refusal is one clear message, not a crash
+            # loop of every worker; each worker still checks under the lock and registers itself.
+            from gateway.store.migrate import Migrator
+
+            await Migrator(database_url).upgrade(migrate=self._settings.migrate)
             workers = [
                 asyncio.create_task(self._keep(i, database_url), name=f"worker-{i}")
                 for i in range(self._settings.workers)

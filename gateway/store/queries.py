@@ -1,4 +1,4 @@
-"""Loads queries.sql once into a name -> SQL mapping."""
+"""Loads a file of named queries (queries.sql, migrate.sql) once into a name -> SQL mapping."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 @cache
-def load_queries() -> dict[str, str]:
-    text = resources.files("gateway.store").joinpath("queries.sql").read_text()
+def load_queries(file: str = "queries.sql") -> dict[str, str]:
+    text = resources.files("gateway.store").joinpath(file).read_text()
     parts = _HEADER.split(text)
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):

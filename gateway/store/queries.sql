@@ -1,14 +1,6 @@
 -- Every query the gateway runs, by name. Loaded once by gateway.store.queries.
 -- Dynamic list filters are assembled in store.py from the fragments at the end of this file.
 
--- name: lock_schema
--- Serialize schema application across instances that start together.
-select pg_advisory_xact_lock(8317000001);
-
--- name: schema_version
--- The newest schema version recorded, or null on an empty database.
-select max(version) from schema_version;
-
 -- name: insert_batch
 -- Queue a new batch and audit it in the same statement; nothing is returned when the id exists
 -- already (idempotent submit). $1 id, $2 type, $3 user, $4 real user, $5 name, $6 resource,
@@ -146,11 +138,14 @@ select first_line, lines from (
 order by first_line;
 
 -- name: upsert_instance
--- Register or renew this instance's lease. $1 id, $2 address, $3 lease in ms
-insert into instances (id, address, lease_until)
-values ($1, $2, bg_now_ms() + $3)
+-- Register or renew this instance's lease, with the newest schema version its code knows (see
+-- migrate.sql). An instance that starts again under its id is no longer draining.
+-- $1 id, $2 address, $3 lease in ms, $4 schema version known
+insert into instances (id, address, lease_until, schema_known)
+values ($1, $2, bg_now_ms() + $3, $4)
 on conflict (id) do update
-set heartbeat_at = bg_now_ms(), lease_until = bg_now_ms() + $3, address = excluded.address
+set heartbeat_at = bg_now_ms(), lease_until = bg_now_ms() + $3, address = excluded.address,
+    schema_known = excluded.schema_known, draining = false
 returning lease_until;
 
 -- name: set_draining

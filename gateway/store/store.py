@@ -14,10 +14,10 @@ import asyncpg
 
 from gateway.contract.batches import BatchState
 from gateway.errors import BadRequest, Unavailable
-from gateway.store.queries import load_queries, schema_sql
+from gateway.store.migrate import SCHEMA_VERSION
+from gateway.store.queries import load_queries
 from gateway.store.records import AuditRecord, BatchRecord
 
-SCHEMA_VERSION = 1
 MAX_LINE_CHARS = 64 * 1024
 
 T = TypeVar("T")
@@ -34,10 +34,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
     TimeoutError,
 )
-
-
-class SchemaTooNew(RuntimeError):
-    """The database was migrated by a newer batchgate than this one."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +216,7 @@ class Store:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._q = load_queries()
+        self._marks = load_queries("migrate.sql")["schema_marks"]
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Store:
@@ -251,29 +248,12 @@ class Store:
             # Text Postgres cannot store (a NUL byte, an invalid encoding) is bad input, not a bug.
             raise BadRequest(f"input: {exc.__class__.__name__}: text the database cannot store") from exc
 
-    async def apply_schema(self) -> int:
-        """Apply schema.sql idempotently; refuse a database that a newer release migrated."""
+    async def schema_marks(self) -> tuple[int, int]:
+        """The database's newest schema version and its floor (gateway.store.migrate)."""
 
-        async def op(conn: asyncpg.Connection) -> int:
-            async with conn.transaction():
-                await conn.execute(self._q["lock_schema"])
-                exists = await conn.fetchval("select to_regclass('schema_version') is not null")
-                if exists:
-                    current = await conn.fetchval(self._q["schema_version"])
-                    if current is not None and current > SCHEMA_VERSION:
-                        raise SchemaTooNew(
-                            f"database schema is version {current}, this batchgate knows {SCHEMA_VERSION}"
-                        )
-                await conn.execute(schema_sql())
-                version: int = await conn.fetchval(self._q["schema_version"])
-                return version
-
-        return await self._run(op)
-
-    async def schema_version(self) -> int | None:
-        async def op(conn: asyncpg.Connection) -> int | None:
-            value: int | None = await conn.fetchval(self._q["schema_version"])
-            return value
+        async def op(conn: asyncpg.Connection) -> tuple[int, int]:
+            row = await conn.fetchrow(self._marks)
+            return row["version"] or 0, row["code_floor"] or 0
 
         return await self._run(op)
 
@@ -736,7 +716,7 @@ class Store:
 
     async def heartbeat(self, instance: str, address: str, lease_ms: int) -> int:
         async def op(conn: asyncpg.Connection) -> int:
-            value: int = await conn.fetchval(self._q["upsert_instance"], instance, address, lease_ms)
+            value: int = await conn.fetchval(self._q["upsert_instance"], instance, address, lease_ms, SCHEMA_VERSION)
             return value
 
         return await self._run(op)
