@@ -76,6 +76,33 @@ async def database_url(postgres_url: str, template_db: str) -> AsyncIterator[str
         await admin.close()
 
 
+MakeDatabase = Callable[[], Awaitable[str]]
+
+
+@pytest.fixture
+async def empty_database(postgres_url: str) -> AsyncIterator[MakeDatabase]:
+    """Makes empty databases (not cloned from the template: no schema at all), dropped after the test."""
+    names: list[str] = []
+
+    async def make() -> str:
+        name = f"bg_empty_{os.getpid()}_{next(_counter)}"
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            await admin.execute(f"create database {name}")
+        finally:
+            await admin.close()
+        names.append(name)
+        return with_database(postgres_url, name)
+
+    yield make
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        for name in names:
+            await admin.execute(f"drop database if exists {name} with (force)")
+    finally:
+        await admin.close()
+
+
 @pytest.fixture
 def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:

@@ -22,8 +22,11 @@ def free_port() -> int:
 class GatewayProcess:
     def __init__(self, data_dir: Path, *, database_url: str | None = None, port: int | None = None,
                  instance_id: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, python: str = sys.executable, cwd: Path | None = None) -> None:
+        """`python` and `cwd` run another installation or source tree (an older or a next release)."""
         self.data_dir = data_dir
+        self.python = python
+        self.cwd = cwd
         self.database_url = database_url
         self.port = port or free_port()
         self.instance_id = instance_id
@@ -37,7 +40,7 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 60) -> GatewayProcess:
-        args = [sys.executable, "-m", "gateway", "serve", "--data-dir", str(self.data_dir),
+        args = [self.python, "-m", "gateway", "serve", "--data-dir", str(self.data_dir),
                 "--port", str(self.port), *self.extra_args]
         if self.database_url:
             args += ["--database-url", self.database_url]
@@ -46,7 +49,7 @@ class GatewayProcess:
         env = {**os.environ, "BATCHGATE_LOG_FORMAT": "json", **self.env}
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # handed to the child
-        self.proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log, env=env)
+        self.proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log, env=env, cwd=self.cwd)
         log.close()
         await self.wait_ready(timeout)
         return self

@@ -48,7 +48,8 @@ async def test_schema_from_a_newer_release_is_not_ready(start_gateway: Callable[
     api = await start_gateway()
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute("insert into schema_version (version) values (999)")
+        # A newer release's contract step: its floor is above what this release knows.
+        await conn.execute("insert into schema_version (version, name, code_floor) values (999, 'future', 999)")
         body = await wait_ready(api, 503)
         assert body["checks"] == {"database": "ok", "schema": "failing", "lease": "ok"}
         await conn.execute("delete from schema_version where version = 999")

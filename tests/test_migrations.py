@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,37 +29,11 @@ from gateway.store.migrate import (
     parse_migrations,
 )
 from tests.catalog import differences, snapshot
-from tests.helpers import Api, with_database
+from tests.conftest import MakeDatabase
+from tests.helpers import Api
 
 # The schema.sql of the first release (b3e5fe5), frozen: every database made by that release has it.
 FIRST_RELEASE_SQL = Path(__file__).parent / "migrations" / "schema_v1.sql"
-_counter = itertools.count()
-
-MakeDatabase = Callable[[], Awaitable[str]]
-
-
-@pytest.fixture
-async def empty_database(postgres_url: str) -> AsyncIterator[MakeDatabase]:
-    """Makes empty databases (not cloned from the template), dropped after the test."""
-    names: list[str] = []
-
-    async def make() -> str:
-        name = f"bg_mig_{os.getpid()}_{next(_counter)}"
-        admin = await asyncpg.connect(postgres_url)
-        try:
-            await admin.execute(f"create database {name}")
-        finally:
-            await admin.close()
-        names.append(name)
-        return with_database(postgres_url, name)
-
-    yield make
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        for name in names:
-            await admin.execute(f"drop database if exists {name} with (force)")
-    finally:
-        await admin.close()
 
 
 async def first_release_database(make: MakeDatabase) -> str:
