@@ -357,7 +357,7 @@ def _operations_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     schemas[Ready.__name__] = Ready.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
     return {
         "/readyz": {"get": {"tags": ["operations"], "security": [],
-                            "summary": "Readiness: Postgres reachable, schema current, lease held",
+                            "summary": "Readiness: Postgres reachable, a schema this release can use, lease held",
                             "responses": {"200": _json(Ready), "503": _json(Ready, "not ready (see Retry-After)")}}},
         "/metrics": {"get": {"tags": ["operations"], "security": [], "summary": "Prometheus metrics",
                              "responses": {"200": {"description": "Prometheus text format 0.0.4",
