@@ -389,9 +389,9 @@ def next_release(dest: Path) -> tuple[Path, int]:
     return dest, version
 
 
-def counting(marker: Path, seconds: float) -> list[str]:
+def counting(marker: Path, seconds: float, wait: str = "") -> list[str]:
     """A program that records its batch id once it has run, so that a second run would show."""
-    return ["-c", f"import os, time\nprint('started', flush=True)\ntime.sleep({seconds})\n"
+    return ["-c", f"import os, time\nprint('started', flush=True)\ntime.sleep({seconds})\n{wait}\n"
                   f"with open({str(marker)!r}, 'a') as f: f.write(os.environ['BATCHGATE_BATCH_ID'] + '\\n')\n"]
 
 
@@ -413,21 +413,30 @@ async def test_rolling_upgrade_with_an_expand_step_loses_nothing(
         """Submits and readiness probes, as users and a load balancer send them to the instances in service."""
         while True:
             for name in list(in_service):
-                label = f"{name} stopping" if name in stopping else name
+
+                def label(name: str = name) -> str:  # when the answer came: a stop may have begun since
+                    return f"{name} stopping" if name in stopping else name
+
                 try:
                     status, body = await clients[name].status("POST", "/api/v1/batches", json={
                         "batchType": "LOCAL", "resource": PY, "args": counting(marker, 1.0)})
-                    answers[(label, status)] += 1
+                    answers[(label(), status)] += 1
                     if status == 200:
                         submitted[body["id"]] = name
                     status, _ = await clients[name].status("GET", "/readyz")
-                    answers[(label, f"readyz {status}")] += 1
+                    answers[(label(), f"readyz {status}")] += 1
                 except aiohttp.ClientError as exc:
                     if name not in stopping:
                         raise
-                    answers[(label, type(exc).__name__)] += 1
+                    answers[(label(), type(exc).__name__)] += 1
             await asyncio.sleep(0.3)
 
+    # A batch that runs on the old instance until the test lets it end: the new one must take it over.
+    release = tmp_path / "release"
+    held = await clients["a"].submit(counting(marker, 0, f"while not os.path.exists({str(release)!r}): "
+                                                         "time.sleep(0.1)"))
+    submitted[held] = "a"
+    await clients["a"].until(f"/api/v1/batches/{held}", lambda b: b["state"] == "RUNNING", "a batch running on a")
     load = asyncio.create_task(traffic())
     try:
         await asyncio.sleep(2)
@@ -438,9 +447,6 @@ async def test_rolling_upgrade_with_an_expand_step_loses_nothing(
         in_service.append("b")
         await asyncio.sleep(3)
         # Stop the old instance while it runs batches: the new one takes them over.
-        held = await clients["a"].submit(counting(marker, 4.0))
-        submitted[held] = "a"
-        await clients["a"].until(f"/api/v1/batches/{held}", lambda b: b["state"] == "RUNNING", "a batch running")
         stopping.add("a")
         assert await old.stop() == 0, old.log_path.read_text()
         in_service.remove("a")
@@ -451,6 +457,8 @@ async def test_rolling_upgrade_with_an_expand_step_loses_nothing(
             await load
     try:
         reader = Client(http, new.url, "root")
+        await reader.until(f"/api/v1/batches/{held}", lambda b: b["kyuubiInstance"] == "b", "the takeover")
+        release.touch()
         finals = {i: await reader.batch_state(i) for i in submitted}
         assert {b["state"] for b in finals.values()} == {"FINISHED"}, finals
         ran = collections.Counter(marker.read_text().split())
