@@ -30,6 +30,7 @@ from gateway.store.migrate import (
 )
 from tests.catalog import differences, snapshot
 from tests.conftest import MakeDatabase
+from tests.gateway_process import free_port
 from tests.helpers import Api
 
 # The schema.sql of the first release (b3e5fe5), frozen: every database made by that release has it.
@@ -298,3 +299,8 @@ async def test_serve_refuses_a_database_too_new_for_it(database_url: str, tmp_pa
     assert f"batchgate: the database is at schema version {SCHEMA_VERSION + 1} and migration" in err
     code, out, _ = await batchgate("db", "status", "--database-url", database_url)
     assert code == 3 and f"too new for this release (since {SCHEMA_VERSION + 1:04d}_next_step)" in out
+    # A fleet refuses once, in its parent, before any worker starts (not a crash loop of workers).
+    code, _, err = await batchgate("serve", "--workers", "2", "--database-url", database_url, "--port",
+                                   str(free_port()), "--data-dir", str(tmp_path / "fleet"))
+    assert code == 3 and err.count("batchgate: the database is at schema version") == 1, err
+    assert "workers.started" not in err
