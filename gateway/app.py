@@ -93,6 +93,12 @@ RUNTIME = web.AppKey("runtime", Runtime)
 COUNT_COMPACTION_SECONDS = 5.0
 
 
+# A request line may carry every documented query parameter at its longest (`key` is 1,024 characters,
+# up to 12 bytes each once percent-encoded); aiohttp's 8,190-byte default answered longer ones with a
+# plain-text 400 before any handler could.
+HANDLER_ARGS = {"max_line_size": 32 * 1024}
+
+
 def instance_id(settings: Settings) -> str:
     if settings.instance_id:
         return settings.instance_id
@@ -127,6 +133,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[measure, errors, authenticate],
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + (1 << 20),
+        handler_args=HANDLER_ARGS,
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.users_file, settings.admin)

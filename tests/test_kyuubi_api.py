@@ -159,6 +159,20 @@ async def test_admin_batch_count(api: Api, python: str) -> None:
     assert status == 400 and "batchState" in body["message"]
 
 
+async def test_reassign_is_post_only_and_admins_only(api: Api) -> None:
+    for method in ("GET", "DELETE"):
+        status, body = await api.status_of(method, "/api/v1/batches/reassign")
+        assert status == 405, "not taken for a batch id"
+    answer = await api.call("POST", "/api/v1/batches/reassign", json={"kyuubiInstance": "nobody:10099"})
+    instance = api.app[RUNTIME].instance
+    assert answer == {"batchIds": [], "originalKyuubiInstance": "nobody:10099", "newKyuubiInstance": instance}
+    status, body = await api.as_user("alice").status_of(
+        "POST", "/api/v1/batches/reassign", json={"kyuubiInstance": "nobody:10099"})
+    assert status == 403 and body["message"] == "only admins may reassign batches"
+    status, body = await api.status_of("POST", "/api/v1/batches/reassign", json={"instance": "x"})
+    assert status == 400 and "kyuubiInstance" in body["message"]
+
+
 async def test_state_details_kyuubi_clients_rely_on(start_gateway: Callable[..., Awaitable[Api]],
                                                     python: str) -> None:
     api = await start_gateway(admin=["admin"], max_running=1)

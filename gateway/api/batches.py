@@ -132,6 +132,13 @@ async def list_batches(request: web.Request) -> web.Response:
     return model_response(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
 
 
+@routes.get("/api/v1/batches/reassign")
+@routes.delete("/api/v1/batches/reassign")
+async def reassign_not_allowed(request: web.Request) -> web.Response:
+    """Only POST exists here; without these, GET or DELETE would take 'reassign' for a batch id."""
+    raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+
+
 @routes.post("/api/v1/batches/reassign")
 async def reassign(request: web.Request) -> web.Response:
     body = await parse_body(request, ReassignBatchRequest)

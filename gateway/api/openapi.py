@@ -212,7 +212,8 @@ def build_spec() -> dict[str, Any]:
         _query("from", OFFSET, "offset"),
         _query("size", {"type": "integer", "minimum": 1, "maximum": 10000}, "page size (default 100)"),
         _query("desc", {"type": "boolean"}, "descending order"),
-        _query("sort", {"type": "string", "enum": ["createTime", "endTime", "name", "duration"]}, "sort key"),
+        _query("sort", {"type": "string", "enum": ["createTime", "endTime", "name", "duration", ""]},
+               "sort key (empty: createTime)"),
         _query("key", {"type": "string", "maxLength": 1024},
                "an id prefix, or words of the name, the last one by prefix (case-insensitive)"),
         _query("attemptsOf", {"type": "string", "pattern": "^$|^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$"},
@@ -253,7 +254,7 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/v1/admin/batch/count": {
             "get": {"tags": ["batches"], "summary": "How many batches match the list filters (admins)",
-                    "parameters": [p for p in list_params if p["name"] not in ("from", "size", "desc", "sort")],
+                    "parameters": [p for p in list_params if p["name"] in ("batchType", "batchUser", "batchState")],
                     "responses": {"200": _json(Count), **_errors(*COMMON)}},
         },
         "/api/v1/batches/{batchId}": {

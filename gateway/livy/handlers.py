@@ -181,7 +181,8 @@ def livy_root_app(parent: web.Application) -> web.Application:
     """An app serving the Livy API at its root, sharing the parent's running parts (for the Livy port)."""
     settings = parent[SETTINGS]
     app = web.Application(middlewares=[measure, errors, authenticate],
-                          client_max_size=settings.max_body_bytes + (1 << 20))
+                          client_max_size=settings.max_body_bytes + (1 << 20),
+                          handler_args={"max_line_size": 32 * 1024})
     app[LIVY_ROOT] = True
     app[SETTINGS] = settings
     app[AUTH] = parent[AUTH]
