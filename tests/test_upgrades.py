@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
 import sys
 import time
 import zipfile
@@ -486,3 +487,10 @@ async def asyncpg_fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+def test_the_frozen_first_release_schema_is_the_released_one() -> None:
+    """tests/migrations/schema_v1.sql, which the catalog comparison migrates from, is b3e5fe5's schema.sql."""
+    released = subprocess.run(["git", "-C", str(REPO), "show", f"{FIRST_RELEASE}:schema.sql"],
+                              capture_output=True, check=True).stdout
+    assert (REPO / "tests" / "migrations" / "schema_v1.sql").read_bytes() == released
