@@ -304,3 +304,30 @@ async def test_serve_refuses_a_database_too_new_for_it(database_url: str, tmp_pa
                                    str(free_port()), "--data-dir", str(tmp_path / "fleet"))
     assert code == 3 and err.count("batchgate: the database is at schema version") == 1, err
     assert "workers.started" not in err
+
+
+@pytest.mark.slow
+async def test_a_migration_behind_a_long_transaction_gives_way_and_tries_again(database_url: str) -> None:
+    """A running instance's open transaction holds its table: the migration waits at most LOCK_TIMEOUT per
+    try (so as not to queue every query of that table behind itself for long), then succeeds once free."""
+    reader = await asyncpg.connect(database_url)
+    tx = reader.transaction()
+    await tx.start()
+    await reader.fetch("select id from batches limit 1")  # holds the table until the transaction ends
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    upgrade = asyncio.create_task(Migrator(database_url, with_next(load_migrations()[-1].floor)).upgrade())
+    try:
+        await asyncio.sleep(7)
+        assert not upgrade.done(), "it waits while the table is held"
+        # Between tries the table is free for others: a write from a third connection gets through.
+        other = await asyncpg.connect(database_url)
+        try:
+            await asyncio.wait_for(other.execute("update batches set priority = 0 where false"), 10)
+        finally:
+            await other.close()
+    finally:
+        await tx.rollback()
+        await reader.close()
+    status = await asyncio.wait_for(upgrade, 30)
+    assert status.version == SCHEMA_VERSION + 1 and loop.time() - began >= 7
