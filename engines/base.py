@@ -34,6 +34,9 @@ class LaunchSpec:
     conf: dict[str, str]
     args: list[str]
     workdir: Path
+    # False: the resource is a file the gateway writes into the working dir at launch (an uploaded file or
+    # an artifact), so validate() checks everything about it but its existence.
+    resource_ready: bool = True
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def check_resource(spec: LaunchSpec, target: Target) -> None:
         raise InvalidRequest("resource", f"{spec.batch_type} needs {kind} ({want}), not {spec.resource!r}")
     if parts.scheme in ("", "file"):
         path = Path(parts.path if parts.scheme else spec.resource)
-        if not path.is_file():
+        if spec.resource_ready and not path.is_file():
             raise InvalidRequest("resource", f"file {str(path)!r} not found")
     elif not target.application:
         raise InvalidRequest(

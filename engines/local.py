@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import signal
@@ -15,6 +16,7 @@ from engines.process import ProcessRun, ProcessSupervisor, clean_env
 
 FOUND_CACHE_SECONDS = 5.0
 FOUND_CACHE_SIZE = 1024
+SHELL = "/bin/sh"
 
 
 class LocalRun:
@@ -65,6 +67,9 @@ class LocalEngine:
     ) -> None:
         self._sup = supervisor
         self._allowed = {str(Path(p)) for p in allowed_programs}
+        # The files the entries name, links resolved: a program is allowed by any name that leads to it.
+        self._allowed_files = {os.path.realpath(found) for p in self._allowed
+                               if (found := p if "/" in p else shutil.which(p)) is not None}
         self._grace = kill_grace
         self._found: dict[str, tuple[float, str]] = {}
 
@@ -90,19 +95,35 @@ class LocalEngine:
         return None  # SIGSTOP and SIGCONT on the process group work for any program
 
     def validate(self, spec: LaunchSpec) -> None:
-        program = self._program(spec.resource)
+        """The allow-list governs the program that actually executes: the resource itself, or the
+        interpreter of a .py (the gateway's Python) or .sh (/bin/sh) resource, wherever the file comes
+        from (a path, an uploaded file, an artifact)."""
+        program = self._program(spec.resource) if spec.resource_ready else spec.resource
         if program is None:
             raise InvalidRequest("resource", f"program {spec.resource!r} not found")
-        if self._allowed and program not in self._allowed and spec.resource not in self._allowed:
-            raise InvalidRequest("resource", f"program {spec.resource!r} is not in the LOCAL allow-list")
+        runs = self.executable(program)
+        if not self._allowed or self._allows(runs) or (runs == program and spec.resource in self._allowed):
+            return
+        if runs != program:
+            raise InvalidRequest("resource", f"{spec.resource!r} runs with {runs}, which is not in the LOCAL "
+                                             "allow-list")
+        raise InvalidRequest("resource", f"program {spec.resource!r} is not in the LOCAL allow-list")
+
+    def _allows(self, program: str) -> bool:
+        return program in self._allowed or os.path.realpath(program) in self._allowed_files
+
+    def executable(self, program: str) -> str:
+        """What execve runs for a program: its interpreter for a .py or .sh file, else the program."""
+        if program.endswith(".py"):
+            return self._sup.python
+        if program.endswith(".sh"):
+            return SHELL
+        return program
 
     def argv(self, spec: LaunchSpec) -> list[str]:
         program = self._program(spec.resource) or spec.resource
-        if program.endswith(".py"):
-            return [self._sup.python, program, *spec.args]
-        if program.endswith(".sh"):
-            return ["/bin/sh", program, *spec.args]
-        return [program, *spec.args]
+        runs = self.executable(program)
+        return [program, *spec.args] if runs == program else [runs, program, *spec.args]
 
     async def submit(self, spec: LaunchSpec) -> LocalRun:
         argv = self.argv(spec)

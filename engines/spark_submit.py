@@ -221,7 +221,7 @@ class SparkSubmit:
                 raise InvalidRequest("resource", f"batchType SPARK runs a jar; {resource!r} is not a .jar")
         elif not path_part.endswith(".py"):
             raise InvalidRequest("resource", f"batchType PYSPARK runs a .py file; {resource!r} is not one")
-        if not is_remote(resource) and not local_path(resource).is_file():
+        if spec.resource_ready and not is_remote(resource) and not local_path(resource).is_file():
             raise InvalidRequest("resource", f"{resource!r} does not exist on the gateway")
 
     def _validate_master(self, spec: LaunchSpec) -> Master:

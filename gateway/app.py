@@ -33,6 +33,7 @@ from gateway.api.schedules import routes as schedule_routes
 from gateway.api.sessions import routes as session_routes
 from gateway.api.slas import routes as sla_routes
 from gateway.api.ui import routes as ui_routes
+from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
 from gateway.batches.logs import LogStore
 from gateway.batches.retention import Retention
@@ -220,7 +221,13 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
         hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
         job_store = JobStore(store)
         bell = QueueBell(store.ring_queue, scheduler.wake)
-        coordinator = RunCoordinator(job_store, on_queued=bell.ring)
+        policy = Policy(settings)
+        webhooks = WebhookRule(settings.sla_webhook_hosts)
+        # The one admission step every creator of batches calls (docs/architecture.md).
+        admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
+                              rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
+                              on_queued=bell.ring)
+        coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
         hub.on(RUN_BATCH, coordinator.on_batch_change)
         await listener.start()
         await heartbeat.start()
@@ -229,15 +236,13 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                                        max_seconds=settings.session_max_seconds)
         app[TAKEOVER] = takeover
         app[PROJECTS] = projects
-        app[JOBS] = JobService(job_store, coordinator, logs, engines, policy, hub, projects)
-        app[SERVICE] = BatchService(store, logs, engines, hub, policy,
-                                    submit_rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
-                                    roles=app[JOBS].batch_roles, projects=projects, on_queued=bell.ring)
-        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], supervisor.workdir,
-                                    projects)
+        app[JOBS] = JobService(job_store, coordinator, logs, admission, hub, projects)
+        app[SERVICE] = BatchService(store, logs, hub, policy, admission, roles=app[JOBS].batch_roles,
+                                    projects=projects, metrics=metrics)
+        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], admission,
+                                    supervisor.workdir, projects)
         # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
         schedule_store = ScheduleStore(store)
-        webhooks = WebhookRule(settings.sla_webhook_hosts)
         alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
                          backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
                          smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
@@ -246,7 +251,6 @@ async def _runtime(app: web.Application) -> AsyncIterator[None]:
                                          catchup_bound=settings.schedule_catchup_bound)
         app[SLAS] = SlaService(schedule_store, app[JOBS], app[SCHEDULES], projects, app[SERVICE],
                                webhooks=webhooks)
-        app[SERVICE].sla_hook = app[SLAS].on_batch_submit
         ticker = Ticker(schedule_store, app[JOBS], instance, principal=app[AUTH].principal,
                         misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,
                         housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)

@@ -13,6 +13,28 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from gateway.contract.batches import ALL_BATCH_TYPES
 from gateway.contract.sessions import MAX_SESSION_SECONDS
 
+# Conf keys refused in every batch unless an operator lifts them one by one (conf_deny_lift): they inject
+# code, options or environment into the JVMs and containers a batch starts. Matched case-insensitively on
+# trimmed keys; "*" matches anything, anywhere. docs/security.md lists them.
+BUILTIN_CONF_DENY = (
+    # Spark: JVM options and class or library paths of the driver, executors and the YARN AM ...
+    "*.extraJavaOptions",
+    "*.defaultJavaOptions",
+    "*.extraClassPath",
+    "*.extraLibraryPath",
+    # ... and the environment of executors, the YARN AM, the standalone/Mesos/Kubernetes driver.
+    "*.executorEnv.*",
+    "*.appMasterEnv.*",
+    "*.driverEnv.*",
+    # Flink: JVM options of every process, and the environment of its containers and pods.
+    "env.java.opts*",
+    "env.java.default-opts*",
+    "containerized.master.env.*",
+    "containerized.taskmanager.env.*",
+    "kubernetes.jobmanager.entrypoint.args",
+    "kubernetes.taskmanager.entrypoint.args",
+)
+
 
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
@@ -109,8 +131,11 @@ class Settings(BaseSettings):
     max_args: int = Field(default=1000, ge=0)
     max_conf_entries: int = Field(default=500, ge=0)
     max_conf_bytes: int = Field(default=64 * 1024, ge=0)
-    # Keys refused in batch conf: an entry ending in "*" is a prefix, anything else an exact key.
+    # Conf keys refused in batches, besides the built-in ones (BUILTIN_CONF_DENY): patterns where "*"
+    # matches anything, matched case-insensitively on trimmed keys. conf_deny_lift names built-in entries
+    # (exactly as they are listed) that this gateway allows after all.
     conf_deny: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    conf_deny_lift: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Local resource paths must lie under one of these dirs (empty: any path) ...
     resource_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     # ... and URL resources must use one of these schemes.
@@ -168,11 +193,27 @@ class Settings(BaseSettings):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 
-    @field_validator("admin", "local_programs", "conf_deny", "resource_dirs", "resource_schemes",
-                     "sla_webhook_hosts", mode="before")
+    @field_validator("admin", "local_programs", "conf_deny", "conf_deny_lift", "resource_dirs",
+                     "resource_schemes", "sla_webhook_hosts", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("conf_deny_lift")
+    @classmethod
+    def _lift_builtin_only(cls, value: list[str]) -> list[str]:
+        known = {p.lower(): p for p in BUILTIN_CONF_DENY}
+        unknown = [v for v in value if v.strip().lower() not in known]
+        if unknown:
+            raise ValueError(f"conf_deny_lift names {unknown}, which are not built-in deny entries; "
+                             f"those are {list(BUILTIN_CONF_DENY)}")
+        return [known[v.strip().lower()] for v in value]
+
+    @property
+    def conf_deny_patterns(self) -> list[str]:
+        """Every conf key pattern refused: the built-in ones not lifted, then the operator's own."""
+        lifted = set(self.conf_deny_lift)
+        return [p for p in BUILTIN_CONF_DENY if p not in lifted] + [p for p in self.conf_deny if p.strip()]
 
     @field_validator("engines", mode="before")
     @classmethod

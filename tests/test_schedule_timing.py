@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.batches.slaterms import batch_slas
 from gateway.schedules.alerts import WebhookRule
-from gateway.schedules.sla import format_duration, judge, parse_batch_conf
+from gateway.schedules.sla import format_duration, judge
 from gateway.schedules.ticker import decide
 from gateway.schedules.timing import Timing, TimingError, parse_duration, parse_every, plan_due
 from gateway.store.schedules import Busy, Progress
@@ -231,9 +232,11 @@ def test_judge(rule: str, progress: Progress, outcome: str) -> None:
 
 
 def test_batch_conf() -> None:
-    assert parse_batch_conf({"spark.x": "1"}, WebhookRule()) == []
-    [sla] = parse_batch_conf({"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"}, WebhookRule())
-    assert sla["rule"] == "FINISH_WITHIN" and sla["duration_ms"] == 1_800_000 and sla["actions"] == ["KILL"]
+    batch = uuid.uuid4()
+    assert batch_slas(batch, {"spark.x": "1"}, WebhookRule()) == ()
+    [sla] = batch_slas(batch, {"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"}, WebhookRule())
+    assert sla.rule == "FINISH_WITHIN" and sla.duration_ms == 1_800_000 and sla.actions == ["KILL"]
+    assert sla.id == uuid.uuid5(batch, "FINISH_WITHIN")  # the same batch submitted twice: the same SLA
     from gateway.errors import BadRequest
 
     for conf, field in [({"batchgate.sla.finishWithin": "soon"}, "conf.batchgate.sla.finishWithin"),
@@ -244,7 +247,7 @@ def test_batch_conf() -> None:
                         ({"batchgate.sla.startWithin": "1m", "batchgate.sla.webhook": "ftp://x"},
                          "conf.batchgate.sla.webhook")]:
         with pytest.raises(BadRequest) as info:
-            parse_batch_conf(conf, WebhookRule())
+            batch_slas(batch, conf, WebhookRule())
         assert field in info.value.message
 
 

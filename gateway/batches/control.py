@@ -17,10 +17,10 @@ import structlog
 
 from engines.base import LaunchSpec, pause_refusal
 from engines.registry import EngineRegistry
+from gateway.batches.admission import Admission
 from gateway.batches.logs import LogStore
 from gateway.batches.service import BatchService, parse_batch_id
-from gateway.batches.uploads import INFO_EXTRA_RESOURCES, INFO_RESOURCE_FILE
-from gateway.contract.batches import CONF_BATCH_ID, TERMINAL_STATES, BatchState
+from gateway.contract.batches import TERMINAL_STATES, BatchState
 from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.instance.listener import STATE, Hub
 from gateway.projects.service import ProjectService
@@ -47,7 +47,8 @@ class BulkResult:
 class BatchControl:
     def __init__(
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
-        batches: BatchService, workdir_of: Callable[[uuid.UUID], Path], projects: ProjectService | None = None,
+        batches: BatchService, admission: Admission, workdir_of: Callable[[uuid.UUID], Path],
+        projects: ProjectService | None = None,
     ) -> None:
         self._store = store
         self._logs = logs
@@ -55,6 +56,7 @@ class BatchControl:
         self._hub = hub
         self._policy = policy
         self._batches = batches
+        self._admission = admission
         self._workdir_of = workdir_of
         self._projects = projects
 
@@ -141,16 +143,7 @@ class BatchControl:
         attempt = int(batch.batch_info.get("attempt", 1)) + 1
         root = str(batch.batch_info.get("restartRoot") or batch.id)
         info: dict[str, Any] = {"restartOf": str(batch.id), "attempt": attempt, "restartRoot": root}
-        for key in (INFO_RESOURCE_FILE, INFO_EXTRA_RESOURCES):  # the files are copied with the row
-            if batch.batch_info.get(key):
-                info[key] = batch.batch_info[key]
-        conf = {k: v for k, v in batch.conf.items() if k != CONF_BATCH_ID}
-        new = await self._store.insert_restart(
-            batch.id, batch_id=uuid.uuid4(), batch_type=batch.batch_type, user=batch.batch_user,
-            real_user=who.name, name=batch.name, resource=batch.resource, class_name=batch.class_name,
-            conf=conf, args=batch.args, priority=batch.priority, project=batch.project, batch_info=info,
-            source_ip=who.source_ip,
-        )
+        new = await self._admission.restart(who, batch, info)
         await self._logs.note(new.id, f"restart of {batch.id} (attempt {attempt}) by {who.name}")
         # Only now: a claimer woken while the note's update held the row would skip it (SKIP LOCKED).
         self._batches.queued()

@@ -62,19 +62,33 @@ def find_cycle(deps: dict[str, list[str]]) -> list[str] | None:
 
 
 def _strings(value: Any) -> Iterator[str]:
+    """The values (never the keys) of a request, at any depth."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
-        for k, v in value.items():
-            yield str(k)
+        for v in value.values():
             yield from _strings(v)
     elif isinstance(value, list):
         for item in value:
             yield from _strings(item)
 
 
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield str(k)
+            yield from _keys(v)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _keys(item)
+
+
 def check_variables(nodes: list[NodeSpec], declared: dict[str, str]) -> None:
     for node in nodes:
+        for key in _keys(node.request):
+            if VARIABLE.search(key):
+                raise BadRequest(f"nodes[{node.id}].request: key {key!r} holds a variable; variables replace "
+                                 "values, never keys")
         for text in _strings(node.request):
             for name in VARIABLE.findall(text):
                 if name not in declared:
@@ -82,10 +96,11 @@ def check_variables(nodes: list[NodeSpec], declared: dict[str, str]) -> None:
 
 
 def substitute(value: Any, variables: dict[str, str]) -> Any:
+    """Variables replaced in values only: a key (a conf key above all) is never what a variable makes it."""
     if isinstance(value, str):
         return VARIABLE.sub(lambda m: variables.get(m.group(1), m.group(0)), value)
     if isinstance(value, dict):
-        return {substitute(k, variables): substitute(v, variables) for k, v in value.items()}
+        return {k: substitute(v, variables) for k, v in value.items()}
     if isinstance(value, list):
         return [substitute(v, variables) for v in value]
     return value

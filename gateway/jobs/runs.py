@@ -16,11 +16,15 @@ from typing import Any
 
 import structlog
 
+from gateway.batches.admission import Admission
+from gateway.contract.batches import BatchRequest
 from gateway.contract.jobs import RUN_TERMINAL, NodeState, RunState
-from gateway.errors import BadRequest, Conflict, Unavailable
+from gateway.errors import BadRequest, Conflict, GatewayError, Unavailable
 from gateway.jobs.graph import downstream, node_request
 from gateway.jobs.plan import DONE_BAD, Cause, plan
-from gateway.store.jobs import JobStore, NewBatch, RunRecord, RunTransaction
+from gateway.security.auth import Principal
+from gateway.store.jobs import JobStore, RunRecord, RunTransaction
+from gateway.store.records import NewBatch
 
 log = structlog.get_logger("gateway.runs")
 
@@ -32,8 +36,11 @@ def _now() -> int:
 
 
 class RunCoordinator:
-    def __init__(self, jobs: JobStore, on_queued: Callable[[], None] | None = None) -> None:
+    def __init__(self, jobs: JobStore, admission: Admission, principal: Callable[[str], Principal],
+                 on_queued: Callable[[], None] | None = None) -> None:
         self._jobs = jobs
+        self._admission = admission
+        self._principal = principal
         self._on_queued = on_queued
         self._inflight: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._dirty: set[uuid.UUID] = set()
@@ -128,26 +135,36 @@ class RunCoordinator:
         now = _now()
         step = plan(run, await tx.nodes(), cause, now)
         await tx.stop_batches(step.stop, f"run {run.id}: {step.stop_reason}")
+        batches: list[NewBatch] = []
         if step.launch:
+            who = self._principal(run.real_user)
             definition = await tx.definition()
             specs = {n["id"]: n for n in definition.get("nodes", [])}
-            batches: list[NewBatch] = []
             for node in step.launch:
-                request = node_request(node.node_id, specs[node.node_id]["request"], run.variables)
-                batch_id = uuid.uuid4()
-                batches.append(NewBatch(
-                    id=batch_id, batch_type=request.batch_type, name=request.name or f"{run.job}.{node.node_id}",
-                    resource=request.resource or "", class_name=request.class_name, conf=request.conf,
-                    args=request.args, priority=request.priority,
+                raw = specs[node.node_id]["request"]
+                request: BatchRequest | GatewayError
+                try:
+                    request = node_request(node.node_id, raw, run.variables)
+                except GatewayError as exc:
+                    request = exc
+                new = await self._admission.node(
+                    who, node.node_id, raw, request, user=run.submit_user, project=run.project,
                     info={"runId": str(run.id), "nodeId": node.node_id, "job": run.job, "attempt": node.attempt},
-                ))
-                node.batch_id = batch_id
-            await tx.insert_batches(batches, run.submit_user, run.real_user, run.project)
+                    name=f"{run.job}.{node.node_id}", artifacts=tx.artifact,
+                )
+                batches.append(new)
+                node.batch_id = new.id
+            await tx.insert_batches(batches)
+            self._admission.admitted_nodes(batches)
         await tx.save_nodes(step.nodes)
         await tx.events(step.events)
         if step.state != run.state or step.end_time != run.end_time or not run.start_time:
             run = await tx.save_run(state=step.state, start_time=run.start_time or now, end_time=step.end_time,
                                     paused=run.paused, attempt=run.attempt, variables=run.variables)
+        if any(b.refusal is not None for b in batches):
+            # Refused nodes are ERROR batches already: advance again, so that they fail (and the failure
+            # action applies) in this same transaction.
+            return await self._advance(tx)
         return run
 
     # --- control -------------------------------------------------------------------------

@@ -5,22 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from engines.base import InvalidRequest, LaunchSpec
-from engines.registry import EngineRegistry
+from gateway.batches.admission import Admission
 from gateway.batches.logs import LogStore
 from gateway.contract.jobs import RUN_TERMINAL, JobSpec, NodeState, Permission
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.instance.listener import Hub
-from gateway.jobs.graph import check_graph, check_variables, node_request
+from gateway.jobs.graph import check_graph, check_variables, downstream, node_request
+from gateway.jobs.plan import DONE_BAD
 from gateway.jobs.runs import RunCoordinator
-from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
+from gateway.projects.service import ProjectService
 from gateway.security.auth import Principal
-from gateway.security.policy import Policy
 from gateway.store import BatchRecord
 from gateway.store.jobs import JobRecord, JobStore, NodeRecord, RunRecord
 
@@ -31,13 +29,12 @@ RUN_CHANNEL = "batchgate_run"
 
 
 class JobService:
-    def __init__(self, jobs: JobStore, runs: RunCoordinator, logs: LogStore, engines: EngineRegistry,
-                 policy: Policy, hub: Hub, projects: ProjectService | None = None) -> None:
+    def __init__(self, jobs: JobStore, runs: RunCoordinator, logs: LogStore, admission: Admission, hub: Hub,
+                 projects: ProjectService | None = None) -> None:
         self._jobs = jobs
         self._runs = runs
         self._logs = logs
-        self._engines = engines
-        self._policy = policy
+        self._admission = admission
         self._hub = hub
         self._projects = projects
 
@@ -77,31 +74,14 @@ class JobService:
 
     # --- jobs ----------------------------------------------------------------------------
 
-    async def _validate(self, spec: JobSpec) -> dict[str, Any]:
+    async def _validate(self, who: Principal, spec: JobSpec) -> dict[str, Any]:
+        """The graph, its variables, and every node through the admission step with the variables' defaults
+        and the saver as principal: what cannot run is refused now, not when a run reaches it."""
         check_graph(spec.nodes)
         check_variables(spec.nodes, spec.variables)
         for node in spec.nodes:
             request = node_request(node.id, node.request, spec.variables)
-            engine = self._engines.get(request.batch_type)
-            if engine is None:
-                raise BadRequest(f"nodes[{node.id}].request.batchType: {request.batch_type} is not enabled")
-            if request.resource and request.resource.startswith(ARTIFACT_PREFIX):
-                if self._projects is None:
-                    raise BadRequest(f"nodes[{node.id}].request.resource: artifact resources need projects")
-                try:
-                    await self._projects.resolve(spec.project, request.resource)
-                except BadRequest as exc:
-                    raise BadRequest(f"nodes[{node.id}].request.{exc.message}") from None
-                continue
-            try:
-                self._policy.check_request(request)
-                if request.resource and "${" not in str(node.request.get("resource", "")):
-                    self._policy.check_resource(request.resource, f"nodes[{node.id}].request.resource")
-                    engine.validate(_spec(request, node.id))
-            except InvalidRequest as exc:
-                raise BadRequest(f"nodes[{node.id}].request.{exc}") from None
-            except (BadRequest, Forbidden) as exc:
-                raise type(exc)(f"nodes[{node.id}].request.{exc.message}") from None
+            await self._admission.check_node(who, node.id, request, project=spec.project)
         return {
             "nodes": [n.model_dump(mode="json", by_alias=True) for n in spec.nodes],
             "variables": spec.variables,
@@ -112,7 +92,7 @@ class JobService:
         if not spec.name:
             raise BadRequest("name: required")
         await self._check_project(who, spec.project)
-        definition = await self._validate(spec)
+        definition = await self._validate(who, spec)
         job = await self._jobs.create_job(
             name=spec.name, owner=who.name, description=spec.description, definition=definition,
             permissions={u: [p.value for p in ps] for u, ps in spec.permissions.items()}, project=spec.project,
@@ -126,7 +106,7 @@ class JobService:
         job = await self.job(who, name, "WRITE")
         if spec.name and spec.name != name:
             raise BadRequest(f"name: a job cannot be renamed ({spec.name!r} != {name!r})")
-        definition = await self._validate(spec)
+        definition = await self._validate(who, spec)
         if spec.project != job.project:
             await self._check_project(who, spec.project)
         permissions = {u: [p.value for p in ps] for u, ps in spec.permissions.items()}
@@ -187,9 +167,15 @@ class JobService:
         if bad:
             raise BadRequest(f"disabled: unknown node {bad[0]!r}")
         merged = {**declared, **variables}
-        for node in definition["nodes"]:
-            if node["id"] not in disabled:
-                node_request(node["id"], node["request"], merged)  # a 400 now, not a failed node later
+        if trigger == "SCHEDULE":
+            # Nobody is there to answer: the run goes ahead, and a node the admission step refuses ends as
+            # an ERROR batch with the refusal as its diagnostic. Only what cannot even be parsed stops it.
+            for node in definition["nodes"]:
+                if node["id"] not in disabled:
+                    node_request(node["id"], node["request"], merged)
+        else:
+            await self._admission.check_rate(who)
+            await self.check_nodes(who, job, variables, skip=disabled, user=user)
         run = await self._jobs.create_run(
             run_id=uuid.uuid4(), job=name, version=job.version, trigger=trigger, user=user or who.name,
             real_user=who.name, variables=merged, failure_action=failure_action or definition["failureAction"],
@@ -199,6 +185,17 @@ class JobService:
         )
         log.info("run.triggered", run_id=str(run.id), job=name, user=who.name, trigger=trigger)
         return await self._runs.advance(run.id) or run
+
+    async def check_nodes(self, who: Principal, job: JobRecord, variables: dict[str, str], *,
+                          skip: list[str] | tuple[str, ...] = (), user: str | None = None) -> None:
+        """Refuse now, naming the node, what a run of the job with these variables could not start: every
+        node through the admission step, with `who` as the run's principal."""
+        merged = {**job.definition.get("variables", {}), **variables}
+        for node in job.definition["nodes"]:
+            if node["id"] not in skip:
+                request = node_request(node["id"], node["request"], merged)
+                await self._admission.check_node(who, node["id"], request, project=job.project,
+                                                 user=user or who.name)
 
     async def run(self, who: Principal, run_id: str, permission: str = "READ") -> RunRecord:
         rid = _run_id(run_id)
@@ -240,9 +237,26 @@ class JobService:
         else:
             job_version = await self._jobs.get_job(run.job)
             declared = job_version.definition.get("variables", {}) if job_version else run.variables
+            await self._check_retry(who, run, {**run.variables, **variables})
             result = await self._runs.retry(run.id, variables, declared)
         await self._jobs.job_log(run.job, who.name, f"run_{action}", {"run": str(run.id)})
         return result
+
+    async def _check_retry(self, who: Principal, run: RunRecord, variables: dict[str, str]) -> None:
+        """A retry starts the run's nodes again, as the run's user, maybe with new variables: the one who asks
+        must be allowed to start them so, as for a trigger."""
+        version = await self._jobs.job_version(run.job, run.version)
+        if version is None:
+            return
+        await self._admission.check_rate(who)
+        nodes = await self._jobs.run_nodes(run.id)
+        again = downstream({n.node_id: list(n.depends_on) for n in nodes},
+                           {n.node_id for n in nodes if n.state in DONE_BAD})
+        for node in version.definition.get("nodes", []):
+            if node["id"] not in again:
+                continue
+            request = node_request(node["id"], node["request"], variables)
+            await self._admission.check_node(who, node["id"], request, project=run.project, user=run.submit_user)
 
     async def node_log(self, who: Principal, run_id: str, node_id: str, start: int, size: int) -> list[str]:
         run = await self.run(who, run_id)
@@ -282,7 +296,3 @@ def _run_id(value: str) -> uuid.UUID:
         raise BadRequest(f"runId: {value!r} is not a valid run id (a UUID)") from None
 
 
-def _spec(request: Any, node_id: str) -> LaunchSpec:
-    return LaunchSpec(batch_id=node_id, batch_type=request.batch_type, user="", real_user="", name=request.name,
-                      resource=request.resource or "", class_name=request.class_name, conf=request.conf,
-                      args=request.args, workdir=Path("."))

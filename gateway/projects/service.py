@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ GRANTS: dict[str, frozenset[str]] = {
 PUT_BATCHES = frozenset({"EXECUTE", "WRITE", "ADMIN"})
 PUT_JOBS = frozenset({"WRITE", "ADMIN"})
 ARTIFACT_PREFIX = "artifact:"
+ArtifactLookup = Callable[[str, int], Awaitable[ArtifactRecord | None]]
 
 
 def parse_artifact(resource: str) -> tuple[str, int]:
@@ -174,12 +175,16 @@ class ProjectService:
         await self._project(who, name, "READ")
         return await self._store.artifacts(name)
 
-    async def resolve(self, project: str | None, resource: str) -> tuple[str, int]:
-        """Check an artifact resource against the project's bundles; (path, version) pinned now."""
+    async def resolve(self, project: str | None, resource: str, *, version: int | None = None,
+                      lookup: ArtifactLookup | None = None) -> tuple[str, int]:
+        """Check an artifact resource against the project's bundles; (path, version) pinned now. `version`
+        overrides the one the resource names (a restart keeps its original's); `lookup` reads the artifact
+        row (inside a caller's transaction) instead of the store."""
         if not project:
             raise BadRequest("resource: an artifact: resource needs a project")
-        path, version = parse_artifact(resource)
-        artifact = await self._store.artifact(project, version)
+        path, named = parse_artifact(resource)
+        version = named if version is None else version
+        artifact = await (lookup or self._store.artifact)(project, version)
         if artifact is None:
             which = f"version {version}" if version else "any artifact"
             raise BadRequest(f"resource: project {project} has no {which}")

@@ -18,6 +18,7 @@ from gateway.contract.schedules import ScheduleSpec
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
+from gateway.schedules.ticker import tick_variables
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import SECOND, Timing, TimingError, parse_zone, to_instant
 from gateway.security.auth import Principal
@@ -111,8 +112,9 @@ class ScheduleService:
         if not spec.job:
             raise BadRequest("job: required")
         job = await self._jobs.job(who, spec.job, "SCHEDULE")
-        values, _ = self._values(spec, job, self._clock(), None)
+        values, timing = self._values(spec, job, self._clock(), None)
         values.update(id=uuid.uuid4(), job=job.name, owner=who.name)
+        await self._check_runs(who, job, values, timing)
         schedule = await self._store.create_schedule(values, who.name)
         await self._store.audit(who.name, "schedule_create", str(schedule.id),
                                 {"job": job.name, "cron": schedule.cron, "every": schedule.every})
@@ -125,8 +127,9 @@ class ScheduleService:
         if spec.job and spec.job != current.job:
             raise BadRequest(f"job: a schedule cannot move to another job ({spec.job!r} != {current.job!r})")
         job = await self._jobs.job(who, current.job, "SCHEDULE")
-        values, _ = self._values(spec, job, self._clock(), current)
+        values, timing = self._values(spec, job, self._clock(), current)
         values["owner"] = who.name
+        await self._check_runs(who, job, {**values, "id": current.id}, timing)
         changes = sorted(k for k, v in values.items() if k not in ("anchor", "next_fire", "owner")
                          and getattr(current, k) != v)
         updated = await self._store.update_schedule(current.id, values, who.name, changes)
@@ -135,6 +138,13 @@ class ScheduleService:
         await self._store.audit(who.name, "schedule_update", str(current.id), {"job": current.job, "changed": changes})
         log.info("schedule.updated", schedule_id=str(current.id), job=current.job, user=who.name, changed=changes)
         return updated
+
+    async def _check_runs(self, who: Principal, job: JobRecord, values: dict[str, Any], timing: Timing) -> None:
+        """Refuse now what the schedule's runs could not start, with the variables of its next tick."""
+        fire_time = values["next_fire"] or self._clock()
+        variables = tick_variables(job.definition.get("variables", {}), values["variables"], values["id"],
+                                   fire_time, timing.zone)
+        await self._jobs.check_nodes(who, job, variables)
 
     async def delete(self, who: Principal, schedule_id: str) -> None:
         current = await self.get(who, schedule_id, "SCHEDULE")

@@ -3,7 +3,8 @@
 An SLA is on a job (each run, from its creation), one node of it, a schedule (each tick, from its fire
 time) or one batch (from its conf: `batchgate.sla.finishWithin=30m`, from its submission). Its deadlines
 are rows (`sla_deadlines`), registered in the transaction that creates the run (a trigger), claims the
-tick (the ticker) or here for a batch; the DeadlineTimer judges each one once, at its time.
+tick (the ticker) or writes the batch (the admission step, gateway/batches/slaterms.py); the DeadlineTimer
+judges each one once, at its time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from enum import StrEnum
 import structlog
 
 from gateway.batches.service import BatchService
-from gateway.contract.schedules import EMAIL, Action, Rule, SlaSpec
+from gateway.contract.schedules import Rule, SlaSpec
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
@@ -27,11 +28,6 @@ from gateway.security.auth import Principal
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
 log = structlog.get_logger("gateway.sla")
-
-CONF_PREFIX = "batchgate.sla."
-CONF_RULES = {"startWithin": Rule.START_WITHIN, "finishWithin": Rule.FINISH_WITHIN,
-              "succeedWithin": Rule.SUCCEED_WITHIN}
-CONF_OTHER = ("action", "webhook", "emails")
 
 
 class Outcome(StrEnum):
@@ -69,41 +65,6 @@ def format_duration(ms: int) -> str:
     return "".join(parts) or "0s"
 
 
-def parse_batch_conf(conf: dict[str, str], webhooks: WebhookRule) -> list[dict[str, object]]:
-    """The SLAs a batch asks for in its conf; a 400 names the bad key."""
-    keys = {k.removeprefix(CONF_PREFIX): v for k, v in conf.items() if k.startswith(CONF_PREFIX)}
-    if not keys:
-        return []
-    for key in keys:
-        if key not in CONF_RULES and key not in CONF_OTHER:
-            raise BadRequest(f"conf.{CONF_PREFIX}{key}: unknown; known: "
-                             f"{', '.join(CONF_PREFIX + k for k in (*CONF_RULES, *CONF_OTHER))}")
-    rules = {k: v for k, v in keys.items() if k in CONF_RULES}
-    if not rules:
-        raise BadRequest(f"conf.{CONF_PREFIX}{next(iter(keys))}: needs a rule too: "
-                         f"{', '.join(CONF_PREFIX + k for k in CONF_RULES)}")
-    actions = [a.strip().upper() for a in keys.get("action", "ALERT").split(",") if a.strip()]
-    bad = [a for a in actions if a not in Action.__members__]
-    if bad or not actions:
-        raise BadRequest(f"conf.{CONF_PREFIX}action: {keys.get('action')!r}; use ALERT, KILL or ALERT,KILL")
-    webhook = keys.get("webhook") or None
-    if webhook and (problem := webhooks.problem(webhook, f"conf.{CONF_PREFIX}webhook")):
-        raise BadRequest(problem)
-    emails = [e.strip() for e in keys.get("emails", "").split(",") if e.strip()]
-    for address in emails:
-        if not EMAIL.match(address):
-            raise BadRequest(f"conf.{CONF_PREFIX}emails: {address!r} is not an e-mail address")
-    out: list[dict[str, object]] = []
-    for key, text in rules.items():
-        try:
-            duration = parse_duration(text, f"conf.{CONF_PREFIX}{key}")
-        except TimingError as exc:
-            raise BadRequest(exc.message) from None
-        out.append({"rule": CONF_RULES[key].value, "duration_ms": duration, "actions": sorted(set(actions)),
-                    "webhook": webhook, "emails": emails})
-    return out
-
-
 class SlaService:
     def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
                  projects: ProjectService | None, batches: BatchService, *,
@@ -115,20 +76,6 @@ class SlaService:
         self._projects = projects
         self._batches = batches
         self._clock = clock
-
-    # --- batches (BatchService.submit calls this before it inserts the batch) ------------
-
-    async def on_batch_submit(self, batch_id: uuid.UUID, user: str, conf: dict[str, str]) -> None:
-        """Register the SLAs in a batch's conf. The ids derive from the batch id, so a repeated submit of the
-        same batch (kyuubi.batch.id) registers nothing new."""
-        wanted = parse_batch_conf(conf, self._webhooks)
-        start = self._clock()
-        for sla in wanted:
-            sla_id = uuid.uuid5(batch_id, str(sla["rule"]))
-            created = await self._store.create_sla({**sla, "id": sla_id, "owner": user, "batch_id": batch_id,
-                                                    "start_at": start}, user)
-            if created is not None:
-                log.info("sla.created", sla_id=str(sla_id), batch_id=str(batch_id), rule=sla["rule"], user=user)
 
     # --- commands ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 import structlog
@@ -72,6 +72,15 @@ def decide(fire_times: list[int], concurrency: str, busy: Busy, queue_limit: int
 def timing_of(schedule: ScheduleRecord) -> Timing:
     return Timing(cron=schedule.cron, every=schedule.every, timezone=schedule.timezone, anchor=schedule.anchor,
                   start_at=schedule.start_at, end_at=schedule.end_at)
+
+
+def tick_variables(declared: dict[str, str], given: dict[str, str], schedule_id: uuid.UUID, fire_time: int,
+                   zone: tzinfo) -> dict[str, str]:
+    """A tick's run variables: the built-in ones the job declares (fireTime, fireTimeIso, scheduleId), then
+    the schedule's own."""
+    builtins = {"fireTime": str(fire_time), "scheduleId": str(schedule_id),
+                "fireTimeIso": datetime.fromtimestamp(fire_time / 1000, zone).isoformat(timespec="seconds")}
+    return {**{k: v for k, v in builtins.items() if k in declared}, **given}
 
 
 class Ticker:
@@ -204,11 +213,8 @@ class Ticker:
                 run_id = await self._store.run_of_tick(s.id, tick.fire_time) if recovered or attempt else None
                 if run_id is None:
                     job = await self._jobs.job(owner, s.job, "EXECUTE")
-                    declared = job.definition.get("variables", {})
-                    builtins = {"fireTime": str(tick.fire_time), "scheduleId": str(s.id),
-                                "fireTimeIso": datetime.fromtimestamp(tick.fire_time / 1000, timing_of(s).zone)
-                                .isoformat(timespec="seconds")}
-                    variables = {**{k: v for k, v in builtins.items() if k in declared}, **s.variables}
+                    variables = tick_variables(job.definition.get("variables", {}), s.variables, s.id,
+                                               tick.fire_time, timing_of(s).zone)
                     run = await self._jobs.trigger(owner, s.job, variables, [], None, trigger="SCHEDULE",
                                                    schedule_id=s.id, fire_time=tick.fire_time, user=s.owner)
                     run_id = run.id
@@ -258,4 +264,4 @@ class Ticker:
             self._spawn(self.dispatch_queued(job))
 
 
-__all__ = ["Decision", "Ticker", "decide", "timing_of"]
+__all__ = ["Decision", "Ticker", "decide", "tick_variables", "timing_of"]

@@ -5,6 +5,8 @@ Every endpoint asks this one module, so that there is a single code path to revi
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,8 +20,7 @@ from gateway.store import BatchRecord
 class Policy:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._deny_exact = {k for k in settings.conf_deny if not k.endswith("*")}
-        self._deny_prefix = tuple(k[:-1] for k in settings.conf_deny if k.endswith("*"))
+        self._deny = [(p, _pattern(p)) for p in settings.conf_deny_patterns]
         self._dirs = [d.resolve() for d in settings.resource_dirs]
         self._schemes = {s.lower() for s in settings.resource_schemes}
         self._groups: dict[str, set[str]] = {g: set(members) for g, members in settings.groups.items()}
@@ -85,8 +86,16 @@ class Policy:
         if conf_bytes > s.max_conf_bytes:
             raise BadRequest(f"conf: {conf_bytes} bytes, more than the limit of {s.max_conf_bytes}")
         for key in request.conf:
-            if key in self._deny_exact or (self._deny_prefix and key.startswith(self._deny_prefix)):
-                raise Forbidden(f"conf.{key}: this key is not allowed on this gateway")
+            self.check_conf_key(key)
+
+    def check_conf_key(self, key: str) -> None:
+        """A conf key must be plain text, and on no deny-list (matched case-insensitively, trimmed)."""
+        if not key or any(c.isspace() or unicodedata.category(c) in _CONTROL for c in key):
+            raise BadRequest(f"conf: key {key!r} holds whitespace or control characters")
+        normalized = key.strip()
+        for text, pattern in self._deny:
+            if pattern.fullmatch(normalized):
+                raise Forbidden(f"conf.{key}: this key is not allowed on this gateway (denied by {text!r})")
 
     def check_resource(self, resource: str, field: str = "resource") -> None:
         """Local paths must lie in an allowed dir; URLs must use an allowed scheme."""
@@ -102,3 +111,12 @@ class Policy:
         path = Path(resource).resolve()
         if not any(path == d or d in path.parents for d in self._dirs):
             raise Forbidden(f"{field}: {resource!r} is outside the allowed dirs")
+
+
+# Control and format characters (a zero-width space, a direction mark), line and paragraph separators.
+_CONTROL = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    """A deny entry as a regular expression: "*" matches anything, the rest is literal, case is ignored."""
+    return re.compile(".*".join(re.escape(part) for part in text.strip().split("*")), re.IGNORECASE | re.DOTALL)

@@ -15,7 +15,9 @@ from pydantic import BaseModel
 from gateway.contract.batches import BatchState
 from gateway.contract.jobs import FailureAction, NodeState, RunState
 from gateway.errors import Unavailable
-from gateway.store.store import CONNECTION_ERRORS, Store, Where
+from gateway.store.projects import ArtifactRecord
+from gateway.store.records import NewBatch
+from gateway.store.store import CONNECTION_ERRORS, Store, Where, write_batch
 
 
 class JobRecord(BaseModel):
@@ -28,6 +30,13 @@ class JobRecord(BaseModel):
     project: str | None
     created_at: int
     updated_at: int
+
+
+class JobVersion(BaseModel):
+    """One saved version of a job: its definition and who saved it."""
+
+    definition: dict[str, Any]
+    author: str
 
 
 class RunRecord(BaseModel):
@@ -81,19 +90,6 @@ class NodeRow:
     changed: bool = False
 
 
-@dataclass
-class NewBatch:
-    id: uuid.UUID
-    batch_type: str
-    name: str | None
-    resource: str
-    class_name: str | None
-    conf: dict[str, str]
-    args: list[str]
-    priority: int
-    info: dict[str, Any]
-
-
 class RunTransaction:
     """One run, locked for the length of a transaction: read everything, write the changes."""
 
@@ -119,16 +115,28 @@ class RunTransaction:
             [n.end_time for n in changed],
         )
 
-    async def insert_batches(self, batches: list[NewBatch], user: str, real_user: str, project: str | None) -> None:
+    async def insert_batches(self, batches: list[NewBatch]) -> None:
+        """The admitted (or refused) batches of nodes, with their audit and SLA rows, in this transaction."""
         if not batches:
             return
         self.inserted = True
-        await self._conn.execute(
-            self._q["insert_node_batches"], [b.id for b in batches], [b.batch_type for b in batches], user,
-            real_user, [b.name for b in batches], [b.resource for b in batches], [b.class_name for b in batches],
-            [json.dumps(b.conf) for b in batches], [json.dumps(b.args) for b in batches],
-            [b.priority for b in batches], project, [json.dumps(b.info) for b in batches],
-        )
+        plain = [b for b in batches if b.refusal is None and not b.slas]
+        if plain:
+            await self._conn.execute(
+                self._q["insert_node_batches"], [b.id for b in plain], [b.batch_type for b in plain],
+                [b.user for b in plain], self.run.real_user, [b.name for b in plain], [b.resource for b in plain],
+                [b.class_name for b in plain], [json.dumps(b.conf) for b in plain],
+                [json.dumps(b.args) for b in plain], [b.priority for b in plain], self.run.project,
+                [json.dumps(b.info) for b in plain],
+            )
+        for batch in batches:
+            if batch.refusal is not None or batch.slas:
+                await write_batch(self._conn, self._q, batch)
+
+    async def artifact(self, project: str, version: int) -> ArtifactRecord | None:
+        """A project's artifact, read in this transaction (admission runs under the run's lock)."""
+        row = await self._conn.fetchrow(self._q["get_artifact"], project, version)
+        return ArtifactRecord.model_validate(dict(row)) if row else None
 
     async def save_run(self, *, state: RunState, start_time: int, end_time: int, paused: bool, attempt: int,
                        variables: dict[str, str]) -> RunRecord:
@@ -211,6 +219,10 @@ class JobStore:
                 return gone is not None
 
         return await self._store._run(op)
+
+    async def job_version(self, name: str, version: int) -> JobVersion | None:
+        rows = await self._fetch("get_job_version", name, version)
+        return JobVersion(definition=rows[0]["definition"], author=rows[0]["created_by"]) if rows else None
 
     async def active_runs_of_job(self, name: str) -> list[uuid.UUID]:
         return [r["id"] for r in await self._fetch("active_runs_of_job", name)]
@@ -316,4 +328,4 @@ class JobStore:
             raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
 
 
-__all__ = ["JobRecord", "JobStore", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]
+__all__ = ["JobRecord", "JobStore", "JobVersion", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]

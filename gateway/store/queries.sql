@@ -19,6 +19,26 @@ with b as (
 )
 select * from b;
 
+-- name: insert_refused_batch
+-- A batch the admission step refused where nobody could be answered at once (a node of a run, a tick):
+-- it is written ERROR with the refusal as its diagnostic, its log and a denied audit row, and is never
+-- launched. Nothing is returned when the id exists. $1..$13 as insert_batch, $14 the refusal, $15 log lines
+with b as (
+    insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
+                         priority, project, batch_info, state, app_diagnostic, end_time, log_lines)
+    values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'ERROR', $14, bg_now_ms(), cardinality($15::text[]))
+    on conflict (id) do nothing
+    returning *
+), a as (
+    insert into audit_log (actor, action, target, allowed, source_ip, detail)
+    select b.real_user, 'submit', b.id::text, false, $13,
+           jsonb_build_object('batchType', b.batch_type, 'user', b.batch_user, 'name', b.name, 'reason', $14::text)
+    from b
+), l as (
+    insert into batch_log_chunks (batch_id, first_line, lines) select b.id, 0, $15::text[] from b
+)
+select * from b;
+
 -- name: get_batch
 -- One batch by id. $1 id
 select * from batches where id = $1;
@@ -249,9 +269,16 @@ where ctid in (
 -- One audit entry. $1 actor, $2 action, $3 target, $4 allowed, $5 source ip, $6 detail
 insert into audit_log (actor, action, target, allowed, source_ip, detail) values ($1, $2, $3, $4, $5, $6);
 
--- name: recent_submits
--- Batches a user submitted since a time, and the oldest of them (for Retry-After). $1 real user, $2 since
-select count(*)::int as n, min(create_time) as oldest from batches where real_user = $1 and create_time >= $2;
+-- name: recent_starts
+-- What a user started directly since a time, and the oldest of it (for Retry-After): batches submitted or
+-- restarted (not the nodes of runs) and runs triggered through the API (not by a schedule).
+-- $1 real user, $2 since
+select count(*)::int as n, min(t) as oldest from (
+    select create_time as t from batches
+    where real_user = $1 and create_time >= $2 and not batch_info ? 'runId'
+    union all
+    select create_time from runs where real_user = $1 and create_time >= $2 and trigger = 'API'
+) started;
 
 -- name: pause_queued
 -- Hold a queued batch: no instance claims it until it is resumed. $1 id
@@ -424,8 +451,8 @@ on conflict do nothing;
 select * from jobs where name = $1;
 
 -- name: get_job_version
--- A job's definition at a version. $1 job, $2 version
-select definition from job_versions where job = $1 and version = $2;
+-- A job's definition at a version, and who saved it. $1 job, $2 version
+select definition, created_by from job_versions where job = $1 and version = $2;
 
 -- name: delete_job
 -- Remove a job (its versions stay for its runs). $1 name
@@ -484,16 +511,24 @@ from unnest($2::text[], $3::text[], $4::uuid[], $5::int[], $6::bigint[], $7::big
 where n.run_id = $1 and n.node_id = u.node_id;
 
 -- name: insert_node_batches
--- The batches of nodes that became ready, all at once. $1 ids, $2 types, $3 user, $4 real user,
--- $5 names, $6 resources, $7 class names, $8 confs (JSON text), $9 args (JSON text), $10 priorities,
--- $11 project, $12 batch infos (JSON text)
-insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
-                     priority, project, batch_info)
-select b.id, b.batch_type, $3, $4, b.name, b.resource, b.class_name, b.conf::jsonb, b.args::jsonb,
-       b.priority, $11, b.info::jsonb
-from unnest($1::uuid[], $2::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::int[], $12::text[])
-     as b(id, batch_type, name, resource, class_name, conf, args, priority, info);
+-- The admitted batches of nodes that became ready, all at once, each with its audit row. $1 ids, $2 types,
+-- $3 users (each node's effective user), $4 real user, $5 names, $6 resources, $7 class names, $8 confs
+-- (JSON text), $9 args (JSON text), $10 priorities, $11 project, $12 batch infos (JSON text)
+with b as (
+    insert into batches (id, batch_type, batch_user, real_user, name, resource, class_name, conf, args,
+                         priority, project, batch_info)
+    select b.id, b.batch_type, b.batch_user, $4, b.name, b.resource, b.class_name, b.conf::jsonb, b.args::jsonb,
+           b.priority, $11, b.info::jsonb
+    from unnest($1::uuid[], $2::text[], $3::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                $10::int[], $12::text[])
+         as b(id, batch_type, batch_user, name, resource, class_name, conf, args, priority, info)
+    returning id, batch_type, batch_user, real_user, name, batch_info
+)
+insert into audit_log (actor, action, target, allowed, detail)
+select b.real_user, 'submit', b.id::text, true,
+       jsonb_build_object('batchType', b.batch_type, 'user', b.batch_user, 'name', b.name,
+                          'run', b.batch_info ->> 'runId', 'node', b.batch_info ->> 'nodeId')
+from b;
 
 -- name: update_run
 -- A run's own state. $1 id, $2 state, $3 start time, $4 end time, $5 paused, $6 attempt, $7 variables

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -29,6 +30,43 @@ def mask_text(text: str) -> str:
 
 
 _SECRET_PAIR = re.compile(r"([\w.\-]*(?:password|secret|token|key|credential)[\w.\-]*)=(\S+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class BatchSla:
+    """An SLA a batch asks for in its conf, registered with the batch (batchgate.sla.*)."""
+
+    id: uuid.UUID
+    rule: str
+    duration_ms: int
+    actions: list[str]
+    webhook: str | None
+    emails: list[str]
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    """A batch the admission step decided on, as it is written: queued, or refused (state ERROR, the
+    refusal its diagnostic, never launched). Written with its audit row and its SLA rows in one
+    transaction."""
+
+    id: uuid.UUID
+    batch_type: str
+    user: str
+    real_user: str
+    name: str | None
+    resource: str
+    class_name: str | None
+    conf: dict[str, str]
+    args: list[str]
+    priority: int
+    project: str | None
+    info: dict[str, Any]
+    source_ip: str | None = None
+    slas: tuple[BatchSla, ...] = ()
+    refusal: str | None = None
+    note: str | None = None  # the refused batch's one log line
+    copy_files_from: uuid.UUID | None = None  # a restart: the original's stored files
 
 
 class AuditRecord(BaseModel):

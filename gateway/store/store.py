@@ -16,7 +16,7 @@ from gateway.contract.batches import BatchState
 from gateway.errors import BadRequest, Unavailable
 from gateway.store.migrate import SCHEMA_VERSION
 from gateway.store.queries import load_queries
-from gateway.store.records import AuditRecord, BatchRecord
+from gateway.store.records import AuditRecord, BatchRecord, NewBatch
 
 MAX_LINE_CHARS = 64 * 1024
 
@@ -175,6 +175,31 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+async def write_batch(conn: asyncpg.Connection, q: dict[str, str], new: NewBatch) -> asyncpg.Record | None:
+    """The batch row with its audit row, and its SLAs with their deadlines, on a connection whose
+    transaction the caller holds (several statements only when the batch has SLAs or was refused).
+    None: a batch with this id exists, and nothing was written."""
+    if new.refusal is None:
+        row: asyncpg.Record | None = await conn.fetchrow(
+            q["insert_batch"], new.id, new.batch_type, new.user, new.real_user, new.name, new.resource,
+            new.class_name, new.conf, new.args, new.priority, new.project, new.info, new.source_ip)
+    else:
+        row = await conn.fetchrow(
+            q["insert_refused_batch"], new.id, new.batch_type, new.user, new.real_user, new.name, new.resource,
+            new.class_name, new.conf, new.args, new.priority, new.project, new.info, new.source_ip,
+            new.refusal, [new.note or new.refusal])
+    if row is None:
+        return None
+    for sla in new.slas if new.refusal is None else ():
+        created = await conn.fetchval(
+            q["insert_sla"], sla.id, new.user, None, None, new.id, None, sla.rule, sla.duration_ms, sla.actions,
+            sla.webhook, sla.emails, None)
+        if created is not None:
+            await conn.execute(q["insert_batch_deadline"], sla.id, str(new.id), row["create_time"],
+                               row["create_time"] + sla.duration_ms)
+    return row
+
+
 def _record(row: asyncpg.Record) -> BatchRecord:
     return BatchRecord.model_validate(dict(row))
 
@@ -259,61 +284,31 @@ class Store:
 
     # --- batches -------------------------------------------------------------------------
 
-    async def insert_batch(
-        self,
-        *,
-        batch_id: uuid.UUID,
-        batch_type: str,
-        user: str,
-        real_user: str,
-        name: str | None,
-        resource: str,
-        class_name: str | None,
-        conf: dict[str, str],
-        args: list[str],
-        priority: int,
-        project: str | None,
-        batch_info: dict[str, Any],
-        source_ip: str | None = None,
+    async def insert_new_batch(
+        self, new: NewBatch, files: list[tuple[str, AsyncIterator[bytes]]] | None = None
     ) -> tuple[BatchRecord, bool]:
-        """Insert a queued batch (and its audit entry). Returns (batch, created): False for a known id."""
+        """Write an admitted batch with its audit row, its SLA rows and its files, in one transaction.
+        Returns (batch, created): False for a known id (an idempotent submit), and then nothing is written."""
 
         async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
-            row = await conn.fetchrow(
-                self._q["insert_batch"], batch_id, batch_type, user, real_user, name, resource,
-                class_name, conf, args, priority, project, batch_info, source_ip,
-            )
+            if not files and not new.slas and new.copy_files_from is None:
+                row = await write_batch(conn, self._q, new)  # one statement: no transaction needed
+            else:
+                async with conn.transaction():
+                    row = await write_batch(conn, self._q, new)
+                    if row is not None:
+                        for name, chunks in files or []:
+                            number = 0
+                            async for chunk in chunks:
+                                await conn.execute(self._q["insert_file_chunk"], new.id, name, number, chunk)
+                                number += 1
+                        if new.copy_files_from is not None:
+                            await conn.execute(self._q["copy_files"], new.copy_files_from, new.id)
             if row is not None:
                 return _record(row), True
-            existing = await conn.fetchrow(self._q["get_batch"], batch_id)
+            existing = await conn.fetchrow(self._q["get_batch"], new.id)
             assert existing is not None  # a conflicting row exists, and batches are not deleted here
             return _record(existing), False
-
-        return await self._run(op)
-
-    async def insert_batch_with_files(
-        self, files: list[tuple[str, AsyncIterator[bytes]]], **batch: Any
-    ) -> tuple[BatchRecord, bool]:
-        """insert_batch plus its uploaded files (name, chunks), in one transaction."""
-
-        async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    self._q["insert_batch"], batch["batch_id"], batch["batch_type"], batch["user"],
-                    batch["real_user"], batch["name"], batch["resource"], batch["class_name"],
-                    batch["conf"], batch["args"], batch["priority"], batch["project"], batch["batch_info"],
-                    batch.get("source_ip"),
-                )
-                if row is None:
-                    existing = await conn.fetchrow(self._q["get_batch"], batch["batch_id"])
-                    assert existing is not None
-                    return _record(existing), False
-                for file_name, chunks in files:
-                    number = 0
-                    async for chunk in chunks:
-                        await conn.execute(self._q["insert_file_chunk"], batch["batch_id"], file_name, number, chunk)
-                        number += 1
-                return _record(row), True
 
         return await self._run(op)
 
@@ -510,23 +505,6 @@ class Store:
     async def attempts(self, root: str) -> list[BatchRecord]:
         return [_record(r) for r in await self._fetch("attempts", root)]
 
-    async def insert_restart(self, source: uuid.UUID, **batch: Any) -> BatchRecord:
-        """A restarted batch, with a copy of the original's uploaded files, in one transaction."""
-
-        async def op(conn: asyncpg.Connection) -> BatchRecord:
-            async with conn.transaction():
-                row = await conn.fetchrow(
-                    self._q["insert_batch"], batch["batch_id"], batch["batch_type"], batch["user"],
-                    batch["real_user"], batch["name"], batch["resource"], batch["class_name"],
-                    batch["conf"], batch["args"], batch["priority"], batch["project"], batch["batch_info"],
-                    batch.get("source_ip"),
-                )
-                assert row is not None  # a fresh uuid4 never conflicts
-                await conn.execute(self._q["copy_files"], source, batch["batch_id"])
-                return _record(row)
-
-        return await self._run(op)
-
     async def set_launching(
         self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any], note: str
     ) -> BatchRecord | None:
@@ -705,8 +683,8 @@ class Store:
 
         return await self._run(op)
 
-    async def recent_submits(self, real_user: str, since_ms: int) -> tuple[int, int | None]:
-        rows = await self._fetch("recent_submits", real_user, since_ms)
+    async def recent_starts(self, real_user: str, since_ms: int) -> tuple[int, int | None]:
+        rows = await self._fetch("recent_starts", real_user, since_ms)
         return rows[0]["n"], rows[0]["oldest"]
 
     # --- instances -----------------------------------------------------------------------
