@@ -270,7 +270,7 @@ async def test_the_allow_list_governs_the_interpreter_of_uploads_and_artifacts(g
     # python is on the list: an artifact's .py runs with it, and so does an uploaded .py.
     batch = await bob.call("POST", "/api/v1/batches", json={
         "batchType": "LOCAL", "resource": "artifact:tools/ok.py", "project": "p"})
-    assert batch["batchInfo"]["artifact"] == {"path": "tools/ok.py", "version": 1}, "pinned at admission"
+    assert json.loads(batch["batchInfo"]["artifact"]) == {"path": "tools/ok.py", "version": 1}, "pinned"
     done = await bob.wait_for(batch["id"])
     assert done["state"] == "FINISHED" and "ran from the artifact" in await bob.full_log(batch["id"])
     form = aiohttp.FormData()
@@ -329,3 +329,48 @@ async def test_a_batch_and_its_sla_are_written_together_or_not_at_all(api: Api) 
     [sla] = (await api.call("GET", f"/api/v1/slas?batch={again}"))["slas"]
     assert sla["owner"] == "alice" and sla["rule"] == "FINISH_WITHIN"
     assert mine["id"] == batch_id
+
+
+async def test_extra_resource_keys_are_conf_keys(api: Api) -> None:
+    """extraResourcesMap names the conf key its files' paths are written into: the deny-list holds there too."""
+    form = aiohttp.FormData()
+    form.add_field("batchRequest", json.dumps({
+        "batchType": "LOCAL", "resource": PY, "extraResourcesMap": {"spark.driver.extraClassPath": "evil.jar"}}),
+        content_type="application/json")
+    form.add_field("evil.jar", b"PK", filename="evil.jar")
+    status, message = await answer(api, "POST", "/api/v1/batches", data=form)
+    assert (status, message) == (403, "conf.spark.driver.extraClassPath: this key is not allowed on this gateway "
+                                      "(denied by '*.extraClassPath')")
+    total = (await api.call("GET", "/api/v1/batches"))["total"]
+    assert total == 0
+
+
+@pytest.mark.parametrize("key", ["SPARK.DRIVER.EXTRAJAVAOPTIONS", "spark.yarn.am.extraJavaOptions",
+                                 "spark.executorEnv.LD_PRELOAD", "spark.kubernetes.driverEnv.X",
+                                 "spark.yarn.appMasterEnv.PYTHONSTARTUP", "env.java.opts.taskmanager",
+                                 "containerized.master.env.LD_PRELOAD", "spark.executor.extraLibraryPath"])
+async def test_built_in_deny_list(api: Api, key: str) -> None:
+    status, message = await answer(api, "POST", "/api/v1/batches", json={
+        "batchType": "LOCAL", "resource": PY, "conf": {key: "x"}})
+    assert status == 403 and message.startswith(f"conf.{key}: this key is not allowed"), message
+
+
+@pytest.mark.parametrize("key", [" spark.driver.extraJavaOptions", "spark.driver.extraJavaOptions\t",
+                                 "spark.driver.extra\u200bJavaOptions", "a b", "x\u2028y"])
+async def test_conf_keys_with_whitespace_or_control_characters_are_refused(api: Api, key: str) -> None:
+    status, message = await answer(api, "POST", "/api/v1/batches", json={
+        "batchType": "LOCAL", "resource": PY, "conf": {key: "x"}})
+    assert status == 400 and message.startswith("conf"), message
+
+
+async def test_an_admin_lifts_one_built_in_entry_and_adds_patterns(start_gateway) -> None:  # type: ignore[no-untyped-def]
+    api = await start_gateway(conf_deny_lift=["*.EXTRAJAVAOPTIONS"], conf_deny=["my.*.secret"])
+    await api.submit(resource=PY, args=["-c", "pass"], conf={"spark.driver.extraJavaOptions": "-Xss4m"})
+    for key, status in [("spark.driver.extraClassPath", 403), ("My.Team.SECRET", 403), ("my.secretive", 200)]:
+        got, _ = await api.status_of("POST", "/api/v1/batches", json={
+            "batchType": "LOCAL", "resource": PY, "args": ["-c", "pass"], "conf": {key: "x"}})
+        assert got == status, key
+    from gateway.settings import Settings
+
+    with pytest.raises(ValueError, match="not built-in deny entries"):
+        Settings(conf_deny_lift=["spark.driver.extraJavaOptions"])
