@@ -46,9 +46,11 @@ USERS = {"alice": "a-pass", "bob": "b-pass", "root": "r-pass", "sched": "s-pass"
 # batch of a user stays queued while the first runs.
 ENV = {"BATCHGATE_HEARTBEAT_SECONDS": "0.5", "BATCHGATE_LEASE_SECONDS": "3", "BATCHGATE_MAX_RUNNING_PER_USER": "1"}
 PY = sys.executable
+# Runs until the test creates the file it names (or 10 minutes pass: a failed test leaves nothing behind).
 HELD = ("import os, sys, time\n"
         "print('held: started', flush=True)\n"
-        "while not os.path.exists(sys.argv[1]): time.sleep(0.1)\n"
+        "end = time.time() + 600\n"
+        "while not os.path.exists(sys.argv[1]) and time.time() < end: time.sleep(0.1)\n"
         "print('held: released', flush=True)\n")
 
 
@@ -285,7 +287,15 @@ async def test_offline_upgrade_from_the_first_release_keeps_everything(
     old = await gateway(tmp_path, url, port, python=str(first_release_python), cwd=elsewhere).start()
     root = Client(http, old.url)
     try:
-        made = await fill(root, tmp_path, receiver[0])
+        await upgrade_first_release(old, root, url, port, tmp_path, first_release_python, elsewhere, receiver[0])
+    finally:
+        (tmp_path / "release-held").touch()  # the held batch ends whatever happened
+
+
+async def upgrade_first_release(old: GatewayProcess, root: Client, url: str, port: int, tmp_path: Path,
+                                first_release_python: Path, elsewhere: Path, webhook: str) -> None:
+    try:
+        made = await fill(root, tmp_path, webhook)
         before, kept = await read_back(root, made), await settled(root, made)
     finally:
         assert await old.stop() == 0, old.log_path.read_text()
@@ -438,28 +448,19 @@ async def test_rolling_upgrade_with_an_expand_step_loses_nothing(
 
     # A batch that runs on the old instance until the test lets it end: the new one must take it over.
     release = tmp_path / "release"
-    held = await clients["a"].submit(counting(marker, 0, f"while not os.path.exists({str(release)!r}): "
-                                                         "time.sleep(0.1)"))
+    held = await clients["a"].submit(counting(marker, 0, f"end = time.time() + 600\nwhile not os.path.exists("
+                                                         f"{str(release)!r}) and time.time() < end: time.sleep(0.1)"))
     submitted[held] = "a"
     await clients["a"].until(f"/api/v1/batches/{held}", lambda b: b["state"] == "RUNNING", "a batch running on a")
     load = asyncio.create_task(traffic())
     try:
-        await asyncio.sleep(2)
-        await new.start()  # it migrates while the old instance serves
-        assert await asyncpg_value(database_url, "select max(version) from schema_version") == version
-        assert await asyncpg_fetch(database_url, "select id, schema_known from instances order by id") == [
-            ("a", SCHEMA_VERSION), ("b", version)]
-        in_service.append("b")
-        await asyncio.sleep(3)
-        # Stop the old instance while it runs batches: the new one takes them over.
-        stopping.add("a")
-        assert await old.stop() == 0, old.log_path.read_text()
-        in_service.remove("a")
-        await asyncio.sleep(1)
+        await rolling(old, new, database_url, version, in_service, stopping)
     finally:
         load.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await load
+        if old.proc is not None and old.proc.returncode is None:
+            await old.stop()
     try:
         reader = Client(http, new.url, "root")
         await reader.until(f"/api/v1/batches/{held}", lambda b: b["kyuubiInstance"] == "b", "the takeover")
@@ -473,12 +474,30 @@ async def test_rolling_upgrade_with_an_expand_step_loses_nothing(
         assert any("taken over by b from a" in line for line in log), log
         assert await asyncpg_fetch(database_url, "select distinct rolling_note from batches") == [("next release",)]
     finally:
+        release.touch()
         await new.stop()
     assert {name for name, _ in answers} >= {"a", "b"} and answers[("a", "readyz 200")] > 0, answers
     assert answers[("b", 200)] > 0 and sum(n for (name, _), n in answers.items() if name == "a") > 10, answers
     failed = {k: n for k, n in answers.items() if k[1] not in (200, "readyz 200")}
     assert all(name == "a stopping" and what in (503, "readyz 503", "ClientConnectorError")
                for name, what in failed), answers
+
+
+async def rolling(old: GatewayProcess, new: GatewayProcess, database_url: str, version: int,
+                  in_service: list[str], stopping: set[str]) -> None:
+    """Start the next release beside the old one, serve with both, then stop the old one."""
+    await asyncio.sleep(2)
+    await new.start()  # it migrates while the old instance serves
+    assert await asyncpg_value(database_url, "select max(version) from schema_version") == version
+    assert await asyncpg_fetch(database_url, "select id, schema_known from instances order by id") == [
+        ("a", SCHEMA_VERSION), ("b", version)]
+    in_service.append("b")
+    await asyncio.sleep(3)
+    # Stop the old instance while it runs batches: the new one takes them over.
+    stopping.add("a")
+    assert await old.stop() == 0, old.log_path.read_text()
+    in_service.remove("a")
+    await asyncio.sleep(1)
 
 
 async def asyncpg_fetch(url: str, sql: str) -> list[tuple[Any, ...]]:
