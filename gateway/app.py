@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 from aiohttp import web
@@ -36,6 +35,7 @@ from gateway.api.ui import routes as ui_routes
 from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
 from gateway.batches.logs import LogStore
+from gateway.batches.notices import control_handler, kill_handler
 from gateway.batches.retention import Retention
 from gateway.batches.scheduler import Limits, Scheduler
 from gateway.batches.service import BatchService
@@ -50,7 +50,24 @@ from gateway.instance.periodic import Periodic
 from gateway.instance.readiness import Readiness
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
-from gateway.keys import AUTH, CONTROL, JOBS, PROJECTS, SCHEDULES, SERVICE, SESSIONS, SETTINGS, SLAS, STORE, TAKEOVER
+from gateway.keys import (
+    AUTH,
+    CONTROL,
+    INSTANCE,
+    JOBS,
+    LIVY_PORT,
+    PROJECTS,
+    RETENTION,
+    SCHEDULER,
+    SCHEDULES,
+    SERVICE,
+    SESSIONS,
+    SETTINGS,
+    SLAS,
+    STORE,
+    SUPERVISOR,
+    TAKEOVER,
+)
 from gateway.kylin.handlers import DIALECT as KYLIN
 from gateway.kylin.handlers import kylin_routes
 from gateway.livy.handlers import livy_routes, start_livy_site
@@ -73,22 +90,6 @@ from gateway.store.schedules import ScheduleStore
 log = structlog.get_logger("gateway.app")
 
 
-@dataclass
-class Runtime:
-    """The running parts, for tests and for the shutdown sequence."""
-
-    instance: str
-    store: Store
-    hub: Hub
-    supervisor: Supervisor
-    scheduler: Scheduler
-    heartbeat: Heartbeat
-    takeover: Takeover
-    retention: Retention
-    livy_port: int | None = None  # the Livy port actually bound (settings.livy_port may be 0)
-
-
-RUNTIME = web.AppKey("runtime", Runtime)
 # batch_counts gains a row or two per state change; folding them this often keeps a list's total a sum
 # over a few hundred rows at most.
 COUNT_COMPACTION_SECONDS = 5.0
@@ -98,6 +99,30 @@ COUNT_COMPACTION_SECONDS = 5.0
 # up to 12 bytes each once percent-encoded); aiohttp's 8,190-byte default answered longer ones with a
 # plain-text 400 before any handler could.
 HANDLER_ARGS = {"max_line_size": 32 * 1024}
+
+
+class Loop(Protocol):
+    """A part that runs on its own once started: a claimer, a timer, a periodic step."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+# The parts create_app() wires, for the entries below (the handlers' keys are in gateway/keys.py).
+_DSN = web.AppKey("dsn", str)
+_EMBEDDED = web.AppKey("embedded", bool)
+_SCHEMA_VERSION = web.AppKey("schema_version", int)
+_PROCESSES = web.AppKey("processes", ProcessSupervisor)
+_ENGINES = web.AppKey("engines", EngineRegistry)
+_HUB = web.AppKey("hub", Hub)
+_HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
+_ALERTS = web.AppKey("alerts", Alerter)
+_LOOPS = web.AppKey("loops", dict[str, Loop])
+_RECOVERED = web.AppKey("recovered", int)
+_LIVY_RUNNER = web.AppKey("livy_runner", web.AppRunner)
+# The loops, in the order they start (they stop in reverse).
+LOOPS = ("scheduler", "takeover", "retention", "compaction", "coordinator", "bell", "ticker", "deadlines")
 
 
 def instance_id(settings: Settings) -> str:
@@ -131,6 +156,9 @@ def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRe
 
 
 def create_app(settings: Settings) -> web.Application:
+    """The gateway as an aiohttp app. Its parts come up in the order of `cleanup_ctx`, one entry each, and
+    go down in reverse: Postgres and the pool, the engines, the services (built, not started), the LISTEN
+    connection, the lease, the supervisor (re-attaching owned batches), the loops, the Livy port."""
     app = web.Application(
         middlewares=[measure, errors, authenticate],
         client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + (1 << 20),
@@ -155,193 +183,217 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
     app.add_routes(kylin_routes())
-    app.cleanup_ctx.append(_runtime)
+    app.cleanup_ctx.extend([
+        _lifetime, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
+        *(_loop(name) for name in LOOPS), _livy, _started,
+    ])
     return app
 
 
-async def _runtime(app: web.Application) -> AsyncIterator[None]:
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    """The data dir, the open-mode warning, and the last line of a stop."""
     settings = app[SETTINGS]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    embedded: EmbeddedPostgres | None = None
-    dsn = settings.database_url
-    if dsn is None:
-        embedded = EmbeddedPostgres(settings.data_dir)
-        dsn = await embedded.start()
-    if settings.open_mode:
-        log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
-    store = await Store.connect(dsn)
-    metrics = app[METRICS]
-    metrics.bind_store(store)
-    processes = ProcessSupervisor()
-    livy_runner: web.AppRunner | None = None
-    listener: Listener | None = None
-    scheduler: Scheduler | None = None
-    supervisor: Supervisor | None = None
-    heartbeat: Heartbeat | None = None
-    takeover: Takeover | None = None
-    retention: Retention | None = None
-    compaction: Periodic | None = None
-    coordinator: RunCoordinator | None = None
-    engines: EngineRegistry | None = None
-    bell: QueueBell | None = None
-    ticker: Ticker | None = None
-    deadlines: DeadlineTimer | None = None
-    alerts: Alerter | None = None
+    app[INSTANCE] = instance_id(settings)
+    yield
+    log.info("gateway.stopped")
+
+
+async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
+    """Without a database URL, a Postgres of our own under the data dir."""
+    settings = app[SETTINGS]
+    app[_EMBEDDED] = settings.database_url is None
+    if settings.database_url is not None:
+        app[_DSN] = settings.database_url
+        yield
+        return
+    embedded = EmbeddedPostgres(settings.data_dir)
+    app[_DSN] = await embedded.start()
     try:
-        instance = instance_id(settings)
-        lease = InstanceLease(instance, f"{settings.host}:{settings.port}", int(settings.lease_seconds * 1000))
-        try:
-            version = (await Migrator(dsn).upgrade(migrate=settings.migrate, instance=lease)).version
-        except SchemaError as exc:
-            log.error("schema.refused", instance=instance, detail=str(exc))
-            raise
-        hub = Hub()
-        listener = Listener(dsn, hub)
-        await processes.start()
-        engines = build_engines(settings, processes)
-        logs = LogStore(store, hub, metrics)
-        projects = ProjectService(ProjectStore(store), data_dir=settings.data_dir,
-                                  max_artifact_bytes=settings.max_artifact_bytes,
-                                  max_artifact_files=settings.max_artifact_files)
-        supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics,
-                                projects=projects)
-        limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
-        scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches,
-                              metrics=metrics)
-        heartbeat = Heartbeat(
-            store, instance, f"{settings.host}:{settings.port}",
-            every=settings.heartbeat_seconds, lease=settings.lease_seconds,
-        )
-        policy = Policy(settings)
-        takeover = Takeover(store, logs, supervisor, policy, every=settings.heartbeat_seconds, metrics=metrics)
-        retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
-        compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
-        hub.on(QUEUE, scheduler.wake)
-        hub.on(KILL, _kill_handler(supervisor, store))
-        hub.on(CONTROL_CHANNEL, _control_handler(supervisor, store))
-        job_store = JobStore(store)
-        bell = QueueBell(store.ring_queue, scheduler.wake)
-        policy = Policy(settings)
-        webhooks = WebhookRule(settings.sla_webhook_hosts)
-        # The one admission step every creator of batches calls (docs/architecture.md).
-        admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
-                              rate_per_minute=settings.submit_rate_per_minute, metrics=metrics,
-                              on_queued=bell.ring)
-        coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
-        hub.on(RUN_BATCH, coordinator.on_batch_change)
-        await listener.start()
-        await heartbeat.start()
-        app[STORE] = store
-        app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=settings.session_seconds,
-                                       max_seconds=settings.session_max_seconds)
-        app[TAKEOVER] = takeover
-        app[PROJECTS] = projects
-        app[JOBS] = JobService(job_store, coordinator, logs, admission, hub, projects)
-        app[SERVICE] = BatchService(store, logs, hub, policy, admission, roles=app[JOBS].batch_roles,
-                                    projects=projects, metrics=metrics)
-        app[CONTROL] = BatchControl(store, logs, engines, hub, policy, app[SERVICE], admission,
-                                    supervisor.workdir, projects)
-        # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
-        schedule_store = ScheduleStore(store)
-        alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
-                         backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
-                         smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
-                         smtp_timeout=settings.smtp_timeout_seconds, webhook_rule=webhooks)
-        app[SCHEDULES] = ScheduleService(schedule_store, app[JOBS], projects,
-                                         catchup_bound=settings.schedule_catchup_bound)
-        app[SLAS] = SlaService(schedule_store, app[JOBS], app[SCHEDULES], projects, app[SERVICE],
-                               webhooks=webhooks)
-        ticker = Ticker(schedule_store, app[JOBS], instance, principal=app[AUTH].principal,
-                        misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,
-                        housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
-        deadlines = DeadlineTimer(schedule_store, alerts, app[SERVICE], app[JOBS], logs, instance,
-                                  housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
-        hub.on(SCHEDULE, ticker.on_notify)
-        hub.on(DEADLINE, deadlines.on_notify)
-        app[READINESS] = Readiness(store, heartbeat)
-        livy_port: int | None = None
-        if settings.livy_port is not None:
-            livy_runner, livy_port = await start_livy_site(app, settings.host, settings.livy_port,
-                                                           reuse_port=settings.reuse_port)
-        app[RUNTIME] = Runtime(instance, store, hub, supervisor, scheduler, heartbeat, takeover, retention,
-                               livy_port)
-        recovered = await supervisor.recover_owned()
-        scheduler.start()
-        takeover.start()
-        retention.start()
-        compaction.start()
-        coordinator.start()
-        bell.start()
-        ticker.start()
-        deadlines.start()
-        log.info("gateway.started", instance=instance, schema_version=version, recovered=recovered,
-                 engines=sorted(engines.enabled), embedded=embedded is not None)
         yield
     finally:
-        if livy_runner is not None:
-            await livy_runner.cleanup()
-        # Stop claiming, then let go of the applications without killing them.
-        if bell is not None:
-            await bell.close()
-        for timer in (ticker, deadlines):
-            if timer is not None:
-                await timer.stop()
-        if alerts is not None:
-            await alerts.close()
-        for loop in (coordinator, compaction, retention, takeover, scheduler):
-            if loop is not None:
-                await loop.stop()
-        if supervisor is not None:
-            await supervisor.detach_all()
-        if heartbeat is not None:
-            await heartbeat.stop()
-        if listener is not None:
-            await listener.close()
+        await embedded.stop()
+
+
+async def _store(app: web.Application) -> AsyncIterator[None]:
+    """The pool, and the schema applied (or checked) before anything reads it."""
+    if app[SETTINGS].open_mode:
+        log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
+    store = await Store.connect(app[_DSN])
+    app[STORE] = store
+    app[METRICS].bind_store(store)
+    try:
+        app[_SCHEMA_VERSION] = await _migrate(app)
+        yield
+    finally:
+        await store.close()
+
+
+async def _migrate(app: web.Application) -> int:
+    """Apply this release's migrations (or check them, with --no-migrate), registering this instance in the
+    same transaction (docs/operations.md, Upgrades); a schema this code cannot use stops the start."""
+    settings, instance = app[SETTINGS], app[INSTANCE]
+    lease = InstanceLease(instance, f"{settings.host}:{settings.port}", int(settings.lease_seconds * 1000))
+    try:
+        status = await Migrator(app[_DSN]).upgrade(migrate=settings.migrate, instance=lease)
+    except SchemaError as exc:
+        log.error("schema.refused", instance=instance, detail=str(exc))
+        raise
+    return status.version
+
+
+async def _engines(app: web.Application) -> AsyncIterator[None]:
+    """The fork server every launch goes through, and the engine adapters."""
+    processes = ProcessSupervisor()
+    app[_PROCESSES] = processes
+    await processes.start()
+    engines: EngineRegistry | None = None
+    try:
+        engines = build_engines(app[SETTINGS], processes)
+        app[_ENGINES] = engines
+        yield
+    finally:
         if engines is not None:
             await engines.close()
         await processes.close()
-        await store.close()
-        if embedded is not None:
-            await embedded.stop()
-        log.info("gateway.stopped")
 
 
-def _kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
-    pending: set[asyncio.Task[None]] = set()
-
-    def handle(payload: str | None) -> None:
-        if payload is None:
-            task = asyncio.create_task(_resync_kills(supervisor, store))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            return
-        owner, _, batch_id = payload.partition(" ")
-        if owner == supervisor.instance:
-            supervisor.kill(uuid.UUID(batch_id))
-
-    return handle
+async def _parts(app: web.Application) -> AsyncIterator[None]:
+    """Build the services and loops (nothing starts here) and route notifications to them."""
+    _build_parts(app)
+    yield
+    await app[_ALERTS].close()
 
 
-def _control_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
-    pending: set[asyncio.Task[None]] = set()
-
-    async def resync() -> None:
-        for batch_id, action in await store.pending_controls(supervisor.instance):
-            supervisor.control(batch_id, action)
-
-    def handle(payload: str | None) -> None:
-        if payload is None:
-            task = asyncio.create_task(resync())
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-            return
-        owner, batch_id, action = payload.split(" ", 2)
-        if owner == supervisor.instance:
-            supervisor.control(uuid.UUID(batch_id), action)
-
-    return handle
+async def _listener(app: web.Application) -> AsyncIterator[None]:
+    """The LISTEN connection, once every handler is on the hub, so that no early notification is lost."""
+    listener = Listener(app[_DSN], app[_HUB])
+    await listener.start()
+    try:
+        yield
+    finally:
+        await listener.close()
 
 
-async def _resync_kills(supervisor: Supervisor, store: Store) -> None:
-    for batch_id in await store.kill_requested_owned(supervisor.instance):
-        supervisor.kill(batch_id)
+async def _heartbeat(app: web.Application) -> AsyncIterator[None]:
+    heartbeat = app[_HEARTBEAT]
+    await heartbeat.start()
+    try:
+        yield
+    finally:
+        await heartbeat.stop()
+
+
+async def _supervisor(app: web.Application) -> AsyncIterator[None]:
+    """Re-attach this instance's batches; at the end, let go of the applications without killing them."""
+    supervisor = app[SUPERVISOR]
+    try:
+        app[_RECOVERED] = await supervisor.recover_owned()
+        yield
+    finally:
+        await supervisor.detach_all()
+
+
+def _loop(name: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        loop = app[_LOOPS][name]
+        loop.start()
+        try:
+            yield
+        finally:
+            await loop.stop()
+
+    run.__name__ = run.__qualname__ = f"_loop_{name}"
+    return run
+
+
+async def _livy(app: web.Application) -> AsyncIterator[None]:
+    """The Livy API at the root of a port of its own, when livy_port is set (it is always under /livy)."""
+    settings = app[SETTINGS]
+    app[LIVY_PORT] = None
+    if settings.livy_port is None:
+        yield
+        return
+    runner, port = await start_livy_site(app, settings.host, settings.livy_port, reuse_port=settings.reuse_port)
+    app[LIVY_PORT] = port
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _started(app: web.Application) -> AsyncIterator[None]:
+    log.info("gateway.started", instance=app[INSTANCE], schema_version=app[_SCHEMA_VERSION],
+             recovered=app[_RECOVERED], engines=sorted(app[_ENGINES].enabled), embedded=app[_EMBEDDED])
+    yield
+
+
+def _build_parts(app: web.Application) -> None:
+    settings, store, engines, metrics = app[SETTINGS], app[STORE], app[_ENGINES], app[METRICS]
+    instance = app[INSTANCE]
+    hub = Hub()
+    logs = LogStore(store, hub, metrics)
+    policy = Policy(settings)
+    projects = ProjectService(ProjectStore(store), data_dir=settings.data_dir,
+                              max_artifact_bytes=settings.max_artifact_bytes,
+                              max_artifact_files=settings.max_artifact_files)
+    supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics, projects=projects)
+    limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
+    scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches, metrics=metrics)
+    heartbeat = Heartbeat(store, instance, f"{settings.host}:{settings.port}",
+                          every=settings.heartbeat_seconds, lease=settings.lease_seconds)
+    takeover = Takeover(store, logs, supervisor, policy, every=settings.heartbeat_seconds, metrics=metrics)
+    retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
+    compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
+    bell = QueueBell(store.ring_queue, scheduler.wake)
+    webhooks = WebhookRule(settings.sla_webhook_hosts)
+    # The one admission step every creator of batches calls (docs/architecture.md).
+    admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
+                          rate_per_minute=settings.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)
+    job_store = JobStore(store)
+    coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
+    jobs = JobService(job_store, coordinator, logs, admission, hub, projects)
+
+    # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
+    schedule_store = ScheduleStore(store)
+    alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
+                     backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
+                     smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
+                     smtp_timeout=settings.smtp_timeout_seconds, webhook_rule=webhooks)
+    batches = BatchService(store, logs, hub, policy, admission, roles=jobs.batch_roles, projects=projects,
+                           metrics=metrics)
+    schedules = ScheduleService(schedule_store, jobs, projects, catchup_bound=settings.schedule_catchup_bound)
+    ticker = Ticker(schedule_store, jobs, instance, principal=app[AUTH].principal,
+                    misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,
+                    housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+    deadlines = DeadlineTimer(schedule_store, alerts, batches, jobs, logs, instance,
+                              housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+
+    hub.on(QUEUE, scheduler.wake)
+    hub.on(KILL, kill_handler(supervisor, store))
+    hub.on(CONTROL_CHANNEL, control_handler(supervisor, store))
+    hub.on(RUN_BATCH, coordinator.on_batch_change)
+    hub.on(SCHEDULE, ticker.on_notify)
+    hub.on(DEADLINE, deadlines.on_notify)
+
+    app[_HUB] = hub
+    app[_HEARTBEAT] = heartbeat
+    app[_ALERTS] = alerts
+    app[SUPERVISOR] = supervisor
+    app[SCHEDULER] = scheduler
+    app[RETENTION] = retention
+    app[TAKEOVER] = takeover
+    app[PROJECTS] = projects
+    app[JOBS] = jobs
+    app[SERVICE] = batches
+    app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
+    app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=settings.session_seconds,
+                                   max_seconds=settings.session_max_seconds)
+    app[SCHEDULES] = schedules
+    app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, webhooks=webhooks)
+    app[READINESS] = Readiness(store, heartbeat)
+    loops: dict[str, Loop] = {
+        "scheduler": scheduler, "takeover": takeover, "retention": retention, "compaction": compaction,
+        "coordinator": coordinator, "bell": bell, "ticker": ticker, "deadlines": deadlines,
+    }
+    app[_LOOPS] = loops

@@ -5,7 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.batches.control import BatchControl
+from gateway.batches.retention import Retention
+from gateway.batches.scheduler import Scheduler
 from gateway.batches.service import BatchService
+from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
@@ -27,3 +30,8 @@ SESSIONS = web.AppKey("sessions", SessionService)
 SCHEDULES = web.AppKey("schedules", ScheduleService)
 SLAS = web.AppKey("slas", SlaService)
 TAKEOVER = web.AppKey("takeover", Takeover)
+SUPERVISOR = web.AppKey("supervisor", Supervisor)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+RETENTION = web.AppKey("retention", Retention)
+INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
+LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (settings.livy_port may be 0)

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from gateway.app import RUNTIME
+from gateway.keys import SCHEDULER
 from tests.helpers import Api, info
 
 COUNTER = "import time\nfor i in range(10000):\n    print(f'count-{i}', flush=True)\n    time.sleep(0.05)\n"
@@ -57,7 +57,7 @@ async def test_paused_queued_batch_is_not_claimed_until_resumed(start_gateway, p
     assert (await api.wait_for(other["id"], timeout=30))["state"] == "FINISHED"
     await asyncio.sleep(0.5)
     assert (await api.get(held["id"]))["state"] == "PAUSED", "the claimer skipped the held batch"
-    await api.app[RUNTIME].scheduler.claim_once()
+    await api.app[SCHEDULER].claim_once()
     assert (await api.get(held["id"]))["state"] == "PAUSED"
     resumed = await api.call("POST", f"/api/v1/batches/{held['id']}/resume")
     assert resumed["state"] in ("INITIALIZED", "PENDING", "RUNNING", "FINISHED")

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import RUNTIME
+from gateway.keys import INSTANCE, STORE, SUPERVISOR
 from tests.gateway_process import GatewayProcess
 from tests.helpers import Api, info
 from tests.spark_cluster import reap_batch_processes
@@ -73,9 +73,9 @@ async def test_extra_resources_are_stored_and_written_next_to_the_resource(api: 
     for line in ("file data.txt some data", "file deps.zip zip bytes", "file util.py X = 42", "arg go"):
         assert line in log, log
     # The conf the engine gets: each key's stored paths after the value it already had.
-    record = await api.app[RUNTIME].store.get_batch(uuid.UUID(batch["id"]))
+    record = await api.app[STORE].get_batch(uuid.UUID(batch["id"]))
     assert record is not None
-    spec = api.app[RUNTIME].supervisor.spec(record)
+    spec = api.app[SUPERVISOR].spec(record)
     upload = spec.workdir / "upload"
     assert spec.conf["spark.submit.pyFiles"] == f"hdfs://nn/base.zip,{upload / 'deps.zip'},{upload / 'util.py'}"
     assert spec.conf["spark.files"] == f"{upload / 'data.txt'},{upload / 'util.py'}"
@@ -91,7 +91,7 @@ async def test_extra_resources_survive_restart_and_go_with_drop(api: Api) -> Non
     assert (await api.wait_for(again["id"]))["state"] == "FINISHED"
     assert "file a.txt first" in await api.full_log(again["id"])
     await api.call("DELETE", f"/api/v1/batches/{batch['id']}/drop")
-    store = api.app[RUNTIME].store
+    store = api.app[STORE]
     assert await store.file_chunks(uuid.UUID(batch["id"]), "a.txt") == []
     assert await store.file_chunks(uuid.UUID(again["id"]), "a.txt") == [b"first"]
 
@@ -164,7 +164,7 @@ async def test_reassign_is_post_only_and_admins_only(api: Api) -> None:
         status, body = await api.status_of(method, "/api/v1/batches/reassign")
         assert status == 405, "not taken for a batch id"
     answer = await api.call("POST", "/api/v1/batches/reassign", json={"kyuubiInstance": "nobody:10099"})
-    instance = api.app[RUNTIME].instance
+    instance = api.app[INSTANCE]
     assert answer == {"batchIds": [], "originalKyuubiInstance": "nobody:10099", "newKyuubiInstance": instance}
     status, body = await api.as_user("alice").status_of(
         "POST", "/api/v1/batches/reassign", json={"kyuubiInstance": "nobody:10099"})

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.app import RUNTIME
+from gateway.keys import LIVY_PORT
 from tests.helpers import Api, basic, info
 from tests.test_auth import htpasswd
 
@@ -223,7 +223,7 @@ async def test_errors_are_msg_bodies(api: Api) -> None:
 async def test_authentication_covers_livy(start_gateway: Callable[..., Awaitable[Api]], tmp_path: Path) -> None:
     users = htpasswd(tmp_path / "users", {"alice": "a-pass"})
     api = await start_gateway(users_file=users, engines=["SPARK", "PYSPARK"], livy_port=0)
-    port = api.app[RUNTIME].livy_port
+    port = api.app[LIVY_PORT]
     assert port
     for base in (str(api.client.make_url("/livy")), f"http://127.0.0.1:{port}"):
         async with aiohttp.ClientSession() as http:
@@ -243,7 +243,7 @@ async def test_livy_port_serves_the_api_at_its_root(start_gateway: Callable[...,
     api = await start_gateway(admin=["admin"], livy_port=0, max_running=1, engines=["PYSPARK", "LOCAL"])
     blocker = await api.submit(resource=sys.executable, args=SLEEPER)
     await api.wait_for(blocker["id"], ("RUNNING",), timeout=20)
-    root = f"http://127.0.0.1:{api.app[RUNTIME].livy_port}"
+    root = f"http://127.0.0.1:{api.app[LIVY_PORT]}"
     async with aiohttp.ClientSession(headers=basic("admin")) as http:
         for path in ("/batches", "/batches/"):
             async with http.post(root + path, json={"file": str(job)}) as resp:

@@ -6,7 +6,7 @@ import asyncio
 import collections
 from pathlib import Path
 
-from gateway.app import RUNTIME
+from gateway.keys import RETENTION, SCHEDULER
 from tests.helpers import Api
 
 SLEEPER = "import time; time.sleep({})"
@@ -82,7 +82,7 @@ async def test_many_instances_claim_each_batch_exactly_once(start_gateway, pytho
 async def test_kill_through_another_instance(start_gateway, python: str) -> None:  # type: ignore[no-untyped-def]
     first: Api = await start_gateway(instance_id="first")
     second: Api = await start_gateway(instance_id="second")
-    await second.app[RUNTIME].scheduler.stop()  # only "first" runs batches
+    await second.app[SCHEDULER].stop()  # only "first" runs batches
     batch = await first.submit(resource=python, args=["-c", SLEEPER.format(60)])
     running = await second.wait_for(batch["id"], ("RUNNING",), timeout=20)
     assert running["kyuubiInstance"] == "first"
@@ -98,7 +98,7 @@ async def test_retention_purges_old_terminal_batches_and_logs(start_gateway, pyt
     await api.wait_for(old["id"])
     running = await api.submit(resource=python, args=["-c", SLEEPER.format(30)])
     await api.wait_for(running["id"], ("RUNNING",))
-    retention = api.app[RUNTIME].retention
+    retention = api.app[RETENTION]
     assert await retention.purge_once() == 0, "nothing is old enough yet"
     later = (await api.get(old["id"]))["endTime"] + 2 * 86_400_000
     assert await retention.purge_once(now_ms=later) == 1

@@ -140,7 +140,7 @@ class QueueBell:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="queue-bell")
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
