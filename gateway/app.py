@@ -80,7 +80,7 @@ from gateway.schedules.ticker import Ticker
 from gateway.security.auth import Authenticator
 from gateway.security.policy import Policy
 from gateway.security.sessions import SessionService
-from gateway.settings import Settings
+from gateway.settings import InstanceSettings, Settings
 from gateway.store import Store
 from gateway.store.jobs import JobStore
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
@@ -125,7 +125,7 @@ _LIVY_RUNNER = web.AppKey("livy_runner", web.AppRunner)
 LOOPS = ("scheduler", "takeover", "retention", "compaction", "coordinator", "bell", "ticker", "deadlines")
 
 
-def instance_id(settings: Settings) -> str:
+def instance_id(settings: InstanceSettings) -> str:
     if settings.instance_id:
         return settings.instance_id
     if settings.port == 0:
@@ -134,22 +134,20 @@ def instance_id(settings: Settings) -> str:
 
 
 def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRegistry:
+    e = settings.engines
     engines: list[Engine] = [
-        LocalEngine(supervisor, allowed_programs=settings.local_programs, kill_grace=settings.kill_grace_seconds),
+        LocalEngine(supervisor, allowed_programs=e.local_programs, kill_grace=e.kill_grace_seconds),
         FlinkEngine(
-            supervisor, home=settings.flink_home, default_target=settings.flink_target,
-            default_jobmanager=settings.flink_jobmanager, poll_fastest=settings.flink_poll_min_seconds,
-            poll_slowest=settings.flink_poll_max_seconds, lost_after=settings.flink_lost_after_seconds,
-            kill_grace=settings.kill_grace_seconds,
+            supervisor, home=e.flink_home, default_target=e.flink_target, default_jobmanager=e.flink_jobmanager,
+            poll_fastest=e.flink_poll_min_seconds, poll_slowest=e.flink_poll_max_seconds,
+            lost_after=e.flink_lost_after_seconds, kill_grace=e.kill_grace_seconds,
         ),
         SparkEngine(supervisor, SparkConfig(
-            spark_home=settings.spark_home, default_master=settings.spark_master,
-            allowed_masters=tuple(settings.spark_allowed_masters), master_web_urls=settings.spark_master_web_urls,
-            rest_port=settings.spark_rest_port, yarn_rm_urls=tuple(settings.spark_yarn_rm_urls),
-            k8s_namespace=settings.spark_k8s_namespace, k8s_token_file=settings.spark_k8s_token_file,
-            k8s_ca_file=settings.spark_k8s_ca_file, poll_min=settings.spark_poll_min_seconds,
-            poll_max=settings.spark_poll_max_seconds, lost_after=settings.spark_lost_after_seconds,
-            kill_grace=settings.kill_grace_seconds,
+            spark_home=e.spark_home, default_master=e.spark_master, allowed_masters=tuple(e.spark_allowed_masters),
+            master_web_urls=e.spark_master_web_urls, rest_port=e.spark_rest_port,
+            yarn_rm_urls=tuple(e.spark_yarn_rm_urls), k8s_namespace=e.spark_k8s_namespace,
+            k8s_token_file=e.spark_k8s_token_file, k8s_ca_file=e.spark_k8s_ca_file, poll_min=e.spark_poll_min_seconds,
+            poll_max=e.spark_poll_max_seconds, lost_after=e.spark_lost_after_seconds, kill_grace=e.kill_grace_seconds,
         )),
     ]
     return EngineRegistry(engines, settings.enabled_engines)
@@ -161,13 +159,13 @@ def create_app(settings: Settings) -> web.Application:
     connection, the lease, the supervisor (re-attaching owned batches), the loops, the Livy port."""
     app = web.Application(
         middlewares=[measure, errors, authenticate],
-        client_max_size=max(settings.max_body_bytes, settings.max_upload_bytes) + (1 << 20),
+        client_max_size=max(settings.security.max_body_bytes, settings.security.max_upload_bytes) + (1 << 20),
         handler_args=HANDLER_ARGS,
     )
     app[SETTINGS] = settings
-    app[AUTH] = Authenticator(settings.users_file, settings.admin)
+    app[AUTH] = Authenticator(settings.security.users_file, settings.security.admin)
     app[SPEC_KEY] = build_spec()
-    app[METRICS] = Metrics(state_ttl=settings.metrics_state_seconds)
+    app[METRICS] = Metrics(state_ttl=settings.instance.metrics_state_seconds)
     app[DIALECTS] = (KYLIN,)
     app.add_routes(metrics_routes)
     app.add_routes(livy_routes())
@@ -193,8 +191,8 @@ def create_app(settings: Settings) -> web.Application:
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     """The data dir, the open-mode warning, and the last line of a stop."""
     settings = app[SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app[INSTANCE] = instance_id(settings)
+    settings.instance.data_dir.mkdir(parents=True, exist_ok=True)
+    app[INSTANCE] = instance_id(settings.instance)
     yield
     log.info("gateway.stopped")
 
@@ -202,12 +200,13 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:
     """Without a database URL, a Postgres of our own under the data dir."""
     settings = app[SETTINGS]
-    app[_EMBEDDED] = settings.database_url is None
-    if settings.database_url is not None:
-        app[_DSN] = settings.database_url
+    url = settings.database.database_url
+    app[_EMBEDDED] = url is None
+    if url is not None:
+        app[_DSN] = url
         yield
         return
-    embedded = EmbeddedPostgres(settings.data_dir)
+    embedded = EmbeddedPostgres(settings.instance.data_dir)
     app[_DSN] = await embedded.start()
     try:
         yield
@@ -233,9 +232,10 @@ async def _migrate(app: web.Application) -> int:
     """Apply this release's migrations (or check them, with --no-migrate), registering this instance in the
     same transaction (docs/operations.md, Upgrades); a schema this code cannot use stops the start."""
     settings, instance = app[SETTINGS], app[INSTANCE]
-    lease = InstanceLease(instance, f"{settings.host}:{settings.port}", int(settings.lease_seconds * 1000))
+    me = settings.instance
+    lease = InstanceLease(instance, f"{me.host}:{me.port}", int(me.lease_seconds * 1000))
     try:
-        status = await Migrator(app[_DSN]).upgrade(migrate=settings.migrate, instance=lease)
+        status = await Migrator(app[_DSN]).upgrade(migrate=settings.database.migrate, instance=lease)
     except SchemaError as exc:
         log.error("schema.refused", instance=instance, detail=str(exc))
         raise
@@ -309,12 +309,12 @@ def _loop(name: str) -> Callable[[web.Application], AsyncIterator[None]]:
 
 async def _livy(app: web.Application) -> AsyncIterator[None]:
     """The Livy API at the root of a port of its own, when livy_port is set (it is always under /livy)."""
-    settings = app[SETTINGS]
+    me = app[SETTINGS].instance
     app[LIVY_PORT] = None
-    if settings.livy_port is None:
+    if me.livy_port is None:
         yield
         return
-    runner, port = await start_livy_site(app, settings.host, settings.livy_port, reuse_port=settings.reuse_port)
+    runner, port = await start_livy_site(app, me.host, me.livy_port, reuse_port=me.reuse_port)
     app[LIVY_PORT] = port
     try:
         yield
@@ -330,44 +330,44 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
 
 def _build_parts(app: web.Application) -> None:
     settings, store, engines, metrics = app[SETTINGS], app[STORE], app[_ENGINES], app[METRICS]
+    me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()
     logs = LogStore(store, hub, metrics)
-    policy = Policy(settings)
-    projects = ProjectService(ProjectStore(store), data_dir=settings.data_dir,
-                              max_artifact_bytes=settings.max_artifact_bytes,
-                              max_artifact_files=settings.max_artifact_files)
-    supervisor = Supervisor(store, logs, engines, instance, settings.data_dir, metrics=metrics, projects=projects)
-    limits = Limits(settings.max_running, settings.max_running_per_user, settings.max_running_per_type)
-    scheduler = Scheduler(store, logs, supervisor, limits, capacity=settings.max_local_batches, metrics=metrics)
-    heartbeat = Heartbeat(store, instance, f"{settings.host}:{settings.port}",
-                          every=settings.heartbeat_seconds, lease=settings.lease_seconds)
-    takeover = Takeover(store, logs, supervisor, policy, every=settings.heartbeat_seconds, metrics=metrics)
-    retention = Retention(store, days=settings.retention_days, every=settings.retention_check_seconds)
+    policy = Policy(security)
+    projects = ProjectService(ProjectStore(store), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
+                              max_artifact_files=security.max_artifact_files)
+    supervisor = Supervisor(store, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
+    limits = Limits(queue.max_running, queue.max_running_per_user, queue.max_running_per_type)
+    scheduler = Scheduler(store, logs, supervisor, limits, capacity=queue.max_local_batches, metrics=metrics)
+    heartbeat = Heartbeat(store, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
+                          lease=me.lease_seconds)
+    takeover = Takeover(store, logs, supervisor, policy, every=me.heartbeat_seconds, metrics=metrics)
+    retention = Retention(store, days=queue.retention_days, every=queue.retention_check_seconds)
     compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
     bell = QueueBell(store.ring_queue, scheduler.wake)
-    webhooks = WebhookRule(settings.sla_webhook_hosts)
+    webhooks = WebhookRule(timers.sla_webhook_hosts)
     # The one admission step every creator of batches calls (docs/architecture.md).
     admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
-                          rate_per_minute=settings.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)
+                          rate_per_minute=security.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)
     job_store = JobStore(store)
     coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
     jobs = JobService(job_store, coordinator, logs, admission, hub, projects)
 
     # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
     schedule_store = ScheduleStore(store)
-    alerts = Alerter(timeout=settings.sla_webhook_timeout_seconds, retries=settings.sla_webhook_retries,
-                     backoff=settings.sla_webhook_backoff_seconds, smtp_host=settings.smtp_host,
-                     smtp_port=settings.smtp_port, smtp_from=settings.smtp_from,
-                     smtp_timeout=settings.smtp_timeout_seconds, webhook_rule=webhooks)
+    alerts = Alerter(timeout=timers.sla_webhook_timeout_seconds, retries=timers.sla_webhook_retries,
+                     backoff=timers.sla_webhook_backoff_seconds, smtp_host=timers.smtp_host,
+                     smtp_port=timers.smtp_port, smtp_from=timers.smtp_from,
+                     smtp_timeout=timers.smtp_timeout_seconds, webhook_rule=webhooks)
     batches = BatchService(store, logs, hub, policy, admission, roles=jobs.batch_roles, projects=projects,
                            metrics=metrics)
-    schedules = ScheduleService(schedule_store, jobs, projects, catchup_bound=settings.schedule_catchup_bound)
+    schedules = ScheduleService(schedule_store, jobs, projects, catchup_bound=timers.schedule_catchup_bound)
     ticker = Ticker(schedule_store, jobs, instance, principal=app[AUTH].principal,
-                    misfire_seconds=settings.schedule_misfire_seconds, queue_limit=settings.schedule_queue_limit,
-                    housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+                    misfire_seconds=timers.schedule_misfire_seconds, queue_limit=timers.schedule_queue_limit,
+                    housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
     deadlines = DeadlineTimer(schedule_store, alerts, batches, jobs, logs, instance,
-                              housekeeping_seconds=settings.heartbeat_seconds, metrics=metrics)
+                              housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
 
     hub.on(QUEUE, scheduler.wake)
     hub.on(KILL, kill_handler(supervisor, store))
@@ -387,8 +387,8 @@ def _build_parts(app: web.Application) -> None:
     app[JOBS] = jobs
     app[SERVICE] = batches
     app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
-    app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=settings.session_seconds,
-                                   max_seconds=settings.session_max_seconds)
+    app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=security.session_seconds,
+                                   max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
     app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, webhooks=webhooks)
     app[READINESS] = Readiness(store, heartbeat)

@@ -1,17 +1,29 @@
-"""Gateway settings: one pydantic-settings model, every field also read from BATCHGATE_<NAME>."""
+"""Gateway settings, in groups: each group is a pydantic-settings model, and every field is also read
+from BATCHGATE_<NAME> (the field's own name, whatever its group, so the documented variables stay).
+
+`Settings(**flat)` takes the flat names too (the CLI flags and the tests use them) and hands each to its
+group; `settings.instance.port`, `settings.security.max_body_bytes`, ... read them.
+"""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gateway.contract.batches import ALL_BATCH_TYPES
 from gateway.contract.sessions import MAX_SESSION_SECONDS
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
 
 # Conf keys refused in every batch unless an operator lifts them one by one (conf_deny_lift): they inject
 # code, options or environment into the JVMs and containers a batch starts. Matched case-insensitively on
@@ -36,92 +48,88 @@ BUILTIN_CONF_DENY = (
 )
 
 
-def _split_csv(value: object) -> object:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-class Settings(BaseSettings):
-    """Everything `batchgate serve` can be told, by flag or by environment variable."""
-
+class _Group(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BATCHGATE_", extra="ignore")
+
+
+class InstanceSettings(_Group):
+    """This instance: where it listens, its files, its name, its lease, its workers and its logs."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=10099, ge=0, le=65535)
     data_dir: Path = Path("./batchgate-data")
-    database_url: str | None = None
-    users_file: Path | None = None
-    admin: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    engines: Annotated[list[str] | None, NoDecode] = None
     instance_id: str | None = None
-    # Apply pending schema migrations at start (docs/operations.md, Upgrades). False: refuse to start on a
-    # database that lacks this release's migrations, and leave them to `batchgate db upgrade`.
-    migrate: bool = True
-
-    # Queue and limits. 0 means unlimited.
-    max_running: int = Field(default=0, ge=0)
-    max_running_per_user: int = Field(default=0, ge=0)
-    max_running_per_type: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
-    max_local_batches: int = Field(default=2000, ge=1)
 
     # Leases: an instance that misses heartbeats for lease_seconds loses its batches to another.
     heartbeat_seconds: float = Field(default=3.0, gt=0)
     lease_seconds: float = Field(default=15.0, gt=0)
 
+    # Livy and operations (docs/livy.md, docs/operations.md). The Livy API is always served under /livy;
+    # livy_port also serves it at the root of a port of its own (8998 is Livy's), so that
+    # http://host:8998 works as a Livy URL. /metrics reads batch counts from Postgres at most every
+    # metrics_state_seconds.
+    livy_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_state_seconds: float = Field(default=5.0, ge=0)
+
+    # Several gateway processes on one port (SO_REUSEPORT): one Python process uses one core. Each
+    # worker is a full instance on the same database (instance id <id>/w<n>), so max_local_batches is
+    # per worker. reuse_port is set for the workers by their parent (gateway/instance/workers.py).
+    workers: int = Field(default=1, ge=1, le=64)
+    reuse_port: bool = False
+    parent_pid: int | None = None  # a worker stops when this process (its parent) is gone
+
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _check(self) -> InstanceSettings:
+        if self.lease_seconds <= self.heartbeat_seconds:
+            raise ValueError("lease_seconds must be longer than heartbeat_seconds")
+        if self.workers > 1 and (self.port == 0 or self.livy_port == 0):
+            raise ValueError("workers share their ports: give port (and livy_port) a number, not 0")
+        if self.livy_port and self.livy_port == self.port:
+            raise ValueError("livy_port must differ from port (the Livy API is under /livy on port already)")
+        return self
+
+
+class DatabaseSettings(_Group):
+    """Postgres: a URL, or (without one) an embedded Postgres under the data dir."""
+
+    database_url: str | None = None
+    # Apply pending schema migrations at start (docs/operations.md, Upgrades). False: refuse to start on a
+    # database that lacks this release's migrations, and leave them to `batchgate db upgrade`.
+    migrate: bool = True
+
+
+class QueueSettings(_Group):
+    """The queue's limits (0 means unlimited) and how long ended batches are kept."""
+
+    max_running: int = Field(default=0, ge=0)
+    max_running_per_user: int = Field(default=0, ge=0)
+    max_running_per_type: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    max_local_batches: int = Field(default=2000, ge=1)
+
     # Retention: terminal batches and their logs are purged after this many days (0 keeps them forever).
     retention_days: float = Field(default=30.0, ge=0)
     retention_check_seconds: float = Field(default=600.0, gt=0)
 
-    # Engines.
-    kill_grace_seconds: float = Field(default=10.0, ge=0)
-    local_programs: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_home: Path | None = None
-    spark_master: str = "local[*]"
-    flink_home: Path | None = None
-
-    # Spark (docs/engines/spark.md): the masters a batch may pick with conf spark.master (prefixes; empty:
-    # any); standalone masters' web UIs, as JSON {"spark://h:7077": "http://h:8080"} or
-    # "spark://h:7077=http://h:8080;..." (default: port 8080 on the master's host); the standalone REST
-    # submission port; YARN ResourceManager web addresses (default: yarn-site.xml); Kubernetes credentials
-    # for cluster mode (default: the pod's service account); how cluster APIs are polled.
-    spark_allowed_masters: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_master_web_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    spark_rest_port: int = Field(default=6066, ge=1, le=65535)
-    spark_yarn_rm_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_k8s_namespace: str = "default"
-    spark_k8s_token_file: Path | None = None
-    spark_k8s_ca_file: Path | None = None
-    spark_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
-    spark_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
-    spark_lost_after_seconds: float = Field(default=120.0, gt=0)
-
-    @field_validator("spark_allowed_masters", "spark_yarn_rm_urls", mode="before")
+    @field_validator("max_running_per_type", mode="before")
     @classmethod
-    def _spark_lists(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("spark_master_web_urls", mode="before")
-    @classmethod
-    def _spark_web_urls(cls, value: object) -> object:
+    def _type_limits(cls, value: object) -> object:
+        # "SPARK=4,LOCAL=100" from the environment or the command line.
         if isinstance(value, str):
-            if value.strip().startswith("{"):
-                return json.loads(value)
-            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected spark://host:port=http://host:port;... or a JSON object")
-            return {k.strip().rstrip("/"): v.strip() for k, v in pairs}
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            return {k.strip().upper(): int(v) for k, v in pairs}
         return value
 
-    # Flink: the target of a batch whose conf names none (execution.target), the session cluster's REST
-    # address (host:port) for target remote, and how the cluster REST API is polled (docs/engines/flink.md).
-    flink_target: str = Field(default="local", pattern="^(local|remote|yarn-application|kubernetes-application)$")
-    flink_jobmanager: str | None = Field(default=None, pattern=r"^[^\s:/]+:\d{1,5}$")
-    flink_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
-    flink_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
-    flink_lost_after_seconds: float = Field(default=300.0, gt=0)
 
-    # Security: input limits, rules and rates (see docs/security.md).
+class SecuritySettings(_Group):
+    """Who may call, and what a request may hold: users, admins, input limits, rules and rates
+    (docs/security.md)."""
+
+    users_file: Path | None = None
+    admin: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     max_upload_bytes: int = Field(default=256 << 20, ge=1024)
     # Kyuubi's extra resources: how many files one submit may carry besides the resourceFile, and the
@@ -156,45 +164,7 @@ class Settings(BaseSettings):
     session_seconds: int = Field(default=12 * 3600, ge=60)
     session_max_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=MAX_SESSION_SECONDS)
 
-    # Livy and operations (docs/livy.md, docs/operations.md). The Livy API is always served under /livy;
-    # livy_port also serves it at the root of a port of its own (8998 is Livy's), so that
-    # http://host:8998 works as a Livy URL. /metrics reads batch counts from Postgres at most every
-    # metrics_state_seconds.
-    livy_port: int | None = Field(default=None, ge=0, le=65535)
-    metrics_state_seconds: float = Field(default=5.0, ge=0)
-
-    # Several gateway processes on one port (SO_REUSEPORT): one Python process uses one core. Each
-    # worker is a full instance on the same database (instance id <id>/w<n>), so max_local_batches is
-    # per worker. reuse_port is set for the workers by their parent (gateway/instance/workers.py).
-    workers: int = Field(default=1, ge=1, le=64)
-    reuse_port: bool = False
-    parent_pid: int | None = None  # a worker stops when this process (its parent) is gone
-
-    # Schedules and SLAs (docs/schedules.md). A tick found later than schedule_misfire_seconds after its
-    # time was missed (the gateway was down) and follows the schedule's catchup rule; catchup ALL fires at
-    # most schedule_catchup_bound missed ticks unless the schedule says otherwise; a QUEUE schedule keeps
-    # at most schedule_queue_limit waiting ticks. SLA alerts: a webhook POST times out after
-    # sla_webhook_timeout_seconds and is retried sla_webhook_retries times with doubling backoff from
-    # sla_webhook_backoff_seconds; e-mail goes through smtp_host:smtp_port (none: no e-mail) from smtp_from.
-    schedule_misfire_seconds: float = Field(default=60.0, gt=0)
-    schedule_catchup_bound: int = Field(default=10, ge=1, le=1000)
-    schedule_queue_limit: int = Field(default=100, ge=1, le=100_000)
-    sla_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    sla_webhook_retries: int = Field(default=3, ge=0, le=20)
-    sla_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
-    # The hosts SLA webhooks may be sent to: exact names, or "*.example.com" for any subdomain. Empty:
-    # any host, which lets anyone who may create an SLA make the gateway POST to internal addresses.
-    sla_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    smtp_host: str | None = None
-    smtp_port: int = Field(default=25, ge=1, le=65535)
-    smtp_from: str = "batchgate@localhost"
-    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-
-    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
-    log_level: str = "info"
-
-    @field_validator("admin", "local_programs", "conf_deny", "conf_deny_lift", "resource_dirs",
-                     "resource_schemes", "sla_webhook_hosts", mode="before")
+    @field_validator("admin", "conf_deny", "conf_deny_lift", "resource_dirs", "resource_schemes", mode="before")
     @classmethod
     def _csv_list(cls, value: object) -> object:
         return _split_csv(value)
@@ -215,6 +185,99 @@ class Settings(BaseSettings):
         lifted = set(self.conf_deny_lift)
         return [p for p in BUILTIN_CONF_DENY if p not in lifted] + [p for p in self.conf_deny if p.strip()]
 
+    @model_validator(mode="after")
+    def _check(self) -> SecuritySettings:
+        if self.session_seconds > self.session_max_seconds:
+            raise ValueError("session_seconds must not be longer than session_max_seconds")
+        return self
+
+    @property
+    def open_mode(self) -> bool:
+        return self.users_file is None
+
+
+class ScheduleSettings(_Group):
+    """Schedules and SLAs (docs/schedules.md).
+
+    A tick found later than schedule_misfire_seconds after its time was missed (the gateway was down) and
+    follows the schedule's catchup rule; catchup ALL fires at most schedule_catchup_bound missed ticks
+    unless the schedule says otherwise; a QUEUE schedule keeps at most schedule_queue_limit waiting ticks.
+    SLA alerts: a webhook POST times out after sla_webhook_timeout_seconds and is retried
+    sla_webhook_retries times with doubling backoff from sla_webhook_backoff_seconds; e-mail goes through
+    smtp_host:smtp_port (none: no e-mail) from smtp_from.
+    """
+
+    schedule_misfire_seconds: float = Field(default=60.0, gt=0)
+    schedule_catchup_bound: int = Field(default=10, ge=1, le=1000)
+    schedule_queue_limit: int = Field(default=100, ge=1, le=100_000)
+    sla_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    sla_webhook_retries: int = Field(default=3, ge=0, le=20)
+    sla_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    # The hosts SLA webhooks may be sent to: exact names, or "*.example.com" for any subdomain. Empty:
+    # any host, which lets anyone who may create an SLA make the gateway POST to internal addresses.
+    sla_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "batchgate@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("sla_webhook_hosts", mode="before")
+    @classmethod
+    def _csv_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+
+class EngineSettings(_Group):
+    """Which batch types run here, and how the engines run them (docs/engines/)."""
+
+    engines: Annotated[list[str] | None, NoDecode] = None
+    kill_grace_seconds: float = Field(default=10.0, ge=0)
+    local_programs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_home: Path | None = None
+    spark_master: str = "local[*]"
+    flink_home: Path | None = None
+
+    # Spark (docs/engines/spark.md): the masters a batch may pick with conf spark.master (prefixes; empty:
+    # any); standalone masters' web UIs, as JSON {"spark://h:7077": "http://h:8080"} or
+    # "spark://h:7077=http://h:8080;..." (default: port 8080 on the master's host); the standalone REST
+    # submission port; YARN ResourceManager web addresses (default: yarn-site.xml); Kubernetes credentials
+    # for cluster mode (default: the pod's service account); how cluster APIs are polled.
+    spark_allowed_masters: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_master_web_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    spark_rest_port: int = Field(default=6066, ge=1, le=65535)
+    spark_yarn_rm_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    spark_k8s_namespace: str = "default"
+    spark_k8s_token_file: Path | None = None
+    spark_k8s_ca_file: Path | None = None
+    spark_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
+    spark_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
+    spark_lost_after_seconds: float = Field(default=120.0, gt=0)
+
+    # Flink: the target of a batch whose conf names none (execution.target), the session cluster's REST
+    # address (host:port) for target remote, and how the cluster REST API is polled (docs/engines/flink.md).
+    flink_target: str = Field(default="local", pattern="^(local|remote|yarn-application|kubernetes-application)$")
+    flink_jobmanager: str | None = Field(default=None, pattern=r"^[^\s:/]+:\d{1,5}$")
+    flink_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
+    flink_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
+    flink_lost_after_seconds: float = Field(default=300.0, gt=0)
+
+    @field_validator("local_programs", "spark_allowed_masters", "spark_yarn_rm_urls", mode="before")
+    @classmethod
+    def _csv_list(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("spark_master_web_urls", mode="before")
+    @classmethod
+    def _spark_web_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("{"):
+                return json.loads(value)
+            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError("expected spark://host:port=http://host:port;... or a JSON object")
+            return {k.strip().rstrip("/"): v.strip() for k, v in pairs}
+        return value
+
     @field_validator("engines", mode="before")
     @classmethod
     def _csv_engines(cls, value: object) -> object:
@@ -232,40 +295,51 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown batch types {unknown}; known: {list(ALL_BATCH_TYPES)}")
         return value
 
-    @field_validator("max_running_per_type", mode="before")
-    @classmethod
-    def _type_limits(cls, value: object) -> object:
-        # "SPARK=4,LOCAL=100" from the environment or the command line.
-        if isinstance(value, str):
-            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
-            return {k.strip().upper(): int(v) for k, v in pairs}
-        return value
+
+class Settings(BaseModel):
+    """Everything `batchgate serve` can be told, by flag or by environment variable, in groups."""
+
+    GROUPS: ClassVar[dict[str, type[_Group]]] = {
+        "instance": InstanceSettings, "database": DatabaseSettings, "queue": QueueSettings,
+        "security": SecuritySettings, "schedules": ScheduleSettings, "engines": EngineSettings,
+    }
+
+    instance: InstanceSettings
+    database: DatabaseSettings
+    queue: QueueSettings
+    security: SecuritySettings
+    schedules: ScheduleSettings
+    engines: EngineSettings
+
+    def __init__(self, **values: Any) -> None:
+        """Flat names (`port=...`, `max_running=...`) go to their group; each group reads the rest of its
+        fields from the environment. A group given whole (`instance=InstanceSettings(...)`) is taken as is."""
+        groups: dict[str, Any] = {}
+        for name, group in self.GROUPS.items():
+            given = values.get(name)
+            if isinstance(given, group):
+                groups[name] = given
+            else:
+                groups[name] = group(**{k: v for k, v in values.items() if k in group.model_fields})
+        super().__init__(**groups)
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.users_file is None and not _is_loopback(self.host):
+        if self.security.users_file is None and not _is_loopback(self.instance.host):
             raise ValueError(
-                f"open mode (no users file) is only allowed on loopback, not on host {self.host!r}; "
+                f"open mode (no users file) is only allowed on loopback, not on host {self.instance.host!r}; "
                 "pass --users-file"
             )
-        if self.lease_seconds <= self.heartbeat_seconds:
-            raise ValueError("lease_seconds must be longer than heartbeat_seconds")
-        if self.session_seconds > self.session_max_seconds:
-            raise ValueError("session_seconds must not be longer than session_max_seconds")
-        if self.workers > 1 and (self.port == 0 or self.livy_port == 0):
-            raise ValueError("workers share their ports: give port (and livy_port) a number, not 0")
-        if self.livy_port and self.livy_port == self.port:
-            raise ValueError("livy_port must differ from port (the Livy API is under /livy on port already)")
         return self
 
     @property
     def open_mode(self) -> bool:
-        return self.users_file is None
+        return self.security.open_mode
 
     @property
     def enabled_engines(self) -> frozenset[str]:
-        if self.engines is not None:
-            return frozenset(self.engines)
+        if self.engines.engines is not None:
+            return frozenset(self.engines.engines)
         if self.open_mode:
             return frozenset(ALL_BATCH_TYPES)
         return frozenset(t for t in ALL_BATCH_TYPES if t != "LOCAL")

@@ -110,6 +110,6 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("BATCHGATE_ENGINES", "spark,local")
     monkeypatch.setenv("BATCHGATE_MAX_RUNNING_PER_TYPE", "SPARK=2,local=5")
     settings = Settings(data_dir=tmp_path)
-    assert settings.port == 12345 and settings.admin == ["ann", "ben"]
+    assert settings.instance.port == 12345 and settings.security.admin == ["ann", "ben"]
     assert settings.enabled_engines == {"SPARK", "LOCAL"}
-    assert settings.max_running_per_type == {"SPARK": 2, "LOCAL": 5}
+    assert settings.queue.max_running_per_type == {"SPARK": 2, "LOCAL": 5}

@@ -54,10 +54,10 @@ async def _spool(part: BodyPartReader, target: Path, label: str, form: _Form, se
         while chunk := await part.read_chunk(1 << 16):
             size += len(chunk)
             form.total_bytes += len(chunk)
-            if size > settings.max_upload_bytes:
-                raise TooLarge(f"{label}: larger than {settings.max_upload_bytes} bytes")
-            if form.total_bytes > settings.max_upload_total_bytes:
-                raise TooLarge(f"multipart: the files are larger than {settings.max_upload_total_bytes} bytes "
+            if size > settings.security.max_upload_bytes:
+                raise TooLarge(f"{label}: larger than {settings.security.max_upload_bytes} bytes")
+            if form.total_bytes > settings.security.max_upload_total_bytes:
+                raise TooLarge(f"multipart: the files are larger than {settings.security.max_upload_total_bytes} bytes "
                                "together")
             f.write(chunk)
 
@@ -80,8 +80,8 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
             raise BadRequest("multipart: nested multipart is not supported")
         if part.name == "batchRequest":
             raw = await part.read(decode=True)
-            if len(raw) > settings.max_body_bytes:
-                raise TooLarge(f"batchRequest: larger than {settings.max_body_bytes} bytes")
+            if len(raw) > settings.security.max_body_bytes:
+                raise TooLarge(f"batchRequest: larger than {settings.security.max_body_bytes} bytes")
             form.request = parse_json(raw, BatchRequest, "batchRequest")
         elif part.name == "resourceFile":
             if form.resource_file is not None:
@@ -94,8 +94,8 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
             name = safe_file_name(part.name or part.filename, "multipart")
             if name in form.extras:
                 raise BadRequest(f"multipart: more than one part for the file {name!r}")
-            if len(form.extras) >= settings.max_extra_resources:
-                raise BadRequest(f"multipart: more than {settings.max_extra_resources} extra resource files")
+            if len(form.extras) >= settings.security.max_extra_resources:
+                raise BadRequest(f"multipart: more than {settings.security.max_extra_resources} extra resource files")
             await _spool(part, spool / "extra" / name, name, form, settings)
             form.extras[name] = Upload(name=name, path=spool / "extra" / name)
     if form.request is None:
@@ -109,15 +109,15 @@ async def submit(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     who = principal(request)
     if request.content_type.startswith("multipart/"):
-        spool_root = settings.data_dir / "spool"
+        spool_root = settings.instance.data_dir / "spool"
         spool_root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=spool_root) as spool:
             form = await _read_multipart(request, Path(spool))
             assert form.request is not None
             record, duplicated = await service.submit(who, form.request, form.resource_file, form.extras)
     else:
-        if request.content_length is not None and request.content_length > settings.max_body_bytes:
-            raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+        if request.content_length is not None and request.content_length > settings.security.max_body_bytes:
+            raise TooLarge(f"body: larger than {settings.security.max_body_bytes} bytes")
         raw = await request.read()
         if not raw:
             raise BadRequest("body: empty; send a JSON BatchRequest")

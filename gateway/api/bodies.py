@@ -19,7 +19,7 @@ M = TypeVar("M", bound=BaseModel)
 async def parse_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
     """The JSON body as `model`; bad JSON or a bad field is a 400 naming it. Empty is allowed if optional."""
     raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
+    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
     if optional and not raw.strip():
         return model()

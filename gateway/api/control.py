@@ -63,7 +63,7 @@ async def status_not_allowed(request: web.Request) -> web.Response:
 @routes.put("/api/v1/batches/status")
 async def bulk(request: web.Request) -> web.Response:
     raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
+    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
     try:
         body = BulkRequest.model_validate(json.loads(raw or b"null"))

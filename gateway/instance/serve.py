@@ -45,11 +45,12 @@ def serve(**options: Any) -> None:
     if options["admins"]:
         given["admin"] = list(options["admins"])
     settings = _settings(given)
-    configure_logging(settings.log_format, settings.log_level)
+    me = settings.instance
+    configure_logging(me.log_format, me.log_level)
     from gateway.store.migrate import SchemaError
 
     try:
-        if settings.workers > 1:
+        if me.workers > 1:
             from gateway.instance.workers import Fleet
 
             flags = {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in given.items() if k != "workers"}
@@ -57,12 +58,12 @@ def serve(**options: Any) -> None:
         from gateway.app import create_app
 
         loop = _event_loop()
-        if settings.parent_pid is not None:
+        if me.parent_pid is not None:
             from gateway.instance.workers import stop_with_parent
 
-            stop_with_parent(loop, settings.parent_pid)
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,
-                    shutdown_timeout=10.0, loop=loop, reuse_port=settings.reuse_port or None)
+            stop_with_parent(loop, me.parent_pid)
+        web.run_app(create_app(settings), host=me.host, port=me.port, print=None,
+                    shutdown_timeout=10.0, loop=loop, reuse_port=me.reuse_port or None)
     except SchemaError as exc:
         click.echo(f"batchgate: {exc}", err=True)
         sys.exit(SCHEMA_REFUSED)
@@ -97,14 +98,14 @@ def _database_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _on_database(options: dict[str, Any], work: Callable[[str], Awaitable[int]]) -> int:
     settings = _settings({k: v for k, v in options.items() if v is not None})
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.instance.log_format, settings.instance.log_level)
 
     async def run() -> int:
         from gateway.instance.embedded import EmbeddedPostgres
 
-        if settings.database_url is not None:
-            return await work(settings.database_url)
-        embedded = EmbeddedPostgres(settings.data_dir)
+        if settings.database.database_url is not None:
+            return await work(settings.database.database_url)
+        embedded = EmbeddedPostgres(settings.instance.data_dir)
         dsn = await embedded.start()
         try:
             return await work(dsn)

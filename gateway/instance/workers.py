@@ -32,7 +32,7 @@ CRASH_LIMIT = 5
 
 def worker_environment(settings: Settings, given: dict[str, str], database_url: str, index: int) -> dict[str, str]:
     """The environment of worker `index`: the parent's, its flags as BATCHGATE_* and the shared database."""
-    base = settings.instance_id or f"{socket.gethostname()}:{settings.port}"
+    base = settings.instance.instance_id or f"{socket.gethostname()}:{settings.instance.port}"
     env = dict(os.environ)
     env.update({f"BATCHGATE_{name.upper()}": value for name, value in given.items()})
     env.update({
@@ -75,21 +75,21 @@ class Fleet:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
         embedded: EmbeddedPostgres | None = None
-        database_url = self._settings.database_url
+        database_url = self._settings.database.database_url
         if database_url is None:
-            embedded = EmbeddedPostgres(self._settings.data_dir)
+            embedded = EmbeddedPostgres(self._settings.instance.data_dir)
             database_url = await embedded.start()
         try:
             # Migrate (or refuse) once here, so that a schema refusal is one clear message, not a crash
             # loop of every worker; each worker still checks under the lock and registers itself.
             from gateway.store.migrate import Migrator
 
-            await Migrator(database_url).upgrade(migrate=self._settings.migrate)
+            await Migrator(database_url).upgrade(migrate=self._settings.database.migrate)
             workers = [
                 asyncio.create_task(self._keep(i, database_url), name=f"worker-{i}")
-                for i in range(self._settings.workers)
+                for i in range(self._settings.instance.workers)
             ]
-            log.info("workers.started", workers=len(workers), port=self._settings.port)
+            log.info("workers.started", workers=len(workers), port=self._settings.instance.port)
             await self._stopping.wait()
             await asyncio.gather(*workers)
         finally:

@@ -253,7 +253,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def change_status(request: web.Request) -> web.Response:
     """PUT /kylin/api/jobs/status: one action on jobs by id, or on a project's jobs, filtered by status."""
     raw = await request.read()
-    if len(raw) > request.app[SETTINGS].max_body_bytes:
+    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
     try:
         body = JobStatusRequest.model_validate(json.loads(raw or b"null"))

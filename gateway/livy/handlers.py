@@ -76,11 +76,11 @@ def _livy_errors(handler: LivyHandler) -> LivyHandler:
 
 async def _read_body(request: web.Request) -> dict[str, Any]:
     settings = request.app[SETTINGS]
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+    if request.content_length is not None and request.content_length > settings.security.max_body_bytes:
+        raise TooLarge(f"body: larger than {settings.security.max_body_bytes} bytes")
     raw = await request.read()
-    if len(raw) > settings.max_body_bytes:
-        raise TooLarge(f"body: larger than {settings.max_body_bytes} bytes")
+    if len(raw) > settings.security.max_body_bytes:
+        raise TooLarge(f"body: larger than {settings.security.max_body_bytes} bytes")
     if not raw:
         raise BadRequest("body: empty; send a JSON CreateBatchRequest")
     try:
@@ -181,7 +181,7 @@ def livy_root_app(parent: web.Application) -> web.Application:
     """An app serving the Livy API at its root, sharing the parent's running parts (for the Livy port)."""
     settings = parent[SETTINGS]
     app = web.Application(middlewares=[measure, errors, authenticate],
-                          client_max_size=settings.max_body_bytes + (1 << 20),
+                          client_max_size=settings.security.max_body_bytes + (1 << 20),
                           handler_args={"max_line_size": 32 * 1024})
     app[LIVY_ROOT] = True
     app[SETTINGS] = settings

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 from gateway.contract.batches import BatchRequest
 from gateway.errors import BadRequest, Forbidden
 from gateway.security.auth import Principal
-from gateway.settings import Settings
+from gateway.settings import SecuritySettings
 from gateway.store import BatchRecord
 
 
 class Policy:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SecuritySettings) -> None:
         self._settings = settings
         self._deny = [(p, _pattern(p)) for p in settings.conf_deny_patterns]
         self._dirs = [d.resolve() for d in settings.resource_dirs]
