@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from engines.process import ProcessSupervisor
 
 
 class EngineError(Exception):
@@ -152,3 +155,37 @@ def pause_refusal(engine: object, spec: LaunchSpec) -> str | None:
         return f"{spec.batch_type} batches cannot be paused while they run"
     reason: str | None = check(spec)
     return reason
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What the gateway hands every engine it creates: the fork server every launch goes through, and the
+    grace between SIGTERM and SIGKILL when a batch is killed (BATCHGATE_KILL_GRACE_SECONDS)."""
+
+    processes: ProcessSupervisor
+    kill_grace: float
+
+
+class EnginePlugin(Protocol):
+    """An engine as the gateway finds it: an object registered under the `batchgate.engines` entry-point
+    group (docs/engines/plugins.md). The built-in engines are registered the same way.
+
+    `settings` is a pydantic-settings model; the gateway reads it from BATCHGATE_<NAME>_<FIELD> and from
+    the flat names `<name>_<field>` (flags, `Settings(...)`), and hands the result to `create`.
+    """
+
+    name: str  # lower case, e.g. "spark"
+    batch_types: frozenset[str]  # upper case, e.g. {"SPARK", "PYSPARK"}
+    settings: type[Any]
+    enabled_with_users: bool  # False: off by default on a gateway with a users file (it runs host programs)
+
+    def create(self, settings: Any, context: EngineContext) -> Engine:
+        """The engine, built from its settings; `validate` and `submit` are its own."""
+        ...
+
+
+def csv_list(value: object) -> object:
+    """"a, b,c" from the environment or a flag, as a list; anything else as it is (for list settings)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value

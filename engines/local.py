@@ -9,9 +9,23 @@ import signal
 import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from engines.base import AppInfo, Event, Exited, InvalidRequest, LaunchSpec, LogLines, Note, NotSupported
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engines.base import (
+    AppInfo,
+    EngineContext,
+    Event,
+    Exited,
+    InvalidRequest,
+    LaunchSpec,
+    LogLines,
+    Note,
+    NotSupported,
+    csv_list,
+)
 from engines.process import ProcessRun, ProcessSupervisor, clean_env
 
 FOUND_CACHE_SECONDS = 5.0
@@ -152,3 +166,26 @@ class _Announced(LocalRun):
 
 
 __all__ = ["LocalEngine", "LocalRun", "LogLines"]
+
+
+class LocalSettings(BaseSettings):
+    """BATCHGATE_LOCAL_PROGRAMS: the programs a LOCAL batch may run (empty: any)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    programs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    _programs = field_validator("programs", mode="before")(csv_list)
+
+
+class LocalPlugin:
+    name = "local"
+    batch_types = LocalEngine.batch_types
+    settings = LocalSettings
+    enabled_with_users = False  # a LOCAL batch runs a program on the gateway's own machine
+
+    def create(self, settings: LocalSettings, context: EngineContext) -> LocalEngine:
+        return LocalEngine(context.processes, allowed_programs=settings.programs, kill_grace=context.kill_grace)
+
+
+PLUGIN = LocalPlugin()

@@ -10,15 +10,13 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from engines.base import Engine
-from engines.flink import FlinkEngine
-from engines.local import LocalEngine
+from engines.base import EngineContext
 from engines.process import ProcessSupervisor
 from engines.registry import EngineRegistry
-from engines.spark import SparkConfig, SparkEngine
 from gateway.api.audit import routes as audit_routes
 from gateway.api.batches import routes as batch_routes
 from gateway.api.control import routes as control_routes
+from gateway.api.engines import routes as engine_routes
 from gateway.api.health import READINESS
 from gateway.api.health import routes as health_routes
 from gateway.api.jobs import routes as job_routes
@@ -53,6 +51,7 @@ from gateway.jobs.service import JobService
 from gateway.keys import (
     AUTH,
     CONTROL,
+    ENGINES,
     INSTANCE,
     JOBS,
     LIVY_PORT,
@@ -114,7 +113,6 @@ _DSN = web.AppKey("dsn", str)
 _EMBEDDED = web.AppKey("embedded", bool)
 _SCHEMA_VERSION = web.AppKey("schema_version", int)
 _PROCESSES = web.AppKey("processes", ProcessSupervisor)
-_ENGINES = web.AppKey("engines", EngineRegistry)
 _HUB = web.AppKey("hub", Hub)
 _HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 _ALERTS = web.AppKey("alerts", Alerter)
@@ -133,24 +131,12 @@ def instance_id(settings: InstanceSettings) -> str:
     return f"{socket.gethostname()}:{settings.port}"
 
 
-def build_engines(settings: Settings, supervisor: ProcessSupervisor) -> EngineRegistry:
-    e = settings.engines
-    engines: list[Engine] = [
-        LocalEngine(supervisor, allowed_programs=e.local_programs, kill_grace=e.kill_grace_seconds),
-        FlinkEngine(
-            supervisor, home=e.flink_home, default_target=e.flink_target, default_jobmanager=e.flink_jobmanager,
-            poll_fastest=e.flink_poll_min_seconds, poll_slowest=e.flink_poll_max_seconds,
-            lost_after=e.flink_lost_after_seconds, kill_grace=e.kill_grace_seconds,
-        ),
-        SparkEngine(supervisor, SparkConfig(
-            spark_home=e.spark_home, default_master=e.spark_master, allowed_masters=tuple(e.spark_allowed_masters),
-            master_web_urls=e.spark_master_web_urls, rest_port=e.spark_rest_port,
-            yarn_rm_urls=tuple(e.spark_yarn_rm_urls), k8s_namespace=e.spark_k8s_namespace,
-            k8s_token_file=e.spark_k8s_token_file, k8s_ca_file=e.spark_k8s_ca_file, poll_min=e.spark_poll_min_seconds,
-            poll_max=e.spark_poll_max_seconds, lost_after=e.spark_lost_after_seconds, kill_grace=e.kill_grace_seconds,
-        )),
-    ]
-    return EngineRegistry(engines, settings.enabled_engines)
+def build_engines(settings: Settings, processes: ProcessSupervisor) -> EngineRegistry:
+    """Every installed engine plug-in, built from its own settings; the enabled batch types go to the registry."""
+    context = EngineContext(processes=processes, kill_grace=settings.engines.kill_grace_seconds)
+    engines = [plugin.create(settings.engine_settings[plugin.name], context) for plugin in settings.plugins]
+    names = {t: plugin.name for plugin in settings.plugins for t in plugin.batch_types}
+    return EngineRegistry(engines, settings.enabled_engines, names)
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -164,7 +150,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[AUTH] = Authenticator(settings.security.users_file, settings.security.admin)
-    app[SPEC_KEY] = build_spec()
+    app[SPEC_KEY] = build_spec(settings.batch_types)
     app[METRICS] = Metrics(state_ttl=settings.instance.metrics_state_seconds)
     app[DIALECTS] = (KYLIN,)
     app.add_routes(metrics_routes)
@@ -173,6 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(openapi_routes)
     app.add_routes(control_routes)
     app.add_routes(batch_routes)
+    app.add_routes(engine_routes)
     app.add_routes(job_routes)
     app.add_routes(project_routes)
     app.add_routes(schedule_routes)
@@ -250,7 +237,7 @@ async def _engines(app: web.Application) -> AsyncIterator[None]:
     engines: EngineRegistry | None = None
     try:
         engines = build_engines(app[SETTINGS], processes)
-        app[_ENGINES] = engines
+        app[ENGINES] = engines
         yield
     finally:
         if engines is not None:
@@ -324,12 +311,12 @@ async def _livy(app: web.Application) -> AsyncIterator[None]:
 
 async def _started(app: web.Application) -> AsyncIterator[None]:
     log.info("gateway.started", instance=app[INSTANCE], schema_version=app[_SCHEMA_VERSION],
-             recovered=app[_RECOVERED], engines=sorted(app[_ENGINES].enabled), embedded=app[_EMBEDDED])
+             recovered=app[_RECOVERED], engines=sorted(app[ENGINES].enabled), embedded=app[_EMBEDDED])
     yield
 
 
 def _build_parts(app: web.Application) -> None:
-    settings, store, engines, metrics = app[SETTINGS], app[STORE], app[_ENGINES], app[METRICS]
+    settings, store, engines, metrics = app[SETTINGS], app[STORE], app[ENGINES], app[METRICS]
     me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()

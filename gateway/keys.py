@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from engines.registry import EngineRegistry
 from gateway.batches.control import BatchControl
 from gateway.batches.retention import Retention
 from gateway.batches.scheduler import Scheduler
@@ -31,6 +32,7 @@ SCHEDULES = web.AppKey("schedules", ScheduleService)
 SLAS = web.AppKey("slas", SlaService)
 TAKEOVER = web.AppKey("takeover", Takeover)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+ENGINES = web.AppKey("engines", EngineRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 RETENTION = web.AppKey("retention", Retention)
 INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)

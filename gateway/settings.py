@@ -1,5 +1,6 @@
 """Gateway settings, in groups: each group is a pydantic-settings model, and every field is also read
 from BATCHGATE_<NAME> (the field's own name, whatever its group, so the documented variables stay).
+Each engine plug-in brings its own model, read from BATCHGATE_<ENGINE>_<FIELD>.
 
 `Settings(**flat)` takes the flat names too (the CLI flags and the tests use them) and hands each to its
 group; `settings.instance.port`, `settings.security.max_body_bytes`, ... read them.
@@ -8,14 +9,14 @@ group; `settings.instance.port`, `settings.security.max_body_bytes`, ... read th
 from __future__ import annotations
 
 import ipaddress
-import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from gateway.contract.batches import ALL_BATCH_TYPES
+from engines.base import EnginePlugin
+from engines.registry import discover
 from gateway.contract.sessions import MAX_SESSION_SECONDS
 
 
@@ -228,55 +229,11 @@ class ScheduleSettings(_Group):
 
 
 class EngineSettings(_Group):
-    """Which batch types run here, and how the engines run them (docs/engines/)."""
+    """Which batch types run here, and what every engine shares. Each engine's own settings are its
+    plug-in's model, read from BATCHGATE_<ENGINE>_<FIELD> (docs/engines/plugins.md)."""
 
     engines: Annotated[list[str] | None, NoDecode] = None
     kill_grace_seconds: float = Field(default=10.0, ge=0)
-    local_programs: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_home: Path | None = None
-    spark_master: str = "local[*]"
-    flink_home: Path | None = None
-
-    # Spark (docs/engines/spark.md): the masters a batch may pick with conf spark.master (prefixes; empty:
-    # any); standalone masters' web UIs, as JSON {"spark://h:7077": "http://h:8080"} or
-    # "spark://h:7077=http://h:8080;..." (default: port 8080 on the master's host); the standalone REST
-    # submission port; YARN ResourceManager web addresses (default: yarn-site.xml); Kubernetes credentials
-    # for cluster mode (default: the pod's service account); how cluster APIs are polled.
-    spark_allowed_masters: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_master_web_urls: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    spark_rest_port: int = Field(default=6066, ge=1, le=65535)
-    spark_yarn_rm_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    spark_k8s_namespace: str = "default"
-    spark_k8s_token_file: Path | None = None
-    spark_k8s_ca_file: Path | None = None
-    spark_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
-    spark_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
-    spark_lost_after_seconds: float = Field(default=120.0, gt=0)
-
-    # Flink: the target of a batch whose conf names none (execution.target), the session cluster's REST
-    # address (host:port) for target remote, and how the cluster REST API is polled (docs/engines/flink.md).
-    flink_target: str = Field(default="local", pattern="^(local|remote|yarn-application|kubernetes-application)$")
-    flink_jobmanager: str | None = Field(default=None, pattern=r"^[^\s:/]+:\d{1,5}$")
-    flink_poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
-    flink_poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
-    flink_lost_after_seconds: float = Field(default=300.0, gt=0)
-
-    @field_validator("local_programs", "spark_allowed_masters", "spark_yarn_rm_urls", mode="before")
-    @classmethod
-    def _csv_list(cls, value: object) -> object:
-        return _split_csv(value)
-
-    @field_validator("spark_master_web_urls", mode="before")
-    @classmethod
-    def _spark_web_urls(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value.strip().startswith("{"):
-                return json.loads(value)
-            pairs = [p.split("=", 1) for p in value.split(";") if p.strip()]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError("expected spark://host:port=http://host:port;... or a JSON object")
-            return {k.strip().rstrip("/"): v.strip() for k, v in pairs}
-        return value
 
     @field_validator("engines", mode="before")
     @classmethod
@@ -286,18 +243,10 @@ class EngineSettings(_Group):
             return [str(v).upper() for v in value]
         return value
 
-    @field_validator("engines")
-    @classmethod
-    def _known_engines(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            unknown = sorted(set(value) - set(ALL_BATCH_TYPES))
-            if unknown:
-                raise ValueError(f"unknown batch types {unknown}; known: {list(ALL_BATCH_TYPES)}")
-        return value
-
 
 class Settings(BaseModel):
-    """Everything `batchgate serve` can be told, by flag or by environment variable, in groups."""
+    """Everything `batchgate serve` can be told, by flag or by environment variable, in groups; plus the
+    settings of each installed engine plug-in (`engine_settings`, by engine name)."""
 
     GROUPS: ClassVar[dict[str, type[_Group]]] = {
         "instance": InstanceSettings, "database": DatabaseSettings, "queue": QueueSettings,
@@ -310,10 +259,12 @@ class Settings(BaseModel):
     security: SecuritySettings
     schedules: ScheduleSettings
     engines: EngineSettings
+    engine_settings: dict[str, Any]
+    _plugins: list[EnginePlugin] = PrivateAttr(default_factory=list)
 
     def __init__(self, **values: Any) -> None:
-        """Flat names (`port=...`, `max_running=...`) go to their group; each group reads the rest of its
-        fields from the environment. A group given whole (`instance=InstanceSettings(...)`) is taken as is."""
+        """Flat names (`port=...`, `max_running=...`, `spark_master=...`) go to their group or engine; each
+        reads the rest of its fields from the environment. A group given whole is taken as is."""
         groups: dict[str, Any] = {}
         for name, group in self.GROUPS.items():
             given = values.get(name)
@@ -321,7 +272,15 @@ class Settings(BaseModel):
                 groups[name] = given
             else:
                 groups[name] = group(**{k: v for k, v in values.items() if k in group.model_fields})
-        super().__init__(**groups)
+        plugins = discover()
+        known = list(_batch_types(plugins))
+        unknown = sorted(set(groups["engines"].engines or ()) - set(known))
+        if unknown:
+            raise _error("engines", groups["engines"].engines,
+                         f"unknown batch types {unknown}; known: {known}")
+        engine_settings = {plugin.name: _engine_settings(plugin, values) for plugin in plugins}
+        super().__init__(**groups, engine_settings=engine_settings)
+        self._plugins = plugins
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -337,12 +296,46 @@ class Settings(BaseModel):
         return self.security.open_mode
 
     @property
+    def plugins(self) -> list[EnginePlugin]:
+        """The installed engine plug-ins."""
+        return list(self._plugins)
+
+    @property
+    def batch_types(self) -> tuple[str, ...]:
+        """Every batch type an installed engine offers, enabled here or not."""
+        return _batch_types(self._plugins)
+
+    @property
     def enabled_engines(self) -> frozenset[str]:
         if self.engines.engines is not None:
             return frozenset(self.engines.engines)
-        if self.open_mode:
-            return frozenset(ALL_BATCH_TYPES)
-        return frozenset(t for t in ALL_BATCH_TYPES if t != "LOCAL")
+        return frozenset(t for plugin in self._plugins if self.open_mode or plugin.enabled_with_users
+                         for t in plugin.batch_types)
+
+
+def _batch_types(plugins: list[EnginePlugin]) -> tuple[str, ...]:
+    """By engine name, and within an engine SPARK before PYSPARK (a type's Python flavour after it)."""
+    return tuple(t for plugin in sorted(plugins, key=lambda p: p.name)
+                 for t in sorted(plugin.batch_types, key=lambda t: (t.startswith("PY"), t)))
+
+
+def _engine_settings(plugin: EnginePlugin, values: dict[str, Any]) -> Any:
+    """The plug-in's settings from BATCHGATE_<NAME>_<FIELD> and the flat names <name>_<field>; an error
+    names the flat field (spark_rest_port), as the flags and the variables spell it."""
+    prefix = f"{plugin.name}_"
+    given = {k.removeprefix(prefix): v for k, v in values.items() if k.startswith(prefix)}
+    try:
+        return plugin.settings(_env_prefix=f"BATCHGATE_{plugin.name.upper()}_", **given)
+    except ValidationError as exc:
+        errors = [{**e, "loc": (f"{prefix}{e['loc'][0]}", *e["loc"][1:]) if e["loc"] else e["loc"]}
+                  for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
+
+
+def _error(field: str, value: object, message: str) -> ValidationError:
+    return ValidationError.from_exception_data("Settings", [
+        {"type": "value_error", "loc": (field,), "input": value, "ctx": {"error": ValueError(message)}},
+    ])
 
 
 def _is_loopback(host: str) -> bool:

@@ -198,6 +198,11 @@ async def test_every_batch_subcommand(env: dict[str, str], gateway: GatewayProce
     assert dropped.code == 0 and dropped.json()["success"] is True
     assert (await run(env, "get", new_id)).code == 4
 
+    engines = await run(env, "engines", "-o", "json")
+    assert engines.code == 0 and engines.json()["batchTypes"] == ["LOCAL"], "the live gateway enables LOCAL only"
+    table = await run(env, "engines")
+    assert table.code == 0 and "spark" in table.out and "SPARK, PYSPARK" in table.out
+
 
 async def test_credentials_and_errors(env: dict[str, str], gateway: GatewayProcess) -> None:
     wrong = await run({**env, "BATCHGATE_PASSWORD": "nope"}, "list")

@@ -162,12 +162,12 @@ def test_spark_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("BATCHGATE_SPARK_ALLOWED_MASTERS", "local, spark://m:")
     monkeypatch.setenv("BATCHGATE_SPARK_MASTER_WEB_URLS", "spark://a:7077,b:7077=http://a:8081;spark://c:7077=http://c:80")
     monkeypatch.setenv("BATCHGATE_SPARK_YARN_RM_URLS", "http://rm1:8088,http://rm2:8088")
-    settings = Settings()
-    assert settings.engines.spark_allowed_masters == ["local", "spark://m:"]
-    assert settings.engines.spark_master_web_urls == {"spark://a:7077,b:7077": "http://a:8081", "spark://c:7077": "http://c:80"}
-    assert settings.engines.spark_yarn_rm_urls == ["http://rm1:8088", "http://rm2:8088"]
+    spark = Settings().engine_settings["spark"]
+    assert spark.allowed_masters == ["local", "spark://m:"]
+    assert spark.master_web_urls == {"spark://a:7077,b:7077": "http://a:8081", "spark://c:7077": "http://c:80"}
+    assert spark.yarn_rm_urls == ["http://rm1:8088", "http://rm2:8088"]
     monkeypatch.setenv("BATCHGATE_SPARK_MASTER_WEB_URLS", '{"spark://a:7077": "http://a:8080"}')
-    assert Settings().engines.spark_master_web_urls == {"spark://a:7077": "http://a:8080"}
+    assert Settings().engine_settings["spark"].master_web_urls == {"spark://a:7077": "http://a:8080"}
 
 
 def test_masters_parse() -> None:

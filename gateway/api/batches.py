@@ -16,6 +16,7 @@ from gateway.api.params import MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
 from gateway.batches.uploads import Upload, safe_file_name
 from gateway.contract.batches import (
+    BATCH_TYPES,
     Batch,
     BatchList,
     BatchRequest,
@@ -82,7 +83,7 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
             raw = await part.read(decode=True)
             if len(raw) > settings.security.max_body_bytes:
                 raise TooLarge(f"batchRequest: larger than {settings.security.max_body_bytes} bytes")
-            form.request = parse_json(raw, BatchRequest, "batchRequest")
+            form.request = parse_json(raw, BatchRequest, "batchRequest", {BATCH_TYPES: settings.batch_types})
         elif part.name == "resourceFile":
             if form.resource_file is not None:
                 raise BadRequest("multipart: more than one resourceFile part")
@@ -121,13 +122,14 @@ async def submit(request: web.Request) -> web.Response:
         raw = await request.read()
         if not raw:
             raise BadRequest("body: empty; send a JSON BatchRequest")
-        record, duplicated = await service.submit(who, parse_json(raw, BatchRequest))
+        body = parse_json(raw, BatchRequest, context={BATCH_TYPES: settings.batch_types})
+        record, duplicated = await service.submit(who, body)
     return model_response(_batch(record, duplicated))
 
 
 @routes.get("/api/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
-    flt = list_filter(request.query)
+    flt = list_filter(request.query, request.app[SETTINGS].batch_types)
     total, records = await request.app[SERVICE].list_batches(principal(request), flt)
     return model_response(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
 
@@ -148,7 +150,8 @@ async def reassign(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/admin/batch/count")
 async def count_batches(request: web.Request) -> web.Response:
-    total = await request.app[SERVICE].count(principal(request), list_filter(request.query))
+    flt = list_filter(request.query, request.app[SETTINGS].batch_types)
+    total = await request.app[SERVICE].count(principal(request), flt)
     return model_response(Count(count=total))
 
 

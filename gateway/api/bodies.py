@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -26,8 +26,9 @@ async def parse_body(request: web.Request, model: type[M], *, optional: bool = F
     return parse_json(raw, model)
 
 
-def parse_json(raw: bytes | str, model: type[M], field: str = "body") -> M:
-    """A JSON object as `model`: invalid JSON, another JSON type or a bad field is a 400 naming it."""
+def parse_json(raw: bytes | str, model: type[M], field: str = "body", context: dict[str, Any] | None = None) -> M:
+    """A JSON object as `model`: invalid JSON, another JSON type or a bad field is a 400 naming it. `context`
+    goes to the model's validators (BATCH_TYPES: the batch types this gateway's engines offer)."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -35,7 +36,7 @@ def parse_json(raw: bytes | str, model: type[M], field: str = "body") -> M:
     if not isinstance(data, dict):
         raise BadRequest(f"{field}: must be a JSON object")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
 

@@ -78,7 +78,7 @@ async def bulk(request: web.Request) -> web.Response:
         if body.project:
             query["project"] = body.project
         try:
-            flt = list_filter(query)
+            flt = list_filter(query, request.app[SETTINGS].batch_types)
         except BadRequest as exc:
             raise BadRequest(f"filter.{exc.message}") from None
     result = await request.app[CONTROL].bulk(principal(request), body.action, body.ids or [], flt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -9,7 +10,6 @@ from pydantic import BaseModel
 
 import gateway
 from gateway.contract.batches import (
-    ALL_BATCH_TYPES,
     AuditList,
     Batch,
     BatchDetails,
@@ -27,6 +27,7 @@ from gateway.contract.batches import (
     ReassignBatchRequest,
     ReassignBatchResponse,
 )
+from gateway.contract.engines import EngineList
 from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
 from gateway.kylin.spec import kylin_paths
@@ -36,6 +37,7 @@ routes = web.RouteTableDef()
 MODELS: tuple[type[BaseModel], ...] = (
     Batch, BatchList, BatchRequest, CloseBatchResponse, ErrorBody, LocalLog, AuditList, Health,
     BatchDetails, BulkRequest, BulkResponse, DropResponse, ReassignBatchRequest, ReassignBatchResponse, Count,
+    EngineList,
 )
 STATES = [state.value for state in BatchState]
 
@@ -194,7 +196,8 @@ def _project_paths() -> dict[str, Any]:
     }
 
 
-def build_spec() -> dict[str, Any]:
+def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
+    """The OpenAPI document; `batch_types`: those the installed engines offer."""
     schemas: dict[str, Any] = {}
     for model in (*MODELS, *JOB_MODELS, *PROJECT_MODELS):
         schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
@@ -202,7 +205,7 @@ def build_spec() -> dict[str, Any]:
         schemas[model.__name__] = schema
     epoch = {"type": "integer", "minimum": 0, "maximum": 2**62}
     list_params = [
-        _query("batchType", {"type": "string", "enum": [*ALL_BATCH_TYPES, ""]}, "batch type (empty: any)"),
+        _query("batchType", {"type": "string", "enum": [*batch_types, ""]}, "batch type (empty: any)"),
         _query("batchState", {"type": "string", "pattern": f"^$|^({'|'.join(STATES)})(,({'|'.join(STATES)}))*$"},
                f"one state or a comma-separated set of {STATES}"),
         _query("batchUser", {"type": "string"}, "the batch's (effective) user"),
@@ -305,6 +308,10 @@ def build_spec() -> dict[str, Any]:
                     "requestBody": {"required": True,
                                     "content": {"application/json": {"schema": _ref(BulkRequest)}}},
                     "responses": {"200": _json(BulkResponse), **_errors(*COMMON)}},
+        },
+        "/api/v1/engines": {
+            "get": {"tags": ["batches"], "summary": "The engines and the batch types this gateway accepts",
+                    "responses": {"200": _json(EngineList), **_errors(*COMMON)}},
         },
         "/api/v1/audit": {
             "get": {"tags": ["audit"], "summary": "The audit log (admins)",
@@ -530,10 +537,7 @@ SPEC_KEY = web.AppKey("openapi_spec", dict)
 
 @routes.get("/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
-    spec = request.app.get(SPEC_KEY)
-    if spec is None:
-        spec = build_spec()
-    return web.json_response(spec)
+    return web.json_response(request.app[SPEC_KEY])
 
 
 DOCS_PAGE = """<!doctype html>

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from gateway.contract.batches import ALL_BATCH_TYPES, BatchState
+from gateway.contract.batches import BatchState
 from gateway.contract.batches import validation_message as validation_message  # re-exported for handlers
 from gateway.errors import BadRequest
 from gateway.store import ListFilter
@@ -51,12 +51,13 @@ def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
     raise BadRequest(f"{name}: must be true or false, not {raw!r}")
 
 
-def list_filter(query: Mapping[str, str]) -> ListFilter:
+def list_filter(query: Mapping[str, str], batch_types: Sequence[str]) -> ListFilter:
+    """The batch list's filters; `batch_types`: those the gateway's engines offer."""
     batch_type = query.get("batchType") or None
     if batch_type is not None:
         batch_type = batch_type.upper()
-        if batch_type not in ALL_BATCH_TYPES:
-            raise BadRequest(f"batchType: must be one of {', '.join(ALL_BATCH_TYPES)}, not {query['batchType']!r}")
+        if batch_type not in batch_types:
+            raise BadRequest(f"batchType: must be one of {', '.join(batch_types)}, not {query['batchType']!r}")
     states: tuple[str, ...] = ()
     raw_state = query.get("batchState")
     if raw_state:

@@ -94,6 +94,11 @@ class Admission:
         self._metrics = metrics or Metrics()
         self._on_queued = on_queued
 
+    @property
+    def batch_types(self) -> tuple[str, ...]:
+        """Every batch type an installed engine offers (a request naming another is refused as unknown)."""
+        return self._engines.batch_types
+
     # --- the decision --------------------------------------------------------------------
 
     async def decide(

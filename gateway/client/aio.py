@@ -32,6 +32,7 @@ from gateway.contract.batches import (
     DropResponse,
     LocalLog,
 )
+from gateway.contract.engines import EngineList
 from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
 DEFAULT_URL = "http://127.0.0.1:10099"
@@ -270,6 +271,10 @@ class AsyncClient(AsyncWorkflows):
 
     async def batch(self, batch_id: str) -> Batch:
         return await self._model(Batch, "GET", f"/api/v1/batches/{batch_id}")
+
+    async def engines(self) -> EngineList:
+        """The gateway's engines and the batch types it accepts."""
+        return await self._model(EngineList, "GET", "/api/v1/engines")
 
     async def kill(self, batch_id: str) -> CloseBatchResponse:
         return await self._model(CloseBatchResponse, "DELETE", f"/api/v1/batches/{batch_id}")

@@ -24,6 +24,7 @@ from gateway.contract.batches import (
     DropResponse,
     LocalLog,
 )
+from gateway.contract.engines import EngineList
 from gateway.contract.jobs import Run
 from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
@@ -214,6 +215,10 @@ class Client(SyncWorkflows):
 
     def batch(self, batch_id: str) -> Batch:
         return self._run(self.aio.batch(batch_id))
+
+    def engines(self) -> EngineList:
+        """The gateway's engines and the batch types it accepts."""
+        return self._run(self.aio.engines())
 
     def kill(self, batch_id: str) -> CloseBatchResponse:
         return self._run(self.aio.kill(batch_id))

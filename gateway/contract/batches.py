@@ -6,9 +6,11 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-ALL_BATCH_TYPES = ("SPARK", "PYSPARK", "FLINK", "PYFLINK", "LOCAL")
+# The validation context key under which the server passes the batch types its engines offer: with it,
+# BatchRequest refuses any other type; without it (the client), it only normalizes the case.
+BATCH_TYPES = "batch_types"
 
 CONF_BATCH_ID = "kyuubi.batch.id"
 CONF_PRIORITY = "kyuubi.batch.priority"
@@ -65,10 +67,13 @@ class BatchRequest(ApiModel):
 
     @field_validator("batch_type")
     @classmethod
-    def _batch_type(cls, value: str) -> str:
+    def _batch_type(cls, value: str, info: ValidationInfo) -> str:
         upper = value.strip().upper()
-        if upper not in ALL_BATCH_TYPES:
-            raise ValueError(f"must be one of {', '.join(ALL_BATCH_TYPES)}, not {value!r}")
+        known = (info.context or {}).get(BATCH_TYPES)
+        if known is not None and upper not in known:
+            raise ValueError(f"must be one of {', '.join(known)}, not {value!r}")
+        if not upper:
+            raise ValueError("must not be empty")
         return upper
 
     @field_validator("resource", "class_name")

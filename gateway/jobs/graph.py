@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.contract.batches import BatchRequest, validation_message
+from gateway.contract.batches import BATCH_TYPES, BatchRequest, validation_message
 from gateway.contract.jobs import NodeSpec
 from gateway.errors import BadRequest
 
@@ -106,10 +106,13 @@ def substitute(value: Any, variables: dict[str, str]) -> Any:
     return value
 
 
-def node_request(node_id: str, request: dict[str, Any], variables: dict[str, str]) -> BatchRequest:
-    """The node's batch request with variables substituted, or a 400 naming the node and the field."""
+def node_request(node_id: str, request: dict[str, Any], variables: dict[str, str],
+                 batch_types: Sequence[str] | None = None) -> BatchRequest:
+    """The node's batch request with variables substituted, or a 400 naming the node and the field.
+    With `batch_types` (those the engines offer), another batch type is refused too."""
+    context = {BATCH_TYPES: batch_types} if batch_types is not None else None
     try:
-        return BatchRequest.model_validate(substitute(request, variables))
+        return BatchRequest.model_validate(substitute(request, variables), context=context)
     except ValidationError as exc:
         raise BadRequest(f"nodes[{node_id}].request.{validation_message(exc)}") from None
 

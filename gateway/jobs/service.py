@@ -80,7 +80,7 @@ class JobService:
         check_graph(spec.nodes)
         check_variables(spec.nodes, spec.variables)
         for node in spec.nodes:
-            request = node_request(node.id, node.request, spec.variables)
+            request = node_request(node.id, node.request, spec.variables, self._admission.batch_types)
             await self._admission.check_node(who, node.id, request, project=spec.project)
         return {
             "nodes": [n.model_dump(mode="json", by_alias=True) for n in spec.nodes],
@@ -172,7 +172,7 @@ class JobService:
             # an ERROR batch with the refusal as its diagnostic. Only what cannot even be parsed stops it.
             for node in definition["nodes"]:
                 if node["id"] not in disabled:
-                    node_request(node["id"], node["request"], merged)
+                    node_request(node["id"], node["request"], merged, self._admission.batch_types)
         else:
             await self._admission.check_rate(who)
             await self.check_nodes(who, job, variables, skip=disabled, user=user)
@@ -193,7 +193,7 @@ class JobService:
         merged = {**job.definition.get("variables", {}), **variables}
         for node in job.definition["nodes"]:
             if node["id"] not in skip:
-                request = node_request(node["id"], node["request"], merged)
+                request = node_request(node["id"], node["request"], merged, self._admission.batch_types)
                 await self._admission.check_node(who, node["id"], request, project=job.project,
                                                  user=user or who.name)
 
@@ -255,7 +255,7 @@ class JobService:
         for node in version.definition.get("nodes", []):
             if node["id"] not in again:
                 continue
-            request = node_request(node["id"], node["request"], variables)
+            request = node_request(node["id"], node["request"], variables, self._admission.batch_types)
             await self._admission.check_node(who, node["id"], request, project=run.project, user=run.submit_user)
 
     async def node_log(self, who: Principal, run_id: str, node_id: str, start: int, size: int) -> list[str]:

@@ -92,3 +92,14 @@ export async function logout() {
     session.admin = false;
   }
 }
+
+// The batch types this gateway accepts, from GET /api/v1/engines: asked once per page load (again after
+// a failure). The page holds no list of its own.
+let batchTypesAsked = null;
+export function batchTypes() {
+  if (!batchTypesAsked) {
+    batchTypesAsked = api('GET', '/api/v1/engines').then((found) => found.batchTypes);
+    batchTypesAsked.catch(() => { batchTypesAsked = null; });
+  }
+  return batchTypesAsked;
+}

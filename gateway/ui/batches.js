@@ -1,6 +1,6 @@
 // The batches list: filters and paging in the URL, states refreshed every two seconds.
-import { api, session } from './api.js';
-import { STATES, TERMINAL, TYPES, badge, clear, duration, errorBox, every, fmtTime, h, toast } from './dom.js';
+import { api, batchTypes, session } from './api.js';
+import { STATES, TERMINAL, badge, clear, duration, errorBox, every, fmtTime, h, toast } from './dom.js';
 
 const PAGE_SIZES = [20, 50, 100];
 const SORTS = [['createTime', 'Created'], ['endTime', 'Ended'], ['name', 'Name'], ['duration', 'Duration']];
@@ -26,13 +26,16 @@ export function batchesView(main, _params, query, { navigate }) {
 
   const stateBoxes = STATES.map((st) => h('label', { class: 'check' },
     h('input', { type: 'checkbox', name: 'state', value: st, checked: states.includes(st) }), ' ', badge(st)));
+  const typeSelect = select('f-type', 'type', 'Type', [['', 'any']], q.type || '');
+  batchTypes().then((found) => typeSelect.querySelector('select').append(
+    ...found.map((t) => h('option', { value: t, selected: t === q.type }, t)))).catch(() => {});
   const name = h('input', { id: 'f-key', name: 'key', type: 'search', value: q.key || '', placeholder: 'id prefix or name words' });
   const user = session.admin ? h('div', {}, h('label', { for: 'f-user' }, 'User'),
     h('input', { id: 'f-user', name: 'user', value: q.user || '' })) : null;
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter batches' },
     h('fieldset', { class: 'states' }, h('legend', {}, 'State'), stateBoxes),
     h('div', { class: 'fields' },
-      select('f-type', 'type', 'Type', [['', 'any'], ...TYPES.map((t) => [t, t])], q.type || ''),
+      typeSelect,
       h('div', {}, h('label', { for: 'f-key' }, 'Search'), name),
       user,
       select('f-sort', 'sort', 'Sort', SORTS, q.sort || 'createTime'),

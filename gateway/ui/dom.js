@@ -61,7 +61,6 @@ export function duration(start, end) {
 
 export const TERMINAL = new Set(['FINISHED', 'ERROR', 'CANCELED']);
 export const STATES = ['INITIALIZED', 'PAUSED', 'PENDING', 'RUNNING', 'FINISHED', 'ERROR', 'CANCELED'];
-export const TYPES = ['SPARK', 'PYSPARK', 'FLINK', 'PYFLINK', 'LOCAL'];
 
 export function badge(state) {
   return h('span', { class: `badge st-${String(state).toLowerCase()}`, dataset: { state } }, state);

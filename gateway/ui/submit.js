@@ -1,7 +1,7 @@
 // The submit form. Checking is the gateway's job: its 400 message is shown as it is, under the field
 // it names.
-import { api } from './api.js';
-import { TYPES, h } from './dom.js';
+import { api, batchTypes } from './api.js';
+import { h } from './dom.js';
 
 const FIELD_OF = { batchType: 's-type', resource: 's-resource', className: 's-class', name: 's-name', args: 's-args', conf: 's-conf', resourceFile: 's-file' };
 
@@ -24,10 +24,12 @@ export function submitView(main, _params, _query, { navigate }) {
   const error = h('p', { id: 'submit-error', class: 'error', role: 'alert', hidden: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Submit');
   const top = h('div', { class: 'wide' });
+  const types = h('select', { id: 's-type', name: 's-type' });
+  batchTypes().then((found) => types.replaceChildren(
+    ...found.map((t) => h('option', { value: t, selected: t === 'SPARK' }, t)))).catch(() => {});
   const form = h('form', { class: 'card form-grid', id: 'submit-form', novalidate: true },
     top,
-    field('s-type', 'Batch type', h('select', { id: 's-type', name: 's-type' },
-      TYPES.map((t) => h('option', { value: t, selected: t === 'SPARK' }, t)))),
+    field('s-type', 'Batch type', types),
     input('s-name', 'Name', { autocomplete: 'off' }),
     input('s-resource', 'Resource', { autocomplete: 'off', spellcheck: 'false' }, 'The jar, .py file or program; or upload a file.'),
     input('s-class', 'Class name', { autocomplete: 'off', spellcheck: 'false' }, 'Main class (Spark, Flink).'),

@@ -95,7 +95,7 @@ def build_request(file: str | None, batch_type: str | None, resource: str | None
 
 @click.command()
 @click.option("-f", "--file", "request_file", metavar="FILE", help="A BatchRequest as JSON or YAML ('-': stdin).")
-@click.option("--type", "batch_type", metavar="TYPE", help="SPARK, PYSPARK, FLINK, PYFLINK or LOCAL.")
+@click.option("--type", "batch_type", metavar="TYPE", help="A batch type the gateway accepts (`batchgate engines`).")
 @click.option("--resource", help="The jar, .py file or program to run.")
 @click.option("--class-name", help="Main class (Spark, Flink).")
 @click.option("--name", help="A name for the batch.")
@@ -275,4 +275,18 @@ def details(cli: Cli, batch_id: str) -> int:
     return Exit.OK
 
 
-COMMANDS = [submit, list_batches, get, log, kill, pause, resume, restart, drop, details]
+@click.command()
+@client_command
+def engines(cli: Cli) -> int:
+    """The gateway's engines and the batch types it accepts."""
+    found = cli.client.engines()
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ENGINE", "BATCH TYPES", "ENABLED"):
+        table.add_column(column)
+    for engine in found.engines:
+        table.add_row(engine.name, ", ".join(engine.batch_types), ", ".join(engine.enabled) or "-")
+    cli.emit(found, lambda: table)
+    return Exit.OK
+
+
+COMMANDS = [submit, list_batches, get, log, kill, pause, resume, restart, drop, details, engines]
