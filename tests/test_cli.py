@@ -115,13 +115,14 @@ async def test_submit_from_request_files(env: dict[str, str], tmp_path: Path, ga
         (["submit", "-f", str(broken)], "not valid"),
         (["submit", "-f", str(tmp_path / "missing.json")], "missing.json"),
         (["submit", "--resource", PY], "--type"),
-        (["submit", "--type", "NOPE", "--resource", PY], "batchType"),
         (["submit", "--type", "LOCAL", "--resource", PY, "--conf", "novalue"], "key=value"),
     ):
         bad = await run(env, *args)
         assert bad.code == 2 and words in bad.err, (args, bad.err)
     refused = await run(env, "submit", "--type", "LOCAL")
     assert refused.code == 4 and "resource: required" in refused.err, "the gateway's own message"
+    unknown = await run(env, "submit", "--type", "NOPE", "--resource", PY)
+    assert unknown.code == 4 and "batchType: must be one of" in unknown.err, "the gateway knows the types, not the CLI"
 
 
 @pytest.mark.slow
