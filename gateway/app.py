@@ -81,6 +81,7 @@ from gateway.security.policy import Policy
 from gateway.security.sessions import SessionService
 from gateway.settings import InstanceSettings, Settings
 from gateway.store import Store
+from gateway.store.database import Database
 from gateway.store.jobs import JobStore
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
@@ -110,6 +111,7 @@ class Loop(Protocol):
 
 # The parts create_app() wires, for the entries below (the handlers' keys are in gateway/keys.py).
 _DSN = web.AppKey("dsn", str)
+_DB = web.AppKey("database", Database)
 _EMBEDDED = web.AppKey("embedded", bool)
 _SCHEMA_VERSION = web.AppKey("schema_version", int)
 _PROCESSES = web.AppKey("processes", ProcessSupervisor)
@@ -205,7 +207,9 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     """The pool, and the schema applied (or checked) before anything reads it."""
     if app[SETTINGS].open_mode:
         log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
-    store = await Store.connect(app[_DSN])
+    db = await Database.connect(app[_DSN])
+    store = Store(db)
+    app[_DB] = db
     app[STORE] = store
     app[METRICS].bind_store(store)
     try:
@@ -316,13 +320,13 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
 
 
 def _build_parts(app: web.Application) -> None:
-    settings, store, engines, metrics = app[SETTINGS], app[STORE], app[ENGINES], app[METRICS]
+    settings, db, store, engines, metrics = app[SETTINGS], app[_DB], app[STORE], app[ENGINES], app[METRICS]
     me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()
     logs = LogStore(store, hub, metrics)
     policy = Policy(security)
-    projects = ProjectService(ProjectStore(store), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
+    projects = ProjectService(ProjectStore(db), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
                               max_artifact_files=security.max_artifact_files)
     supervisor = Supervisor(store, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
     limits = Limits(queue.max_running, queue.max_running_per_user, queue.max_running_per_type)
@@ -337,12 +341,12 @@ def _build_parts(app: web.Application) -> None:
     # The one admission step every creator of batches calls (docs/architecture.md).
     admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
                           rate_per_minute=security.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)
-    job_store = JobStore(store)
+    job_store = JobStore(db)
     coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
     jobs = JobService(job_store, coordinator, logs, admission, hub, projects)
 
     # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
-    schedule_store = ScheduleStore(store)
+    schedule_store = ScheduleStore(db)
     alerts = Alerter(timeout=timers.sla_webhook_timeout_seconds, retries=timers.sla_webhook_retries,
                      backoff=timers.sla_webhook_backoff_seconds, smtp_host=timers.smtp_host,
                      smtp_port=timers.smtp_port, smtp_from=timers.smtp_from,

@@ -57,3 +57,48 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, contract: str, m
     assert result.returncode == 1, result.stdout + result.stderr
     assert "BROKEN" in result.stdout
     assert module.removesuffix(".py").replace("/", ".") in result.stdout
+
+
+def _private_reaches(path: Path) -> list[str]:
+    """`other._name` anywhere but on self or cls: code that reaches into another object's private parts."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+# Known and named: namedtuple's public _replace; the client's log follower drives its own AsyncClient.
+PRIVATE_REACH_ALLOWED = ("._replace", "self._client._open")
+
+
+def test_no_module_reaches_into_another_objects_private_parts() -> None:
+    reaches = [r for path in sorted((ROOT / "gateway").rglob("*.py")) for r in _private_reaches(path)
+               if not r.endswith(PRIVATE_REACH_ALLOWED)]
+    assert reaches == []
+
+
+def test_each_repository_has_its_own_named_queries() -> None:
+    import re
+
+    from gateway.store.queries import load_queries
+
+    homes: dict[str, str] = {}
+    for path in sorted((ROOT / "gateway" / "store").glob("*.sql")):
+        text = path.read_text()
+        names = re.findall(r"^-- name: (\w+)\s*$", text, re.M)
+        assert names, f"{path.name} holds no named query"
+        assert set(load_queries(path.name)) == set(names)
+        for name in names:
+            assert name not in homes, f"query {name} is in both {homes[name]} and {path.name}"
+            homes[name] = path.name
+    for subject in ("batches", "logs", "audit", "sessions", "instances", "jobs", "projects", "schedules"):
+        assert f"{subject}.sql" in homes.values()
+    outside = [str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")
+               if "store" not in p.parts and "load_queries" in p.read_text()]
+    assert outside == [], "only the storage layer loads SQL"

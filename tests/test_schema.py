@@ -19,7 +19,9 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("batchgate-*.whl"))
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert "gateway/schema.sql" in names and "gateway/store/queries.sql" in names
+        assert "gateway/schema.sql" in names
+        for subject in ("batches", "logs", "audit", "sessions", "instances", "jobs", "projects", "schedules"):
+            assert f"gateway/store/{subject}.sql" in names, "each repository's named queries ship with it"
         assert "gateway/store/migrate.sql" in names
         assert archive.read("gateway/schema.sql") == (root / "schema.sql").read_bytes()
         shipped = sorted(n for n in names if n.startswith("gateway/store/migrations/"))

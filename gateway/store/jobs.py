@@ -1,4 +1,4 @@
-"""JobStore: the SQL of jobs and runs (queries in queries.sql, like every other query)."""
+"""JobStore: the SQL of jobs and runs (queries in jobs.sql)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from gateway.contract.batches import BatchState
 from gateway.contract.jobs import FailureAction, NodeState, RunState
-from gateway.errors import Unavailable
+from gateway.store.database import Database
 from gateway.store.projects import ArtifactRecord
 from gateway.store.records import NewBatch
-from gateway.store.store import CONNECTION_ERRORS, Store, Where, write_batch
+from gateway.store.store import Where, write_batch
 
 
 class JobRecord(BaseModel):
@@ -131,11 +131,12 @@ class RunTransaction:
             )
         for batch in batches:
             if batch.refusal is not None or batch.slas:
-                await write_batch(self._conn, self._q, batch)
+                await write_batch(self._conn, batch)
 
     async def artifact(self, project: str, version: int) -> ArtifactRecord | None:
         """A project's artifact, read in this transaction (admission runs under the run's lock)."""
-        row = await self._conn.fetchrow(self._q["get_artifact"], project, version)
+        # Read under the run's lock with the projects' own query (admission checks a node's artifact).
+        row = await self._conn.fetchrow(Database.queries("projects.sql")["get_artifact"], project, version)
         return ArtifactRecord.model_validate(dict(row)) if row else None
 
     async def save_run(self, *, state: RunState, start_time: int, end_time: int, paused: bool, attempt: int,
@@ -163,11 +164,14 @@ class RunTransaction:
 
 
 class JobStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._q = db.queries("jobs.sql")
+        # A job change notes itself in its project's log in the same transaction: the projects' query.
+        self._project_log = db.queries("projects.sql")["insert_project_log"]
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._store._fetch(query, *args)
+        return await self._db.fetch(self._q[query], *args)
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -175,36 +179,36 @@ class JobStore:
                          permissions: dict[str, list[str]], project: str | None) -> JobRecord | None:
         async def op(conn: asyncpg.Connection) -> JobRecord | None:
             async with conn.transaction():
-                row = await conn.fetchrow(self._store.q["insert_job"], name, owner, description, definition,
+                row = await conn.fetchrow(self._q["insert_job"], name, owner, description, definition,
                                           permissions, project)
                 if row is None:
                     return None
-                await conn.execute(self._store.q["insert_job_version"], name, 1, definition, owner)
-                await conn.execute(self._store.q["insert_job_log"], name, owner, "created", {"version": 1})
+                await conn.execute(self._q["insert_job_version"], name, 1, definition, owner)
+                await conn.execute(self._q["insert_job_log"], name, owner, "created", {"version": 1})
                 if project:
-                    await conn.execute(self._store.q["insert_project_log"], project, owner, "job_created",
+                    await conn.execute(self._project_log, project, owner, "job_created",
                                        {"job": name, "version": 1})
                 return JobRecord.model_validate(dict(row))
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def update_job(self, *, name: str, actor: str, description: str | None, definition: dict[str, Any],
                          permissions: dict[str, list[str]], project: str | None) -> JobRecord | None:
         async def op(conn: asyncpg.Connection) -> JobRecord | None:
             async with conn.transaction():
-                row = await conn.fetchrow(self._store.q["update_job"], name, description, definition, permissions,
+                row = await conn.fetchrow(self._q["update_job"], name, description, definition, permissions,
                                           project)
                 if row is None:
                     return None
                 job = JobRecord.model_validate(dict(row))
-                await conn.execute(self._store.q["insert_job_version"], name, job.version, definition, actor)
-                await conn.execute(self._store.q["insert_job_log"], name, actor, "updated", {"version": job.version})
+                await conn.execute(self._q["insert_job_version"], name, job.version, definition, actor)
+                await conn.execute(self._q["insert_job_log"], name, actor, "updated", {"version": job.version})
                 if project:
-                    await conn.execute(self._store.q["insert_project_log"], project, actor, "job_changed",
+                    await conn.execute(self._project_log, project, actor, "job_changed",
                                        {"job": name, "version": job.version})
                 return job
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def get_job(self, name: str) -> JobRecord | None:
         rows = await self._fetch("get_job", name)
@@ -213,12 +217,12 @@ class JobStore:
     async def delete_job(self, name: str, actor: str) -> bool:
         async def op(conn: asyncpg.Connection) -> bool:
             async with conn.transaction():
-                gone = await conn.fetchval(self._store.q["delete_job"], name)
+                gone = await conn.fetchval(self._q["delete_job"], name)
                 if gone:
-                    await conn.execute(self._store.q["insert_job_log"], name, actor, "deleted", {})
+                    await conn.execute(self._q["insert_job_log"], name, actor, "deleted", {})
                 return gone is not None
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def job_version(self, name: str, version: int) -> JobVersion | None:
         rows = await self._fetch("get_job_version", name, version)
@@ -228,7 +232,7 @@ class JobStore:
         return [r["id"] for r in await self._fetch("active_runs_of_job", name)]
 
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._store._run(lambda conn: conn.execute(self._store.q["insert_job_log"], job, actor, action, detail))
+        await self._db.run(lambda conn: conn.execute(self._q["insert_job_log"], job, actor, action, detail))
 
     async def read_job_log(self, job: str, offset: int, size: int) -> tuple[int, list[dict[str, Any]]]:
         rows = await self._fetch("job_log", job, offset, size)
@@ -258,7 +262,7 @@ class JobStore:
             return total, [JobRecord.model_validate({k: v for k, v in dict(r).items() if k != "total"})
                            for r in rows]
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     # --- runs ----------------------------------------------------------------------------
 
@@ -268,15 +272,15 @@ class JobStore:
                          fire_time: int | None = None) -> RunRecord:
         async def op(conn: asyncpg.Connection) -> RunRecord:
             async with conn.transaction():
-                row = await conn.fetchrow(self._store.q["insert_run"], run_id, job, version, trigger, user,
+                row = await conn.fetchrow(self._q["insert_run"], run_id, job, version, trigger, user,
                                           real_user, variables, failure_action, project, schedule_id, fire_time)
-                await conn.execute(self._store.q["insert_run_nodes"], run_id, [n[0] for n in nodes],
+                await conn.execute(self._q["insert_run_nodes"], run_id, [n[0] for n in nodes],
                                    [n[1] for n in nodes], [json.dumps(n[2]) for n in nodes])
-                await conn.execute(self._store.q["insert_job_log"], job, real_user, "triggered",
+                await conn.execute(self._q["insert_job_log"], job, real_user, "triggered",
                                    {"run": str(run_id), "trigger": trigger})
                 return RunRecord.model_validate(dict(row))
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def get_run(self, run_id: uuid.UUID) -> RunRecord | None:
         rows = await self._fetch("get_run", run_id)
@@ -307,7 +311,7 @@ class JobStore:
             rows = await conn.fetch(page_sql, *params, offset, size) if total > offset else []
             return total, [RunRecord.model_validate(dict(r)) for r in rows]
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def events_after(self, run_id: uuid.UUID, after: int, limit: int = 500) -> list[dict[str, Any]]:
         rows = await self._fetch("run_events_after", run_id, after, limit)
@@ -320,12 +324,9 @@ class JobStore:
 
     @asynccontextmanager
     async def locked_run(self, run_id: uuid.UUID) -> AsyncIterator[RunTransaction | None]:
-        try:
-            async with self._store.pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(self._store.q["lock_run"], run_id)
-                yield RunTransaction(conn, self._store.q, RunRecord.model_validate(dict(row))) if row else None
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        async with self._db.transaction() as conn:
+            row = await conn.fetchrow(self._q["lock_run"], run_id)
+            yield RunTransaction(conn, self._q, RunRecord.model_validate(dict(row))) if row else None
 
 
 __all__ = ["JobRecord", "JobStore", "JobVersion", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]

@@ -172,7 +172,7 @@ class Migrator:
         self.migrations = tuple(migrations) if migrations is not None else load_migrations()
         self.known = self.migrations[-1].version
         self._q = load_queries("migrate.sql")
-        self._upsert_instance = load_queries()["upsert_instance"]
+        self._upsert_instance = load_queries("instances.sql")["upsert_instance"]
 
     async def status(self, *, instance: str = "") -> SchemaStatus:
         conn = await asyncpg.connect(self._dsn)

@@ -1,4 +1,4 @@
-"""ProjectStore: the SQL of projects, artifacts and the project log (queries in queries.sql)."""
+"""ProjectStore: the SQL of projects, artifacts and the project log (queries in projects.sql)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from gateway.store.store import Store
+from gateway.store.database import Database
 
 CHUNK = 1 << 20
 
@@ -34,9 +34,9 @@ class ArtifactRecord(BaseModel):
 
 
 class ProjectStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._q = store.q
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._q = db.queries("projects.sql")
 
     async def create(self, name: str, description: str | None, owner: str,
                      members: dict[str, list[str]]) -> ProjectRecord | None:
@@ -48,7 +48,7 @@ class ProjectStore:
                 await conn.execute(self._q["insert_project_log"], name, owner, "created", {"members": members})
                 return ProjectRecord.model_validate(dict(row))
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def update(self, name: str, actor: str, description: str | None, members: dict[str, list[str]],
                      changes: list[tuple[str, dict[str, Any]]]) -> ProjectRecord | None:
@@ -61,10 +61,10 @@ class ProjectStore:
                     await conn.execute(self._q["insert_project_log"], name, actor, action, detail)
                 return ProjectRecord.model_validate(dict(row))
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def get(self, name: str) -> ProjectRecord | None:
-        rows = await self._store._fetch("get_project", name)
+        rows = await self._db.fetch(self._q["get_project"], name)
         return ProjectRecord.model_validate(dict(rows[0])) if rows else None
 
     async def delete(self, name: str) -> bool:
@@ -74,18 +74,18 @@ class ProjectStore:
                 await conn.execute(self._q["delete_project_log"], name)
                 return gone is not None
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def live_work(self, name: str) -> tuple[list[str], list[str], list[str]]:
-        batches = [str(r["id"]) for r in await self._store._fetch("project_live_batches", name)]
-        runs = [str(r["id"]) for r in await self._store._fetch("project_live_runs", name)]
-        schedules = [str(r["id"]) for r in await self._store._fetch("project_live_schedules", name)]
+        batches = [str(r["id"]) for r in await self._db.fetch(self._q["project_live_batches"], name)]
+        runs = [str(r["id"]) for r in await self._db.fetch(self._q["project_live_runs"], name)]
+        schedules = [str(r["id"]) for r in await self._db.fetch(self._q["project_live_schedules"], name)]
         return batches, runs, schedules
 
     async def memberships(self, user: str) -> dict[str, frozenset[str]]:
         """Every project the user belongs to, with the roles held there (owners hold ADMIN)."""
         out: dict[str, frozenset[str]] = {}
-        for row in await self._store._fetch("member_projects", user):
+        for row in await self._db.fetch(self._q["member_projects"], user):
             roles = set(row["roles"] or [])
             if row["owner"] == user:
                 roles.add("ADMIN")
@@ -97,17 +97,17 @@ class ProjectStore:
         params: list[Any] = [reader] if reader is not None else []
         sql = (f"select *, count(*) over () as total from projects {clause} order by name "
                f"offset ${len(params) + 1} limit ${len(params) + 2}")
-        rows = await self._store._run(lambda conn: conn.fetch(sql, *params, offset, size))
+        rows = await self._db.run(lambda conn: conn.fetch(sql, *params, offset, size))
         total = rows[0]["total"] if rows else 0
         return total, [ProjectRecord.model_validate({k: v for k, v in dict(r).items() if k != "total"})
                        for r in rows]
 
     async def log(self, project: str, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._store._run(lambda conn: conn.execute(self._q["insert_project_log"], project, actor, action,
+        await self._db.run(lambda conn: conn.execute(self._q["insert_project_log"], project, actor, action,
                                                          detail))
 
     async def read_log(self, project: str, offset: int, size: int) -> tuple[int, list[dict[str, Any]]]:
-        rows = await self._store._fetch("project_log", project, offset, size)
+        rows = await self._db.fetch(self._q["project_log"], project, offset, size)
         total = rows[0]["total"] if rows else 0
         return total, [{"id": r["id"], "time": r["at"], "actor": r["actor"], "action": r["action"],
                         "detail": r["detail"]} for r in rows]
@@ -135,14 +135,15 @@ class ProjectStore:
                                     "files": len(files)})
                 return ArtifactRecord.model_validate(dict(row))
 
-        return await self._store._run(op)
+        return await self._db.run(op)
 
     async def artifacts(self, project: str) -> list[ArtifactRecord]:
-        return [ArtifactRecord.model_validate(dict(r)) for r in await self._store._fetch("list_artifacts", project)]
+        rows = await self._db.fetch(self._q["list_artifacts"], project)
+        return [ArtifactRecord.model_validate(dict(r)) for r in rows]
 
     async def artifact(self, project: str, version: int = 0) -> ArtifactRecord | None:
-        rows = await self._store._fetch("get_artifact", project, version)
+        rows = await self._db.fetch(self._q["get_artifact"], project, version)
         return ArtifactRecord.model_validate(dict(rows[0])) if rows else None
 
     async def artifact_bytes(self, project: str, version: int) -> list[bytes]:
-        return [r["data"] for r in await self._store._fetch("artifact_chunks", project, version)]
+        return [r["data"] for r in await self._db.fetch(self._q["artifact_chunks"], project, version)]

@@ -1,4 +1,4 @@
-"""Loads a file of named queries (queries.sql, migrate.sql) once into a name -> SQL mapping."""
+"""Loads a file of named queries (batches.sql, jobs.sql, ..., migrate.sql) once into a name -> SQL mapping."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 
 
 @cache
-def load_queries(file: str = "queries.sql") -> dict[str, str]:
+def load_queries(file: str) -> dict[str, str]:
     text = resources.files("gateway.store").joinpath(file).read_text()
     parts = _HEADER.split(text)
     queries: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""ScheduleStore: the SQL of schedules, ticks, SLAs, deadlines and breaches (queries in queries.sql)."""
+"""ScheduleStore: the SQL of schedules, ticks, SLAs, deadlines and breaches (queries in schedules.sql)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from gateway.contract.schedules import TickOutcome
-from gateway.errors import Unavailable
-from gateway.store.store import CONNECTION_ERRORS, Store
+from gateway.store.database import Database
 
 
 class ScheduleRecord(BaseModel):
@@ -134,8 +133,9 @@ async def _one(conn: asyncpg.Connection, model: type[M], sql: str, *args: Any) -
 
 async def _job_log(conn: asyncpg.Connection, q: dict[str, str], job: str, actor: str, action: str,
                    detail: dict[str, Any]) -> None:
-    """Add a line to a job's history, on the caller's connection so it commits with the change it notes."""
-    await conn.execute(q["insert_job_log"], job, actor, action, detail)
+    """Add a line to a job's history, on the caller's connection so it commits with the change it notes
+    (with the jobs' own query)."""
+    await conn.execute(Database.queries("jobs.sql")["insert_job_log"], job, actor, action, detail)
 
 
 class TickTransaction:
@@ -218,15 +218,15 @@ class DeadlineTransaction:
 
 
 class ScheduleStore:
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._q = store.q
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._q = db.queries("schedules.sql")
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._store._fetch(query, *args)
+        return await self._db.fetch(self._q[query], *args)
 
     async def _value(self, query: str, *args: Any) -> Any:
-        return await self._store._run(lambda conn: conn.fetchval(self._q[query], *args))
+        return await self._db.run(lambda conn: conn.fetchval(self._q[query], *args))
 
     async def _get(self, model: type[M], query: str, *args: Any) -> M | None:
         """The first row of a read-only query as a model, None when there is none."""
@@ -241,24 +241,17 @@ class ScheduleStore:
             return (first[0]["total"] if first else 0), []
         return (rows[0]["total"] if rows else 0), [_model(model, r) for r in rows]
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._store.pool.acquire() as conn, conn.transaction():
-                yield conn
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
-
     async def audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        await self._store.audit(actor, action, target, detail=detail)
+        # The audit log's own query (one row, in its own statement, as Store.audit writes it).
+        await self._db.execute(Database.queries("audit.sql")["insert_audit"], actor, action, target, True, None, detail)
 
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
-        await self._store._run(lambda conn: _job_log(conn, self._q, job, actor, action, detail))
+        await self._db.run(lambda conn: _job_log(conn, self._q, job, actor, action, detail))
 
     # --- schedules -----------------------------------------------------------------------
 
     async def create_schedule(self, values: dict[str, Any], actor: str) -> ScheduleRecord:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             row = await conn.fetchrow(self._q["insert_schedule"], *_schedule_args(values, creating=True))
             record = _model(ScheduleRecord, row)
             await _job_log(conn, self._q, record.job, actor, "schedule_created", _schedule_detail(record))
@@ -266,7 +259,7 @@ class ScheduleStore:
 
     async def update_schedule(self, schedule_id: uuid.UUID, values: dict[str, Any], actor: str,
                               changes: list[str]) -> ScheduleRecord | None:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             record = await _one(conn, ScheduleRecord, self._q["update_schedule"], schedule_id,
                                 *_schedule_args(values, creating=False))
             if record is None:
@@ -281,7 +274,7 @@ class ScheduleStore:
         return await self._get(ScheduleRecord, "get_schedule", schedule_id)
 
     async def delete_schedule(self, schedule_id: uuid.UUID, actor: str) -> ScheduleRecord | None:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             record = await _one(conn, ScheduleRecord, self._q["delete_schedule"], schedule_id)
             if record is not None:
                 await _job_log(conn, self._q, record.job, actor, "schedule_deleted", {"schedule": str(schedule_id)})
@@ -311,14 +304,14 @@ class ScheduleStore:
 
     @asynccontextmanager
     async def claim(self, schedule_id: uuid.UUID, now: int) -> AsyncIterator[TickTransaction | None]:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             schedule = await _one(conn, ScheduleRecord, self._q["lock_due_schedule"], schedule_id, now)
             yield TickTransaction(conn, self._q, schedule) if schedule is not None else None
 
     async def finish_tick(self, tick: TickRecord, outcome: TickOutcome, reason: str | None, run_id: uuid.UUID | None,
                           detail: dict[str, Any], actor: str, job: str) -> bool:
         """Record a fired (or failed) tick and its line in the job's history, together."""
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             row = await conn.fetchrow(self._q["finish_tick"], tick.schedule_id, tick.fire_time, outcome, reason,
                                       run_id, tick.instance)
             if row is None:
@@ -329,7 +322,7 @@ class ScheduleStore:
 
     async def claim_queued(self, job: str, instance: str) -> TickRecord | None:
         """The oldest queued tick of a job, for this instance to fire, if the job is idle now."""
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             await conn.execute(self._q["lock_schedule_job"], job)
             busy = await conn.fetchrow(self._q["job_busy"], job)
             if busy["run_id"] is not None or busy["firing"] or not busy["queued"]:
@@ -353,7 +346,7 @@ class ScheduleStore:
 
     async def create_sla(self, values: dict[str, Any], actor: str) -> SlaRecord | None:
         """Insert an SLA (None when its id exists) and note it in its job's history."""
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             record = await _one(
                 conn, SlaRecord, self._q["insert_sla"], values["id"], values["owner"], values.get("job"),
                 values.get("schedule_id"), values.get("batch_id"), values.get("node"), values["rule"],
@@ -376,7 +369,7 @@ class ScheduleStore:
         return await self._get(SlaRecord, "get_sla", sla_id)
 
     async def delete_sla(self, sla_id: uuid.UUID, actor: str) -> SlaRecord | None:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             record = await _one(conn, SlaRecord, self._q["delete_sla"], sla_id)
             if record is not None and record.job:
                 await _job_log(conn, self._q, record.job, actor, "sla_deleted", {"sla": str(sla_id)})
@@ -394,11 +387,11 @@ class ScheduleStore:
 
     @asynccontextmanager
     async def deadlines(self) -> AsyncIterator[DeadlineTransaction]:
-        async with self._transaction() as conn:
+        async with self._db.transaction() as conn:
             yield DeadlineTransaction(conn, self._q)
 
     async def finish_breach(self, breach_id: int, results: dict[str, Any]) -> None:
-        await self._store._run(lambda conn: conn.execute(self._q["finish_breach"], breach_id, results))
+        await self._db.run(lambda conn: conn.execute(self._q["finish_breach"], breach_id, results))
 
     async def orphaned_breaches(self, instance: str, include_mine: bool) -> list[BreachRecord]:
         return [_model(BreachRecord, r) for r in await self._fetch("orphaned_breaches", instance, include_mine)]

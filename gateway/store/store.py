@@ -1,39 +1,23 @@
-"""Store: every SQL statement the gateway runs goes through this class."""
+"""Store: the SQL of batches, their logs, the audit log, sessions and instances, on the Database (the
+repositories of jobs, schedules and projects are beside it)."""
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
 from gateway.contract.batches import BatchState
-from gateway.errors import BadRequest, Unavailable
+from gateway.store.database import Database, T
 from gateway.store.migrate import SCHEMA_VERSION
-from gateway.store.queries import load_queries
 from gateway.store.records import AuditRecord, BatchRecord, NewBatch
 
 MAX_LINE_CHARS = 64 * 1024
-
-T = TypeVar("T")
-
-# Errors that mean "the database is not there right now", as opposed to a bug in a query.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.exceptions.ConnectionFailureError,
-    # A pooled connection that the server dropped mid-protocol reports a client state error.
-    asyncpg.InternalClientError,
-    TimeoutError,
-)
 
 
 @dataclass(frozen=True)
@@ -161,24 +145,16 @@ class ActiveCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+# The named queries of the subjects this class still holds (batches, logs, audit, sessions, instances).
+STORE_FILES = ("batches.sql", "logs.sql", "audit.sql", "sessions.sql", "instances.sql")
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """Nothing to undo when a connection goes back to the pool (an open transaction is still rolled back).
-
-    asyncpg's default reset is a round trip per release (UNLISTEN *, RESET ALL, advisory unlocks, CLOSE
-    ALL), about a tenth of a GET's cost. The store never leaves session state behind: its advisory locks
-    are transaction-scoped, it sets no settings, LISTEN has a connection of its own, and cursors end
-    with their transactions.
-    """
-
-
-async def write_batch(conn: asyncpg.Connection, q: dict[str, str], new: NewBatch) -> asyncpg.Record | None:
+async def write_batch(conn: asyncpg.Connection, new: NewBatch) -> asyncpg.Record | None:
     """The batch row with its audit row, and its SLAs with their deadlines, on a connection whose
     transaction the caller holds (several statements only when the batch has SLAs or was refused).
-    None: a batch with this id exists, and nothing was written."""
+    None: a batch with this id exists, and nothing was written. The admission step's one write: the SLA
+    rows use the schedules' named queries, so that they commit with the batch."""
+    q = {**Database.queries("batches.sql"), **Database.queries("schedules.sql")}
     if new.refusal is None:
         row: asyncpg.Record | None = await conn.fetchrow(
             q["insert_batch"], new.id, new.batch_type, new.user, new.real_user, new.name, new.resource,
@@ -209,7 +185,7 @@ class ClaimSession:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._q = load_queries()
+        self._q = Database.queries("batches.sql")
 
     async def active_counts(self) -> ActiveCounts:
         counts = ActiveCounts()
@@ -238,40 +214,29 @@ class ClaimSession:
 class Store:
     """All database access. Methods return models or plain values, never asyncpg records."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._q = load_queries()
-        self._marks = load_queries("migrate.sql")["schema_marks"]
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._q = {name: sql for file in STORE_FILES for name, sql in Database.queries(file).items()}
+        self._marks = Database.queries("migrate.sql")["schema_marks"]
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Store:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60,
-            reset=_keep_session,
-        )
-        return cls(pool)
+        """A Store on a Database of its own (tests and benchmarks; the app shares one Database)."""
+        return cls(await Database.connect(dsn, min_size=min_size, max_size=max_size))
+
+    @property
+    def db(self) -> Database:
+        return self._db
 
     @property
     def pool(self) -> asyncpg.Pool:
-        return self._pool
-
-    @property
-    def q(self) -> dict[str, str]:
-        """The named queries, for the other store classes of this package."""
-        return self._q
+        return self._db.pool
 
     async def close(self) -> None:
-        await self._pool.close()
+        await self._db.close()
 
     async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        try:
-            async with self._pool.acquire() as conn:
-                return await op(conn)
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except asyncpg.DataError as exc:
-            # Text Postgres cannot store (a NUL byte, an invalid encoding) is bad input, not a bug.
-            raise BadRequest(f"input: {exc.__class__.__name__}: text the database cannot store") from exc
+        return await self._db.run(op)
 
     async def schema_marks(self) -> tuple[int, int]:
         """The database's newest schema version and its floor (gateway.store.migrate)."""
@@ -292,10 +257,10 @@ class Store:
 
         async def op(conn: asyncpg.Connection) -> tuple[BatchRecord, bool]:
             if not files and not new.slas and new.copy_files_from is None:
-                row = await write_batch(conn, self._q, new)  # one statement: no transaction needed
+                row = await write_batch(conn, new)  # one statement: no transaction needed
             else:
                 async with conn.transaction():
-                    row = await write_batch(conn, self._q, new)
+                    row = await write_batch(conn, new)
                     if row is not None:
                         for name, chunks in files or []:
                             number = 0
@@ -449,12 +414,9 @@ class Store:
 
     @asynccontextmanager
     async def claim_session(self) -> AsyncIterator[ClaimSession]:
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(self._q["lock_claims"])
-                yield ClaimSession(conn)
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable(f"database unavailable: {type(exc).__name__}") from exc
+        async with self._db.transaction() as conn:
+            await conn.execute(self._q["lock_claims"])
+            yield ClaimSession(conn)
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
         async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
