@@ -233,6 +233,7 @@ create table if not exists runs (
     start_time bigint not null default 0,
     end_time bigint not null default 0,
     update_time bigint not null default bg_now_ms(),
+    after_run uuid,                                   -- a sequence: this run starts once that one succeeded
     constraint runs_state_check check (state in
         ('PREPARING', 'RUNNING', 'PAUSED', 'SUCCEEDED', 'FAILED', 'KILLED'))
 );
@@ -240,6 +241,7 @@ create index if not exists runs_job_idx on runs (job, create_time desc, id);
 create index if not exists runs_state_idx on runs (state, create_time desc, id);
 create index if not exists runs_create_time_idx on runs (create_time desc, id);
 create index if not exists runs_active_idx on runs (id) where state in ('PREPARING', 'RUNNING', 'PAUSED');
+create index if not exists runs_after_run_idx on runs (after_run) where after_run is not null;
 
 create table if not exists run_nodes (
     run_id uuid not null references runs (id) on delete cascade,
@@ -554,3 +556,17 @@ create trigger batches_count_update after update on batches for each row
 drop trigger if exists batches_count_delete on batches;
 create trigger batches_count_delete after delete on batches
     referencing old table as old_rows for each statement execute function bg_batches_count_delete();
+
+-- Numbers (and UUIDs) for what batchgate names otherwise, where another system's API needs them
+-- (docs/datameer.md, docs/azkaban.md): Datameer's file-id, uuid and job-execution-id, Azkaban's
+-- projectId, execid and scheduleId. A row is made the first time a dialect shows the thing; `key` is
+-- the thing's own id in its kind (a run's id; a job's or a project's name and creation time).
+create table if not exists dialect_ids (
+    kind text not null,
+    key text not null,
+    id bigint generated always as identity,
+    uid uuid not null default gen_random_uuid(),
+    primary key (kind, key),
+    constraint dialect_ids_id_key unique (id),
+    constraint dialect_ids_uid_key unique (uid)
+);

@@ -39,6 +39,8 @@ from gateway.batches.scheduler import Limits, Scheduler
 from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
+from gateway.datameer.handlers import DIALECT as DATAMEER
+from gateway.datameer.handlers import datameer_routes
 from gateway.instance.embedded import EmbeddedPostgres
 from gateway.instance.heartbeat import Heartbeat
 from gateway.instance.listener import CONTROL as CONTROL_CHANNEL
@@ -46,6 +48,7 @@ from gateway.instance.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE
 from gateway.instance.metrics import Metrics
 from gateway.instance.periodic import Periodic
 from gateway.instance.readiness import Readiness
+from gateway.jobs.numbers import Numbers
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
 from gateway.keys import (
@@ -55,6 +58,7 @@ from gateway.keys import (
     INSTANCE,
     JOBS,
     LIVY_PORT,
+    NUMBERS,
     PROJECTS,
     RETENTION,
     SCHEDULER,
@@ -82,6 +86,7 @@ from gateway.security.sessions import SessionService
 from gateway.settings import InstanceSettings, Settings
 from gateway.store import Store
 from gateway.store.database import Database
+from gateway.store.dialects import DialectIdStore
 from gateway.store.jobs import JobStore
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
@@ -154,7 +159,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator(settings.security.users_file, settings.security.admin)
     app[SPEC_KEY] = build_spec(settings.batch_types)
     app[METRICS] = Metrics(state_ttl=settings.instance.metrics_state_seconds)
-    app[DIALECTS] = (KYLIN,)
+    app[DIALECTS] = (KYLIN, DATAMEER)
     app.add_routes(metrics_routes)
     app.add_routes(livy_routes())
     app.add_routes(health_routes)
@@ -170,6 +175,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
     app.add_routes(kylin_routes())
+    app.add_routes(datameer_routes())
     app.cleanup_ctx.extend([
         _lifetime, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
         *(_loop(name) for name in LOOPS), _livy, _started,
@@ -376,6 +382,7 @@ def _build_parts(app: web.Application) -> None:
     app[TAKEOVER] = takeover
     app[PROJECTS] = projects
     app[JOBS] = jobs
+    app[NUMBERS] = Numbers(DialectIdStore(db))
     app[SERVICE] = batches
     app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
     app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=security.session_seconds,

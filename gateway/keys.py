@@ -11,6 +11,7 @@ from gateway.batches.scheduler import Scheduler
 from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
+from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
@@ -37,3 +38,4 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 RETENTION = web.AppKey("retention", Retention)
 INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
 LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (livy_port may be 0)
+NUMBERS = web.AppKey("numbers", Numbers)

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.contract.batches import BatchState
 from gateway.contract.jobs import FailureAction, NodeState, RunState
-from gateway.jobs.plan import A_NODE_FAILED, ANOTHER_NODE_FAILED, CANCELED_ON_REQUEST, Cause, plan
+from gateway.jobs.plan import A_NODE_FAILED, ANOTHER_NODE_FAILED, CANCELED_ON_REQUEST, SEQUENCE_BROKEN, Cause, plan
 from gateway.store.jobs import NodeRow, RunRecord
 
 NOW = 1_000_000
@@ -64,6 +64,7 @@ class Row:
     state: RunState = RunState.RUNNING  # the run's state before
     paused: bool = False
     reason: str = A_NODE_FAILED
+    waiting: bool = False  # a sequence: the run before it has not ended
 
 
 ROWS = [
@@ -108,6 +109,13 @@ ROWS = [
     Row("a resumed batch resumes its node", "a:PAUSED:RUNNING", "a:RUNNING", RunState.RUNNING),
     Row("an ended run only records what its batches did", "a:RUNNING:FINISHED b:READY<a",
         "a:SUCCEEDED b:READY", RunState.KILLED, state=RunState.KILLED),
+    Row("a run waiting in its sequence launches nothing and stays PREPARING", "a:READY b:READY<a",
+        "a:READY b:READY", RunState.PREPARING, state=RunState.PREPARING, waiting=True),
+    Row("once the run before it succeeded, it starts", "a:READY b:READY<a", "a:QUEUED b:READY",
+        RunState.RUNNING, launch="a", state=RunState.PREPARING),
+    Row("the run before it failed: it never starts and ends KILLED", "a:READY b:READY<a",
+        "a:CANCELLED b:CANCELLED", RunState.KILLED, state=RunState.PREPARING, cause=Cause.SEQUENCE_BROKEN,
+        reason=SEQUENCE_BROKEN),
 ]
 
 
@@ -116,7 +124,7 @@ def test_plan(row: Row) -> None:
     run = make_run(row.state, row.action, row.paused)
     nodes = make_nodes(row.nodes)
     before = [(n.node_id, n.state) for n in nodes]
-    step = plan(run, nodes, row.cause, NOW)
+    step = plan(run, nodes, row.cause, NOW, waiting=row.waiting)
 
     assert " ".join(f"{n.node_id}:{n.state}" for n in step.nodes) == row.after
     assert step.stop == [batch_id(n) for n in row.stop.split()]

@@ -30,6 +30,7 @@ from gateway.contract.batches import (
 from gateway.contract.engines import EngineList
 from gateway.contract.jobs import Job, JobList, JobLog, JobSpec, RetryRequest, Run, RunList, TriggerRequest
 from gateway.contract.projects import ArtifactList, Project, ProjectList, ProjectLog, ProjectSpec
+from gateway.datameer.spec import datameer_paths
 from gateway.kylin.spec import kylin_paths
 
 routes = web.RouteTableDef()
@@ -336,6 +337,7 @@ def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
     paths.update(_operations_paths(schemas))
     paths.update(_livy_paths(schemas))
     paths.update(kylin_paths(schemas))
+    paths.update(datameer_paths(schemas))
     paths.update(_job_paths())
     paths.update(_project_paths())
     paths.update(_schedule_paths(schemas))
@@ -344,7 +346,8 @@ def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
         "info": {"title": "batchgate", "version": gateway.__version__,
                  "description": "Kyuubi-compatible batch API. Errors are {\"message\": ...}. The Livy batch "
                                 "API is under /livy (tag livy), with Livy's errors: {\"msg\": ...}; Kylin's job "
-                                "API under /kylin/api/jobs (tag kylin), with Kylin's envelope {code, data, msg}."},
+                                "API under /kylin/api/jobs (tag kylin), with Kylin's envelope {code, data, msg}; "
+                                "Datameer's job commands (tag datameer), with its {status, reason} failures."},
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {

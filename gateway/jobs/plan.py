@@ -28,6 +28,7 @@ DONE_BAD = frozenset({NodeState.FAILED, NodeState.CANCELLED})
 ACTIVE = frozenset({NodeState.QUEUED, NodeState.RUNNING, NodeState.PAUSED})
 
 CANCELED_ON_REQUEST = "canceled on request"
+SEQUENCE_BROKEN = "canceled: the run before it in its sequence did not succeed"
 ANOTHER_NODE_FAILED = "another node failed (CANCEL_ALL)"
 A_NODE_FAILED = "a node failed"
 
@@ -37,6 +38,7 @@ class Cause(StrEnum):
 
     CHANGE = "CHANGE"  # a node batch changed, a sweep, or a pause, resume or retry was recorded
     CANCEL = "CANCEL"  # a user asked to cancel the run: it ends KILLED
+    SEQUENCE_BROKEN = "SEQUENCE_BROKEN"  # the run it waits for (a sequence) failed, was killed or is gone: KILLED
 
 
 Event = tuple[str | None, str]  # (node id, or None for the run itself; the new state)
@@ -60,9 +62,10 @@ class Plan:
         return [n for n in self.nodes if n.changed]
 
 
-def plan(run: RunRecord, nodes: Sequence[NodeRow], cause: Cause, now: int) -> Plan:
-    """Decide the next step of `run` from its nodes (each with its batch's state)."""
-    planner = _Planner(run, nodes, now)
+def plan(run: RunRecord, nodes: Sequence[NodeRow], cause: Cause, now: int, *, waiting: bool = False) -> Plan:
+    """Decide the next step of `run` from its nodes (each with its batch's state). `waiting`: the run is
+    part of a sequence and the run before it has not ended yet; nothing starts, and it stays PREPARING."""
+    planner = _Planner(run, nodes, now, waiting)
     planner.follow_batches()
     stopping = planner.stop(cause)
     planner.launch(stopping)
@@ -71,9 +74,10 @@ def plan(run: RunRecord, nodes: Sequence[NodeRow], cause: Cause, now: int) -> Pl
 
 
 class _Planner:
-    def __init__(self, run: RunRecord, nodes: Sequence[NodeRow], now: int) -> None:
+    def __init__(self, run: RunRecord, nodes: Sequence[NodeRow], now: int, waiting: bool = False) -> None:
         self.run = run
         self.now = now
+        self.waiting = waiting
         self.plan = Plan(nodes=[dataclasses.replace(n) for n in nodes], end_time=run.end_time)
         self.terminal_run = run.state in RUN_TERMINAL
 
@@ -102,7 +106,7 @@ class _Planner:
 
     def stop(self, cause: Cause) -> bool:
         """2. After a cancel or a failure: what must stop, and what will never start. True: the run stops."""
-        reason = CANCELED_ON_REQUEST if cause is Cause.CANCEL else None
+        reason = {Cause.CANCEL: CANCELED_ON_REQUEST, Cause.SEQUENCE_BROKEN: SEQUENCE_BROKEN}.get(cause)
         stopping = reason is not None or self.terminal_run
         if not stopping and any(n.state is NodeState.FAILED for n in self.plan.nodes):
             if self.run.failure_action == FailureAction.CANCEL_ALL:
@@ -133,7 +137,8 @@ class _Planner:
             dep_states = [by_id[d].state for d in node.depends_on]
             if any(s in DONE_BAD for s in dep_states):
                 self.move(node, NodeState.CANCELLED)
-            elif all(s in DONE_OK for s in dep_states) and not self.run.paused and not stopping:
+            elif all(s in DONE_OK for s in dep_states) and not self.run.paused and not stopping \
+                    and not self.waiting:
                 self.plan.launch.append(node)
         for node in self.plan.launch:
             self.move(node, NodeState.QUEUED)
@@ -144,12 +149,14 @@ class _Planner:
         plan.state = run.state
         if self.terminal_run:
             pass
-        elif cause is Cause.CANCEL:
+        elif cause in (Cause.CANCEL, Cause.SEQUENCE_BROKEN):
             plan.state, plan.end_time = RunState.KILLED, self.now
         elif all(n.state in NODE_TERMINAL for n in plan.nodes):
             ok = all(n.state in DONE_OK for n in plan.nodes)
             plan.state, plan.end_time = (RunState.SUCCEEDED if ok else RunState.FAILED), self.now
+        elif run.paused:
+            plan.state = RunState.PAUSED
         else:
-            plan.state = RunState.PAUSED if run.paused else RunState.RUNNING
+            plan.state = RunState.PREPARING if self.waiting else RunState.RUNNING
         if plan.state != run.state:
             plan.events.append((None, plan.state))

@@ -117,11 +117,16 @@ class RunCoordinator:
 
     @contextlib.asynccontextmanager
     async def _locked(self, run_id: uuid.UUID) -> AsyncIterator[RunTransaction | None]:
-        """The run under its row lock; once committed, claimers hear about the batches it queued."""
+        """The run under its row lock; once committed, claimers hear about the batches it queued, and the
+        runs of a sequence that wait for it about its end."""
         async with self._jobs.locked_run(run_id) as tx:
+            was_terminal = tx is not None and tx.run.state in RUN_TERMINAL
             yield tx
         if tx is not None and tx.inserted and self._on_queued is not None:
             self._on_queued()
+        if tx is not None and not was_terminal and tx.run.state in RUN_TERMINAL:
+            for waiting in await self._jobs.waiting_runs(run_id):
+                self.schedule(waiting)
 
     async def advance(self, run_id: uuid.UUID) -> RunRecord | None:
         async with self._locked(run_id) as tx:
@@ -133,7 +138,14 @@ class RunCoordinator:
         """Carry out what `plan()` decides for the locked run, in the run's transaction."""
         run = tx.run
         now = _now()
-        step = plan(run, await tx.nodes(), cause, now)
+        waiting = False
+        if run.after_run is not None and cause is Cause.CHANGE and run.state not in RUN_TERMINAL:
+            before = await tx.run_state(run.after_run)  # a sequence: the run this one waits for
+            if before is None or before in (RunState.FAILED, RunState.KILLED):
+                cause = Cause.SEQUENCE_BROKEN
+            else:
+                waiting = before != RunState.SUCCEEDED
+        step = plan(run, await tx.nodes(), cause, now, waiting=waiting)
         await tx.stop_batches(step.stop, f"run {run.id}: {step.stop_reason}")
         batches: list[NewBatch] = []
         if step.launch:
@@ -158,8 +170,9 @@ class RunCoordinator:
             self._admission.admitted_nodes(batches)
         await tx.save_nodes(step.nodes)
         await tx.events(step.events)
-        if step.state != run.state or step.end_time != run.end_time or not run.start_time:
-            run = await tx.save_run(state=step.state, start_time=run.start_time or now, end_time=step.end_time,
+        started = run.start_time or (0 if waiting else now)  # a run waiting in a sequence has not started
+        if step.state != run.state or step.end_time != run.end_time or started != run.start_time:
+            run = await tx.save_run(state=step.state, start_time=started, end_time=step.end_time,
                                     paused=run.paused, attempt=run.attempt, variables=run.variables)
         if any(b.refusal is not None for b in batches):
             # Refused nodes are ERROR batches already: advance again, so that they fail (and the failure

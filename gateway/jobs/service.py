@@ -124,13 +124,21 @@ class JobService:
                 raise BadRequest("project: projects are not available on this gateway")
             await self._projects.check_put(who, project, "job")
 
-    async def delete(self, who: Principal, name: str) -> None:
+    async def delete(self, who: Principal, name: str, *, with_runs: bool = False) -> list[uuid.UUID]:
+        """Delete a job; with_runs, its runs' records too (Datameer's "Delete Job"). Returns the runs removed."""
         await self.job(who, name, "WRITE")
         active = await self._jobs.active_runs_of_job(name)
         if active:
             raise Conflict(f"job {name} has active runs: {', '.join(str(r) for r in active)}; cancel them first")
-        if not await self._jobs.delete_job(name, who.name):
+        removed = await self._jobs.delete_job(name, who.name, with_runs=with_runs)
+        if removed is None:
             raise NotFound(f"job {name} not found")
+        return removed
+
+    async def find(self, name: str) -> JobRecord | None:
+        """A job's record without an authorization check: for showing the job of a run the caller was
+        already allowed to read (its name and description, say)."""
+        return await self._jobs.get_job(name)
 
     async def list_jobs(self, who: Principal, owner: str | None, project: str | None, offset: int,
                    size: int) -> tuple[int, list[JobRecord]]:
@@ -156,7 +164,40 @@ class JobService:
     async def trigger(self, who: Principal, name: str, variables: dict[str, str], disabled: list[str],
                       failure_action: str | None, *, trigger: str = "API", schedule_id: uuid.UUID | None = None,
                       fire_time: int | None = None, user: str | None = None) -> RunRecord:
-        job = await self.job(who, name, "EXECUTE")
+        job, merged = await self._prepare(who, name, variables, disabled, trigger=trigger, user=user)
+        run = await self._create_run(who, job, merged, disabled, failure_action, trigger=trigger,
+                                     schedule_id=schedule_id, fire_time=fire_time, user=user)
+        return await self._runs.advance(run.id) or run
+
+    async def trigger_sequence(self, who: Principal, names: list[str], variables: dict[str, str]) -> list[RunRecord]:
+        """One run of each job, in order: each starts once the run before it has succeeded, and is canceled
+        if that one fails or is killed (Datameer's sequential trigger). Each job takes the variables it
+        declares; a variable that no job of the sequence declares is a 400. Every job is checked (through
+        the admission step, as a trigger is) before any run is made."""
+        prepared = []
+        for name in names:
+            job = await self.job(who, name, "EXECUTE")
+            declared: dict[str, str] = job.definition.get("variables", {})
+            prepared.append(await self._prepare(who, name, {k: v for k, v in variables.items() if k in declared}, [],
+                                                job=job))
+        known = {k for job, _ in prepared for k in job.definition.get("variables", {})}
+        unknown = sorted(set(variables) - known)
+        if unknown:
+            raise BadRequest(f"variables: {unknown[0]!r} is declared by none of the jobs {names}")
+        runs: list[RunRecord] = []
+        for job, merged in prepared:
+            runs.append(await self._create_run(who, job, merged, [], None, after_run=runs[-1].id if runs else None))
+        first = await self._runs.advance(runs[0].id)
+        if first is not None:
+            runs[0] = first
+        return runs
+
+    async def _prepare(self, who: Principal, name: str, variables: dict[str, str], disabled: list[str], *,
+                       trigger: str = "API", user: str | None = None,
+                       job: JobRecord | None = None) -> tuple[JobRecord, dict[str, str]]:
+        """A trigger's checks: the caller may execute the job, the variables and disabled nodes exist, and
+        (but for a schedule's tick, which nobody is there to answer) every node passes admission now."""
+        job = job or await self.job(who, name, "EXECUTE")
         definition = job.definition
         declared: dict[str, str] = definition.get("variables", {})
         unknown = sorted(set(variables) - set(declared))
@@ -176,15 +217,23 @@ class JobService:
         else:
             await self._admission.check_rate(who)
             await self.check_nodes(who, job, variables, skip=disabled, user=user)
+        return job, merged
+
+    async def _create_run(self, who: Principal, job: JobRecord, merged: dict[str, str], disabled: list[str],
+                          failure_action: str | None, *, trigger: str = "API", schedule_id: uuid.UUID | None = None,
+                          fire_time: int | None = None, user: str | None = None,
+                          after_run: uuid.UUID | None = None) -> RunRecord:
+        definition = job.definition
         run = await self._jobs.create_run(
-            run_id=uuid.uuid4(), job=name, version=job.version, trigger=trigger, user=user or who.name,
+            run_id=uuid.uuid4(), job=job.name, version=job.version, trigger=trigger, user=user or who.name,
             real_user=who.name, variables=merged, failure_action=failure_action or definition["failureAction"],
-            project=job.project, schedule_id=schedule_id, fire_time=fire_time,
+            project=job.project, schedule_id=schedule_id, fire_time=fire_time, after_run=after_run,
             nodes=[(n["id"], NodeState.SKIPPED if n["id"] in disabled else NodeState.READY, n.get("dependsOn", []))
                    for n in definition["nodes"]],
         )
-        log.info("run.triggered", run_id=str(run.id), job=name, user=who.name, trigger=trigger)
-        return await self._runs.advance(run.id) or run
+        log.info("run.triggered", run_id=str(run.id), job=job.name, user=who.name, trigger=trigger,
+                 after_run=str(after_run) if after_run else None)
+        return run
 
     async def check_nodes(self, who: Principal, job: JobRecord, variables: dict[str, str], *,
                           skip: list[str] | tuple[str, ...] = (), user: str | None = None) -> None:

@@ -58,6 +58,7 @@ class RunRecord(BaseModel):
     start_time: int
     end_time: int
     update_time: int
+    after_run: uuid.UUID | None = None
 
 
 class NodeRecord(BaseModel):
@@ -162,6 +163,11 @@ class RunTransaction:
         result: dict[str, Any] = value or {}
         return result
 
+    async def run_state(self, run_id: uuid.UUID) -> RunState | None:
+        """Another run's state (None: it is gone), for the run of a sequence that waits for it."""
+        state: str | None = await self._conn.fetchval(self._q["run_state"], run_id)
+        return None if state is None else RunState(state)
+
 
 class JobStore:
     def __init__(self, db: Database) -> None:
@@ -214,13 +220,19 @@ class JobStore:
         rows = await self._fetch("get_job", name)
         return JobRecord.model_validate(dict(rows[0])) if rows else None
 
-    async def delete_job(self, name: str, actor: str) -> bool:
-        async def op(conn: asyncpg.Connection) -> bool:
+    async def delete_job(self, name: str, actor: str, *, with_runs: bool = False) -> list[uuid.UUID] | None:
+        """Delete a job (and, with_runs, its ended runs' records): the ids of the runs removed, or None if
+        there was no such job."""
+        async def op(conn: asyncpg.Connection) -> list[uuid.UUID] | None:
             async with conn.transaction():
                 gone = await conn.fetchval(self._q["delete_job"], name)
-                if gone:
-                    await conn.execute(self._q["insert_job_log"], name, actor, "deleted", {})
-                return gone is not None
+                if gone is None:
+                    return None
+                runs = [r["id"] for r in await conn.fetch(self._q["delete_runs_of_job"], name)] \
+                    if with_runs else []
+                detail = {"runsRemoved": len(runs)} if with_runs else {}
+                await conn.execute(self._q["insert_job_log"], name, actor, "deleted", detail)
+                return runs
 
         return await self._db.run(op)
 
@@ -269,11 +281,12 @@ class JobStore:
     async def create_run(self, *, run_id: uuid.UUID, job: str, version: int, trigger: str, user: str,
                          real_user: str, variables: dict[str, str], failure_action: str, project: str | None,
                          nodes: list[tuple[str, str, list[str]]], schedule_id: uuid.UUID | None = None,
-                         fire_time: int | None = None) -> RunRecord:
+                         fire_time: int | None = None, after_run: uuid.UUID | None = None) -> RunRecord:
         async def op(conn: asyncpg.Connection) -> RunRecord:
             async with conn.transaction():
                 row = await conn.fetchrow(self._q["insert_run"], run_id, job, version, trigger, user,
-                                          real_user, variables, failure_action, project, schedule_id, fire_time)
+                                          real_user, variables, failure_action, project, schedule_id, fire_time,
+                                          after_run)
                 await conn.execute(self._q["insert_run_nodes"], run_id, [n[0] for n in nodes],
                                    [n[1] for n in nodes], [json.dumps(n[2]) for n in nodes])
                 await conn.execute(self._q["insert_job_log"], job, real_user, "triggered",
@@ -316,6 +329,10 @@ class JobStore:
     async def events_after(self, run_id: uuid.UUID, after: int, limit: int = 500) -> list[dict[str, Any]]:
         rows = await self._fetch("run_events_after", run_id, after, limit)
         return [dict(r) for r in rows]
+
+    async def waiting_runs(self, run_id: uuid.UUID) -> list[uuid.UUID]:
+        """The runs of a sequence that wait for this one."""
+        return [r["id"] for r in await self._fetch("waiting_runs", run_id)]
 
     async def stale_runs(self) -> list[uuid.UUID]:
         rows = await self._fetch("stale_runs")

@@ -33,6 +33,10 @@ select definition, created_by from job_versions where job = $1 and version = $2;
 -- Remove a job (its versions stay for its runs). $1 name
 delete from jobs where name = $1 returning name;
 
+-- name: delete_runs_of_job
+-- Remove the records of a job's ended runs (their nodes and events go with them). $1 job
+delete from runs where job = $1 and state in ('SUCCEEDED', 'FAILED', 'KILLED') returning id;
+
 -- name: active_runs_of_job
 -- Runs of a job still going. $1 job
 select id from runs where job = $1 and state in ('PREPARING', 'RUNNING', 'PAUSED') order by create_time;
@@ -43,10 +47,10 @@ insert into job_log (job, actor, action, detail) values ($1, $2, $3, $4);
 
 -- name: insert_run
 -- A new run. $1 id, $2 job, $3 version, $4 trigger, $5 submit user, $6 real user, $7 variables,
--- $8 failure action, $9 project, $10 schedule id, $11 fire time
+-- $8 failure action, $9 project, $10 schedule id, $11 fire time, $12 the run it waits for (a sequence)
 insert into runs (id, job, version, trigger, submit_user, real_user, variables, failure_action, project,
-                  schedule_id, fire_time)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                  schedule_id, fire_time, after_run)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 returning *;
 
 -- name: insert_run_nodes
@@ -132,8 +136,21 @@ where r.state in ('PREPARING', 'RUNNING', 'PAUSED')
 limit 100;
 
 -- name: preparing_runs
--- Runs created but never advanced (their creator died in between).
-select id from runs where state = 'PREPARING' and create_time < bg_now_ms() - 5000 limit 100;
+-- Runs created but never advanced (their creator died in between), or waiting in a sequence for a run
+-- that has ended (the wake-up was missed); not those still waiting for a run under way.
+select r.id from runs r
+where r.state = 'PREPARING' and r.create_time < bg_now_ms() - 5000
+  and (r.after_run is null or not exists (
+      select 1 from runs p where p.id = r.after_run and p.state in ('PREPARING', 'RUNNING', 'PAUSED')))
+limit 100;
+
+-- name: run_state
+-- Another run's state (the run a run of a sequence waits for). $1 id
+select state from runs where id = $1;
+
+-- name: waiting_runs
+-- Runs of a sequence waiting for this run to end. $1 id
+select id from runs where after_run = $1 and state = 'PREPARING';
 
 -- name: job_log
 -- A job's history, newest first. $1 job, $2 offset, $3 limit
