@@ -56,20 +56,22 @@ class Sizes:
     ray_submits: int
     ray_e2e_jobs: int
     profile_seconds: float
+    launcher_submits: int        # cluster-mode submits to YARN, one at a time, per launcher
+    launcher_queued: int         # submitted at once to a gateway, per launcher
 
     @staticmethod
     def full() -> Sizes:
         return Sizes(load_seconds=10.0, warmup_seconds=2.0, clients=32, e2e_batches=1000, state_batches=100,
                      get_rows=1000, list_rows=1_000_000, list_queries_per_kind=100, log_lines=10_010_000,
                      log_reads=200, follow_lines=2_000_000, running_batches=1000, ray_submits=300,
-                     ray_e2e_jobs=100, profile_seconds=8.0)
+                     ray_e2e_jobs=100, profile_seconds=8.0, launcher_submits=10, launcher_queued=50)
 
     @staticmethod
     def smoke() -> Sizes:
         return Sizes(load_seconds=0.5, warmup_seconds=0.1, clients=8, e2e_batches=10, state_batches=3,
                      get_rows=50, list_rows=10_000, list_queries_per_kind=3, log_lines=50_000,
                      log_reads=10, follow_lines=20_000, running_batches=10, ray_submits=20,
-                     ray_e2e_jobs=5, profile_seconds=2.0)
+                     ray_e2e_jobs=5, profile_seconds=2.0, launcher_submits=1, launcher_queued=3)
 
 
 # --- small helpers -------------------------------------------------------------------------------

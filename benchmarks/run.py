@@ -31,6 +31,7 @@ from benchmarks.scenarios import (
     logs,
     profile,
     running,
+    spark_launcher,
     state_latency,
     submit,
     workflow,
@@ -52,9 +53,12 @@ SCENARIOS: dict[str, Scenario] = {
     "running": running.run,
     "workflow": workflow.run,
     "ray": ray_peer.run,
+    "launcher": spark_launcher.run,
     "profile": profile.run,
 }
-NOT_IN_SMOKE = {"profile"}
+# The launcher scenario starts a YARN cluster (Maven fetches Hadoop on the first run): not in the smoke
+# run that the tests run; `--smoke --only launcher` runs it at tiny sizes.
+NOT_IN_SMOKE = {"profile", "launcher"}
 
 
 def machine() -> str:

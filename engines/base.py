@@ -10,6 +10,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from engines.process import ProcessSupervisor
 
+# A file in a batch's working dir: the engine started something there without the detached runner (which
+# leaves pids.json). The supervisor then re-attaches after a crash, and never launches the batch again.
+LAUNCH_MARK = "launched.mark"
+
+
+def mark_launched(workdir: Path) -> None:
+    """Call before starting anything for a batch outside the detached runner (blocking: from a thread)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / LAUNCH_MARK).touch()
+
 
 class EngineError(Exception):
     """A launch failed before any application existed; the message becomes the diagnostic."""
@@ -159,11 +169,13 @@ def pause_refusal(engine: object, spec: LaunchSpec) -> str | None:
 
 @dataclass(frozen=True)
 class EngineContext:
-    """What the gateway hands every engine it creates: the fork server every launch goes through, and the
-    grace between SIGTERM and SIGKILL when a batch is killed (BATCHGATE_KILL_GRACE_SECONDS)."""
+    """What the gateway hands every engine it creates: the fork server every launch goes through, the
+    grace between SIGTERM and SIGKILL when a batch is killed (BATCHGATE_KILL_GRACE_SECONDS), and the
+    gateway's data dir, where an engine may keep files of its own (under a folder named after it)."""
 
     processes: ProcessSupervisor
     kill_grace: float
+    data_dir: Path | None = None
 
 
 class EnginePlugin(Protocol):

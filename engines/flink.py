@@ -18,7 +18,9 @@ the state comes from (on the local target from the mini cluster's REST API while
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -39,7 +41,10 @@ from engines.base import (
     NotSupported,
 )
 from engines.flink_cli import (
+    CONF_YARN_APPLICATION_ID,
     LOCAL,
+    YARN_APPLICATION,
+    YARN_SESSION,
     OutputScanner,
     Target,
     build_argv,
@@ -73,8 +78,10 @@ from engines.flink_rest import (
     poll_interval,
     vertex_steps,
 )
+from engines.flink_yarn import FlinkYarn, rest_url_of, session_rest_url
 from engines.process import ProcessRun, ProcessSupervisor, clean_env
 from engines.runner import EXIT, OUTPUT
+from engines.yarn import ResourceManager, RmUnavailable, YarnApp, rm_urls_from_site
 
 log = structlog.get_logger("engines.flink")
 
@@ -117,8 +124,11 @@ class FlinkEngine:
         lost_after: float = 300.0,
         kill_grace: float = 10.0,
         rest_timeout: float = 10.0,
+        yarn_rm_urls: tuple[str, ...] = (),
     ) -> None:
         self._sup = supervisor
+        urls = list(yarn_rm_urls) or rm_urls_from_site(os.environ)
+        self.rm = ResourceManager(urls) if urls else None  # yarn-application and yarn-session batches
         self.home = home or default_flink_home()
         self.default_target = default_target
         self.default_jobmanager = default_jobmanager
@@ -131,6 +141,22 @@ class FlinkEngine:
     @property
     def supervisor(self) -> ProcessSupervisor:
         return self._sup
+
+    async def _session_rest_url(self, app_id: str) -> str:
+        """The REST address of the Flink session on YARN that a yarn-session batch names."""
+        if self.rm is None:
+            raise EngineError(f"target {YARN_SESSION} needs the YARN ResourceManager's address: set "
+                              "BATCHGATE_FLINK_YARN_RM_URLS, or HADOOP_CONF_DIR with a yarn-site.xml")
+        try:
+            return await session_rest_url(self.rm, app_id)
+        except (ValueError, RmUnavailable) as exc:
+            raise EngineError(f"cannot submit to the Flink session {app_id}: {exc}") from None
+
+    def yarn(self, batch_id: str, target: str) -> FlinkYarn | None:
+        """The ResourceManager for a yarn-application batch, if the gateway knows it."""
+        if target != YARN_APPLICATION or self.rm is None:
+            return None
+        return FlinkYarn(self.rm, batch_id)
 
     def target(self, spec: LaunchSpec) -> Target:
         return choose_target(spec.conf, self.default_target, self.default_jobmanager)
@@ -164,6 +190,8 @@ class FlinkEngine:
         if target.name == LOCAL and not {"rest.port", "rest.bind-port"} & spec.conf.keys():
             port = free_port()
         argv, target, conf = self.command(spec, port)
+        if target.name == YARN_SESSION and not target.rest_url:
+            target = Target(target.name, await self._session_rest_url(spec.conf[CONF_YARN_APPLICATION_ID]))
         await asyncio.to_thread((spec.workdir / "tmp").mkdir, parents=True, exist_ok=True)
         env = launch_env(spec, clean_env())
         process = await self._sup.launch(argv, spec.workdir, env)
@@ -199,8 +227,8 @@ class FlinkEngine:
             paused = bool(facts.get("paused") and facts.get("savepoint"))
             if not paused and (facts.get("target") == LOCAL or not facts.get("job_ids")):
                 return None
-            if not facts.get("rest_url"):
-                return None
+            if not facts.get("rest_url") and self.yarn(spec.batch_id, str(facts.get("target"))) is None:
+                return None  # on YARN the ResourceManager tells where the JobManager is
             facts["cli_done"] = True
         return FlinkRun(self, spec.batch_id, process, base, facts, spec=spec)
 
@@ -237,6 +265,7 @@ class FlinkRun:
         self._engine = engine
         self._spec = spec
         self._log = log.bind(batch_id=batch_id, target=facts.get("target"))
+        self._yarn = engine.yarn(batch_id, str(facts.get("target")))  # yarn-application: the RM's view
         self._process = process
         self._base = base
         self._facts = facts
@@ -301,6 +330,8 @@ class FlinkRun:
         return Path(self._base.get("workdir") or (self._spec.workdir if self._spec else "."))
 
     def _url(self, job_id: str, terminal: bool = False) -> str | None:
+        if self._yarn is not None:
+            return self._facts.get("tracking_url")  # on YARN appUrl is the RM's tracking URL
         rest_url = self._facts.get("rest_url")
         return job_url(rest_url, job_id, terminal) if rest_url else None
 
@@ -316,6 +347,8 @@ class FlinkRun:
             flink["appIds"] = self.app_ids
         if self._facts.get("savepoint"):
             flink["savepoint"] = self._facts["savepoint"]
+        if self._facts.get("yarn_app"):
+            flink["yarnApplicationId"] = self._facts["yarn_app"]
         info: dict[str, Any] = {"flink": flink}
         if self._launcher:
             info["launcher"] = self._launcher
@@ -371,9 +404,19 @@ class FlinkRun:
     async def events(self) -> AsyncIterator[Event]:
         if self._argv is not None and self._process is not None:
             yield Note(f"launched pid {self._process.pid}: {display_argv(self._argv)}")
-            if self.application:
+            if self._yarn is not None:
+                yield AppInfo(app_state="PENDING")  # appId is the YARN application, once YARN has it
+            elif self.application:
                 job_id = self.job_ids[0]
                 yield AppInfo(app_id=job_id, app_url=self._url(job_id), app_state="PENDING")
+        try:
+            async for event in self._phases():
+                yield event
+        finally:
+            if self._yarn is not None:
+                await self._yarn.close()
+
+    async def _phases(self) -> AsyncIterator[Event]:
         while not self._detached.is_set():
             if self._process is not None and not self._facts["cli_done"]:
                 ended = False
@@ -453,6 +496,8 @@ class FlinkRun:
                     continue
                 new_jobs = self._scan.feed(event.lines)
                 yield event
+                if self._yarn is not None and self._scan.yarn_application and not self._facts.get("yarn_app"):
+                    yield await self._yarn_named(self._scan.yarn_application)
                 if self.application and self._scan.web_url and not self._facts.get("rest_url"):
                     self._facts["rest_url"] = self._scan.web_url
                     yield AppInfo(app_url=self._url(self.job_ids[0]), handle=self.handle)
@@ -471,6 +516,22 @@ class FlinkRun:
         self._launcher = dict(exited.info)
         async for final in self._launcher_exited(exited):
             yield final
+
+    async def _yarn_named(self, app_id: str, app: YarnApp | None = None) -> AppInfo:
+        """The YARN application is known: it is appId, and its tracking URL appUrl."""
+        assert self._yarn is not None
+        self._facts["yarn_app"] = app_id
+        if app is None:
+            try:
+                app = await self._yarn.application(app_id)
+            except RmUnavailable as exc:
+                self._notes.append(f"the {self._yarn.name} did not answer: {exc}")
+        # Until the RM has the application (the launcher names it a moment before it submits), its tracking
+        # URL is the RM's proxy path; the RM's own spelling replaces it once it answers.
+        self._facts["tracking_url"] = (app.tracking_url if app is not None else None) or \
+            f"{self._yarn.rm.urls[0]}/proxy/{app_id}/"
+        self._facts["tracked"] = app is not None and app.tracking_url is not None
+        return AppInfo(app_id=app_id, app_url=self._facts["tracking_url"], handle=self.handle)
 
     async def _read_local_details(self, rest: FlinkRest) -> None:
         """The mini cluster's view of its jobs, while it lives (it goes with its launcher)."""
@@ -542,13 +603,20 @@ class FlinkRun:
             yield Note("flink run ended without submitting a Flink job")
             yield self._exit("FINISHED", None)
             return
-        if not self._facts.get("rest_url"):
+        if not self._facts.get("rest_url") and self._yarn is None:  # on YARN the RM tells (_follow_cluster)
             yield self._exit("FAILED", "the job was deployed, but the gateway does not know its REST address: "
                                        "set batchgate.flink.jobmanager=host:port to follow it")
             return
+        if self._yarn is not None and self._facts.get("yarn_app") and not self._facts.get("tracked"):
+            # Deployed: the RM has the application now, and its own spelling of the tracking URL.
+            with contextlib.suppress(RmUnavailable):
+                app = await self._yarn.application(self._facts["yarn_app"])
+                if app is not None and app.tracking_url:
+                    self._facts.update(tracking_url=app.tracking_url, tracked=True)
         yield Note(f"flink run exited with code {code}; following Flink job {', '.join(jobs)} "
-                   f"at {self._facts['rest_url']}")
-        yield AppInfo(app_url=self._url(jobs[0]), running=True, handle=self.handle)
+                   f"at {self._facts.get('rest_url') or 'the REST address the ResourceManager tells'}")
+        yield AppInfo(app_id=self._facts.get("yarn_app"), app_url=self._url(jobs[0]), running=True,
+                      handle=self.handle)
 
     async def _resume_failed(self, exited: Exited, cause: str | None) -> AsyncIterator[Event]:
         """A resume's launcher ended without a new job: the batch stays paused at its savepoint."""
@@ -579,6 +647,16 @@ class FlinkRun:
             await self._sleep(3600.0)
 
     async def _follow_cluster(self) -> AsyncIterator[Event]:
+        if self._yarn is not None and not self._facts.get("rest_url"):
+            located: list[Event] = []
+            async for event in self._locate_on_yarn(located):
+                yield event
+            if located:  # the end: the application is gone or never showed up
+                for event in located:
+                    yield event
+                return
+            if self._detached.is_set():
+                return
         rest_url = str(self._facts.get("rest_url") or "")
         jobs = self.job_ids
         if not rest_url or not jobs:
@@ -593,6 +671,71 @@ class FlinkRun:
             await rest.close()
         for event in final:  # after closing: the consumer stops reading at Exited
             yield event
+
+    async def _locate_on_yarn(self, final: list[Event]) -> AsyncIterator[Event]:
+        """Find the application on YARN (by id, else by tag) and its JobManager's REST address, which
+        the RM reports as the AM's address; the closing events go to `final` if it has ended."""
+        assert self._yarn is not None
+        since = time.monotonic()
+        said = False
+        while not self._detached.is_set():
+            try:
+                app = await self._yarn.application(self._facts.get("yarn_app"))
+            except RmUnavailable as exc:
+                app = None
+                if not said:
+                    said = True
+                    yield Note(f"the {self._yarn.name} did not answer: {exc}; retrying")
+            if app is not None:
+                if self._facts.get("yarn_app") != app.app_id:
+                    yield await self._yarn_named(app.app_id, app)
+                if app.terminal:
+                    final.extend(await self._ended_on_yarn(app))
+                    return
+                url = rest_url_of(app)
+                if url is not None:
+                    self._facts["rest_url"] = url
+                    yield Note(f"the {self._yarn.name} reports the JobManager of {app.app_id} at {url}")
+                    yield AppInfo(handle=self.handle)
+                    return
+            if time.monotonic() - since > self._engine.lost_after:
+                what = self._facts.get("yarn_app") or f"an application tagged {self._yarn.tag}"
+                final.append(self._exit("FAILED", f"{what} did not show a running JobManager on YARN within "
+                                                  f"{self._engine.lost_after:.0f}s"))
+                return
+            if await self._sleep(poll_interval(time.monotonic() - since, hurry=True,
+                                               fastest=self._engine.poll_fastest, slowest=self._engine.poll_slowest)):
+                return
+
+    async def _yarn_check(self, jobs: list[str], final: list[Event]) -> AsyncIterator[Event]:
+        """yarn-application: the RM's tracking URL once it has one, and the closing events (into `final`)
+        if YARN says the application ended before its jobs did (a JobManager that died, a kill through
+        the RM or from outside)."""
+        assert self._yarn is not None
+        try:
+            app = await self._yarn.application(self._facts.get("yarn_app"))
+        except RmUnavailable:
+            return  # the JobManager's REST API still tells; an unreachable one is handled there
+        if app is None:
+            return
+        if app.tracking_url and not self._facts.get("tracked"):
+            self._facts.update(tracking_url=app.tracking_url, tracked=True)
+            yield AppInfo(app_url=app.tracking_url, handle=self.handle)
+        if app.terminal and not all(self._states.get(j) in ENDED for j in jobs):
+            final.extend(await self._ended_on_yarn(app))
+
+    async def _ended_on_yarn(self, app: YarnApp) -> list[Event]:
+        """The application ended on YARN: the JobManager's log, then the end with YARN's diagnostics."""
+        assert self._yarn is not None
+        events: list[Event] = [*await self._yarn.jobmanager_log(app)]
+        details = self._details_event(force=True)
+        if details is not None:
+            events.append(details)
+        state = "KILLED" if self._killing and app.app_state != "FINISHED" else app.app_state
+        diagnostic = app.diagnostic or (None if state == "FINISHED" else
+                                        f"the YARN application {app.app_id} ended {app.state}/{app.final_status}")
+        events.append(self._exit(state, diagnostic))
+        return events
 
     def _holding(self) -> bool:
         """A stop with a savepoint is under way or done: the job's FINISHED is a pause, not the end."""
@@ -643,6 +786,11 @@ class FlinkRun:
                 if unreachable_since is not None:
                     unreachable_since = None
                     yield Note(f"the Flink REST API at {rest_url} answers again")
+            if self._yarn is not None:
+                async for event in self._yarn_check(jobs, final):
+                    yield event
+                if final:
+                    return
             if self._holding():
                 continue
             details = self._details_event()
@@ -716,6 +864,14 @@ class FlinkRun:
                 events.append(Note("the application cluster was asked to shut down"))
             except FlinkRestError as exc:
                 events.append(Note(f"could not shut the application cluster down: {exc}"))
+        app_id = self._facts.get("yarn_app")
+        if self._yarn is not None and app_id:
+            app = await self._yarn.ended(app_id)
+            if app is None:
+                events.append(Note(f"YARN did not record the end of {app_id} in time; its JobManager log is not "
+                                   "copied"))
+            else:
+                events.extend(await self._yarn.jobmanager_log(app))
         events.append(self._exit(state, diagnostic))
         return events
 
@@ -756,6 +912,19 @@ class FlinkRun:
         self._killing = True
         self._wake.set()
         launcher_running = self._process is not None and not self._facts["cli_done"]
+        if self._yarn is not None:
+            # yarn-application: the RM kills the whole application cluster (found by its tag if its id is
+            # not known yet); a launcher still deploying it is stopped as well.
+            try:
+                if text := await self._yarn.kill(self._facts.get("yarn_app")):
+                    self._notes.append(text)
+            except RmUnavailable as exc:
+                self._notes.append(f"kill through the {self._yarn.name} failed: {exc}")
+            if launcher_running:
+                assert self._process is not None
+                await self._process.terminate(self._engine.kill_grace)
+            self._wake.set()
+            return
         if self._holding() and not launcher_running:
             return  # paused, or being paused: the event stream ends the batch once the job has stopped
         jobs = [j for j in self.job_ids if self._states.get(j) not in ENDED]

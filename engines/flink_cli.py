@@ -22,8 +22,11 @@ from engines.base import InvalidRequest, LaunchSpec
 LOCAL = "local"
 REMOTE = "remote"
 YARN_APPLICATION = "yarn-application"
+YARN_SESSION = "yarn-session"
 KUBERNETES_APPLICATION = "kubernetes-application"
-TARGETS = (LOCAL, REMOTE, YARN_APPLICATION, KUBERNETES_APPLICATION)
+TARGETS = (LOCAL, REMOTE, YARN_APPLICATION, YARN_SESSION, KUBERNETES_APPLICATION)
+SESSION_TARGETS = frozenset({REMOTE, YARN_SESSION})  # a job on a cluster that outlives it
+CONF_YARN_APPLICATION_ID = "yarn.application.id"
 APPLICATION_TARGETS = frozenset({YARN_APPLICATION, KUBERNETES_APPLICATION})
 
 CONF_TARGET = "execution.target"
@@ -44,6 +47,7 @@ JOB_ID = re.compile(r"JobID ([0-9a-f]{32})")
 # Kubernetes: "… successfully, JobManager Web Interface: http://host:port"
 WEB_INTERFACE = re.compile(r"Web Interface:?\s+(?:(https?)://)?([\w.\-]+:\d+)")
 YARN_APPLICATION_ID = re.compile(r"application_\d+_\d+")
+_YARN_APPLICATION_ID_ONLY = re.compile(r"application_\d+_\d+$")
 
 MAX_DIAGNOSTIC = 500
 
@@ -86,16 +90,23 @@ class Target:
     def application(self) -> bool:
         return self.name in APPLICATION_TARGETS
 
+    @property
+    def session(self) -> bool:
+        return self.name in SESSION_TARGETS
+
 
 def choose_target(conf: Mapping[str, str], default_target: str, default_jobmanager: str | None) -> Target:
     """The batch's target, from its conf, then the gateway's defaults.
 
-    - conf `execution.target` names it (local, remote, yarn-application, kubernetes-application);
+    - conf `execution.target` names it (local, remote, yarn-application, yarn-session,
+      kubernetes-application);
     - otherwise a batch that names a cluster (`batchgate.flink.jobmanager` or `rest.address`) is remote;
     - otherwise the gateway's default target.
     A remote target's REST address is `batchgate.flink.jobmanager`, else `rest.address`:`rest.port`
     (8081), else the gateway's default jobmanager. An application target's REST address is
-    `batchgate.flink.jobmanager` if given, else it is read from the launcher's output.
+    `batchgate.flink.jobmanager` if given, else it is read from the launcher's output. A yarn-session
+    target names its session by `yarn.application.id`; its REST address is `batchgate.flink.jobmanager`
+    if given, else the ResourceManager tells it at launch.
     """
     explicit = conf.get(CONF_TARGET, "").strip()
     if explicit:
@@ -109,6 +120,11 @@ def choose_target(conf: Mapping[str, str], default_target: str, default_jobmanag
         name = default_target
     if name == LOCAL:
         return Target(LOCAL)
+    if name == YARN_SESSION:
+        app_id = conf.get(CONF_YARN_APPLICATION_ID, "").strip()
+        if not _YARN_APPLICATION_ID_ONLY.match(app_id):
+            raise InvalidRequest("conf", f"target {YARN_SESSION} needs {CONF_YARN_APPLICATION_ID}=application_<id> "
+                                         "of a running Flink session on YARN")
     if CONF_JOBMANAGER in conf:
         host, port = parse_host_port(conf[CONF_JOBMANAGER], CONF_JOBMANAGER)
         return Target(name, f"http://{host}:{port}")
@@ -219,7 +235,7 @@ def local_rest_url(conf: Mapping[str, str]) -> str | None:
 def build_argv(home: Path, spec: LaunchSpec, target: Target, conf: Mapping[str, str]) -> list[str]:
     """`flink run -t <target> [-d] -D k=v… (-c class jar | -py script) args…` (no shell)."""
     argv = [str(home / "bin" / "flink"), "run", "-t", target.name]
-    if target.name == REMOTE:
+    if target.session:
         argv.append("-d")  # application targets are detached by nature; local must stay attached
     for key, value in conf.items():
         argv += ["-D", f"{key}={value}"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engines.base import EngineContext
+from engines.base import EngineContext, csv_list
 from engines.flink import FlinkEngine
 
 
@@ -24,6 +25,11 @@ class FlinkSettings(BaseSettings):
     poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
     poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
     lost_after_seconds: float = Field(default=300.0, gt=0)
+    # The YARN ResourceManager's web addresses for yarn-application and yarn-session batches (RM HA:
+    # several, comma-separated); default: yarn-site.xml in YARN_CONF_DIR / HADOOP_CONF_DIR.
+    yarn_rm_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    _lists = field_validator("yarn_rm_urls", mode="before")(csv_list)
 
 
 class FlinkPlugin:
@@ -37,7 +43,7 @@ class FlinkPlugin:
             context.processes, home=settings.home, default_target=settings.target,
             default_jobmanager=settings.jobmanager, poll_fastest=settings.poll_min_seconds,
             poll_slowest=settings.poll_max_seconds, lost_after=settings.lost_after_seconds,
-            kill_grace=context.kill_grace,
+            kill_grace=context.kill_grace, yarn_rm_urls=tuple(settings.yarn_rm_urls),
         )
 
 

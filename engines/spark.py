@@ -45,6 +45,7 @@ from engines.spark_details import (
     SparkUi,
     read_event_log,
 )
+from engines.spark_launcher import LauncherJvm, submit_in_jvm
 from engines.spark_status import (
     IN_CLUSTER_CA,
     IN_CLUSTER_TOKEN,
@@ -86,6 +87,12 @@ class SparkConfig:
     kill_grace: float = 10.0
     lost_after: float = 120.0  # a cluster-mode app unreachable or unknown this long is reported lost
     kill_confirm: float = 30.0  # after a cluster kill, how long to wait for the cluster to confirm it
+    # Who submits cluster-mode applications to YARN: "process" (a spark-submit per batch) or "jvm" (one
+    # long-lived JVM, engines/spark_launcher.py, with the process as the fallback), its folder and how
+    # many submissions it runs at once.
+    launcher: str = "process"
+    launcher_dir: Path | None = None
+    launcher_parallel: int = 4
 
 
 KILL_NOTE_WAIT = 6.0  # seconds the end waits for a kill request in flight, so that its note is kept
@@ -104,7 +111,7 @@ class SparkRun:
 
     def __init__(
         self, config: SparkConfig, *, process: ProcessRun | None, handle: dict[str, Any],
-        api: ClusterApi | None, notes: list[str], launcher_lost: bool = False,
+        api: ClusterApi | None, notes: list[str], launcher_lost: bool = False, unreported: tuple[str, ...] = (),
     ) -> None:
         self._config = config
         self._process = process
@@ -131,7 +138,9 @@ class SparkRun:
         self._api_kill_sent = False
         self._finished = False
         self._api_answered = False
-        self._reported: dict[str, Any] = {k: self._info.get(k) for k in ("appId", "appUrl", "appState")}
+        # What the gateway has been told (a recovered handle's facts were told before; `unreported` ones not).
+        self._reported: dict[str, Any] = {k: self._info.get(k) for k in ("appId", "appUrl", "appState")
+                                          if k not in unreported}
         self._url_seen: float | None = None  # when the launcher first showed the driver's UI
         # Details: the driver's UI, the fetch in flight, the latest snapshot and the last one sent.
         self._ui: SparkUi | None = None
@@ -600,6 +609,14 @@ class SparkEngine:
             spark_home=config.spark_home, default_master=config.default_master,
             allowed_masters=config.allowed_masters, python=supervisor.python, yarn_followed=bool(self._yarn_rm),
         ))
+        self.jvm: LauncherJvm | None = None
+        if config.launcher == "jvm" and self.builder.spark_home is not None and config.launcher_dir is not None:
+            self.jvm = LauncherJvm(self.builder.spark_home.resolve(), config.launcher_dir, python=supervisor.python,
+                                   parallel=config.launcher_parallel)
+
+    async def close(self) -> None:
+        if self.jvm is not None:
+            await self.jvm.close()
 
     def validate(self, spec: LaunchSpec) -> None:
         self.builder.validate(spec)
@@ -627,15 +644,22 @@ class SparkEngine:
                                 "restSubmission": spec.conf.get(REST_ENABLED_CONF, "").lower() == "true"}
         if plan.master.kind == "k8s":
             info["namespace"] = spec.conf.get("spark.kubernetes.namespace") or self.config.k8s_namespace
-        process = await self._sup.launch(plan.argv, spec.workdir, plan.env)
-        notes = [f"launching: {plan.display}"]
+        notes = []
         if plan.ignored_conf:
             notes.append(f"conf not passed to Spark (not spark.* keys): {', '.join(sorted(plan.ignored_conf))}")
         api = self.cluster_api(plan.master, info)
         if plan.cluster_mode and api is None:
             notes.append("no cluster API configured for this master: the state comes from spark-submit alone")
+        before: list[str] = []  # what the long-lived launcher did, when it did not submit it
+        if self.jvm is not None and isinstance(api, YarnApi) and plan.cluster_mode and not plan.launcher_waits:
+            app_id, before = await submit_in_jvm(self.jvm, plan, spec.workdir, api, info)
+            if app_id is not None:
+                info.update(appId=app_id, launcher="jvm")
+                return SparkRun(self.config, process=None, handle={"workdir": str(spec.workdir), "spark": info},
+                                api=api, notes=[*before, *notes], unreported=("appId",))
+        process = await self._sup.launch(plan.argv, spec.workdir, plan.env)
         return SparkRun(self.config, process=process, handle={**process.handle, "spark": info}, api=api,
-                        notes=notes)
+                        notes=[*before, f"launching: {plan.display}", *notes])
 
     async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> SparkRun | None:
         info = dict(handle.get("spark") or {})

@@ -35,6 +35,10 @@ class SparkSettings(BaseSettings):
     poll_min_seconds: float = Field(default=0.25, gt=0, le=4.0)
     poll_max_seconds: float = Field(default=2.0, gt=0, le=4.5)
     lost_after_seconds: float = Field(default=120.0, gt=0)
+    # Who submits cluster-mode applications to YARN: a spark-submit process per batch, or one long-lived
+    # JVM (jvm) that runs several submissions at once, with the process as its fallback.
+    launcher: str = Field(default="process", pattern="^(process|jvm)$")
+    launcher_parallel: int = Field(default=4, ge=1, le=64)
 
     _lists = field_validator("allowed_masters", "yarn_rm_urls", mode="before")(csv_list)
 
@@ -64,7 +68,9 @@ class SparkPlugin:
             yarn_rm_urls=tuple(settings.yarn_rm_urls), k8s_namespace=settings.k8s_namespace,
             k8s_token_file=settings.k8s_token_file, k8s_ca_file=settings.k8s_ca_file,
             poll_min=settings.poll_min_seconds, poll_max=settings.poll_max_seconds,
-            lost_after=settings.lost_after_seconds, kill_grace=context.kill_grace,
+            lost_after=settings.lost_after_seconds, kill_grace=context.kill_grace, launcher=settings.launcher,
+            launcher_dir=context.data_dir / "spark-launcher" if context.data_dir else None,
+            launcher_parallel=settings.launcher_parallel,
         ))
 
 

@@ -155,6 +155,11 @@ class SubmitPlan:
     ignored_conf: list[str] = field(default_factory=list)
     make_dirs: list[Path] = field(default_factory=list)
     launcher_waits: bool = True  # spark-submit runs until the application ends (else: until it is submitted)
+    # The same submission, structured (for a launcher that is not the spark-submit command):
+    options: list[tuple[str, str]] = field(default_factory=list)  # --name, --class, --proxy-user
+    conf: dict[str, str] = field(default_factory=dict)  # every --conf
+    resource: str = ""
+    app_args: list[str] = field(default_factory=list)
 
     @property
     def cluster_mode(self) -> bool:
@@ -279,13 +284,16 @@ class SparkSubmit:
             env["PYSPARK_DRIVER_PYTHON"] = python
         defaults = read_spark_defaults(home, env)
 
-        argv = [str(home / "bin" / "spark-submit"), "--master", master.url, "--deploy-mode", deploy_mode]
+        options: list[tuple[str, str]] = []
         if spec.name:
-            argv += ["--name", spec.name]
+            options.append(("--name", spec.name))
         if spec.batch_type == "SPARK" and spec.class_name:
-            argv += ["--class", spec.class_name]
+            options.append(("--class", spec.class_name))
         if spec.user != spec.real_user:
-            argv += ["--proxy-user", spec.user]
+            options.append(("--proxy-user", spec.user))
+        argv = [str(home / "bin" / "spark-submit"), "--master", master.url, "--deploy-mode", deploy_mode]
+        for option in options:
+            argv += option
 
         conf: dict[str, str] = {}
         ignored: list[str] = []
@@ -341,7 +349,8 @@ class SparkSubmit:
         display += [resource, *spec.args]
         return SubmitPlan(
             argv=argv, env=env, master=master, deploy_mode=deploy_mode, display=shlex.join(display),
-            ignored_conf=ignored, make_dirs=make_dirs, launcher_waits=launcher_waits,
+            ignored_conf=ignored, make_dirs=make_dirs, launcher_waits=launcher_waits, options=options, conf=conf,
+            resource=resource, app_args=list(spec.args),
         )
 
 

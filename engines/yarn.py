@@ -34,7 +34,7 @@ from engines.base import LogLines, Note
 HTTP_TIMEOUT = 5.0
 DIAGNOSTIC_MAX = 500
 AM_LOG_MAX_BYTES = 1 << 20  # the tail of each AM log file that is copied into the batch log
-AM_LOG_FILES = ("stdout", "stderr")  # where a driver's (or JobManager's) output and log4j go by default
+SPARK_AM_LOGS = {"stdout": AM_LOG_MAX_BYTES, "stderr": AM_LOG_MAX_BYTES}  # a driver's output, its log4j
 
 PENDING_STATES = frozenset({"NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED"})
 TERMINAL_STATES = frozenset({"FINISHED", "FAILED", "KILLED"})
@@ -64,6 +64,7 @@ class YarnApp:
     tracking_url: str | None
     diagnostics: str
     am_container_logs: str | None
+    am_rpc_address: str | None  # host:port the AM registered (Flink's: its JobManager's REST API)
     started: int
 
     @classmethod
@@ -80,6 +81,7 @@ class YarnApp:
             tracking_url=tracking if tracking.startswith(("http://", "https://")) else None,
             diagnostics=str(app.get("diagnostics") or "").strip(),
             am_container_logs=str(app.get("amContainerLogs") or "") or None,
+            am_rpc_address=_host_port(app.get("amRPCAddress")),
             started=int(app.get("startedTime") or 0),
         )
 
@@ -225,9 +227,10 @@ class ResourceManager:
             errors.append(f"PUT {url}: HTTP {status} {_remote_message(text)}".rstrip())
         raise RmUnavailable("; ".join(errors))
 
-    async def am_logs(self, session: aiohttp.ClientSession, app: YarnApp, *,
-                      files: Sequence[str] = AM_LOG_FILES, max_bytes: int = AM_LOG_MAX_BYTES) -> list[ContainerLog]:
-        """The application master container's log files (the tail of each), from its NodeManager."""
+    async def am_logs(self, session: aiohttp.ClientSession, app: YarnApp,
+                      files: Mapping[str, int] = SPARK_AM_LOGS) -> list[ContainerLog]:
+        """The application master container's log files ({name: how many bytes of its end}), from its
+        NodeManager; the files it does not have are left out."""
         where = app.am_container
         if where is None:
             return []
@@ -239,7 +242,7 @@ class ResourceManager:
             raise RmUnavailable(f"GET {listing_url}: HTTP {status} {_remote_message(text)}".rstrip())
         sizes = _log_sizes(_json_any(text, listing_url))
         logs: list[ContainerLog] = []
-        for name in files:
+        for name, max_bytes in files.items():
             if name not in sizes:
                 continue
             url = f"{node}/ws/v1/node/containerlogs/{container}/{quote(name)}?size=-{max_bytes}"
@@ -248,6 +251,12 @@ class ResourceManager:
                 raise RmUnavailable(f"GET {url}: HTTP {status} {_remote_message(body)}".rstrip())
             logs.append(ContainerLog(name, sizes[name], _log_contents(body), max_bytes))
         return logs
+
+
+def _host_port(value: Any) -> str | None:
+    text = str(value or "").strip()
+    host, _, port = text.rpartition(":")
+    return text if host and port.isdigit() and host != "N/A" else None
 
 
 def _json_any(text: str, url: str) -> Any:
@@ -317,14 +326,15 @@ def rm_urls_from_environment() -> list[str]:
     return rm_urls_from_site(os.environ)
 
 
-async def am_log_events(rm: ResourceManager, session: aiohttp.ClientSession, app: YarnApp,
-                        *, timeout: float = 3 * HTTP_TIMEOUT) -> list[Note | LogLines]:
+async def am_log_events(rm: ResourceManager, session: aiohttp.ClientSession, app: YarnApp, *,
+                        files: Mapping[str, int] = SPARK_AM_LOGS, timeout: float = 3 * HTTP_TIMEOUT,
+                        ) -> list[Note | LogLines]:
     """The application master's log files as batch log events: a note naming each file, then its lines.
     A NodeManager that cannot be asked costs a note, never the batch's end."""
     if app.am_container is None:
         return []
     try:
-        logs = await asyncio.wait_for(rm.am_logs(session, app), timeout)
+        logs = await asyncio.wait_for(rm.am_logs(session, app, files), timeout)
     except (RmUnavailable, TimeoutError) as exc:
         reason = str(exc) or f"no answer within {timeout:.0f}s"
         return [Note(f"the application master's log could not be read ({app.am_container_logs}): {reason}")]

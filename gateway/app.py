@@ -140,7 +140,8 @@ def instance_id(settings: InstanceSettings) -> str:
 
 def build_engines(settings: Settings, processes: ProcessSupervisor) -> EngineRegistry:
     """Every installed engine plug-in, built from its own settings; the enabled batch types go to the registry."""
-    context = EngineContext(processes=processes, kill_grace=settings.engines.kill_grace_seconds)
+    context = EngineContext(processes=processes, kill_grace=settings.engines.kill_grace_seconds,
+                            data_dir=settings.instance.data_dir)
     engines = [plugin.create(settings.engine_settings[plugin.name], context) for plugin in settings.plugins]
     names = {t: plugin.name for plugin in settings.plugins for t in plugin.batch_types}
     return EngineRegistry(engines, settings.enabled_engines, names)

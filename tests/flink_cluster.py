@@ -207,6 +207,63 @@ class FlinkCluster:
                     pass
 
 
+FLINK_APP_CLASS = "batchgate.testapp.FlinkJob"
+FLINK_APP_SOURCE = """\
+package batchgate.testapp;
+
+import org.apache.flink.api.common.functions.MapFunction;
+import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
+
+/** count | sleep | fail: what a FLINK batch test needs from a jar. */
+public final class FlinkJob {
+  public static void main(String[] args) throws Exception {
+    String mode = args.length > 0 ? args[0] : "count";
+    System.out.println("batchgate flink main: " + mode);
+    StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+    env.setParallelism(1);
+    long last = mode.equals("sleep") ? Long.MAX_VALUE : 1000L;
+    env.fromSequence(1, last).map(new Step(mode)).print();
+    env.execute("batchgate-" + mode);
+    System.out.println("batchgate flink main done");
+  }
+
+  static final class Step implements MapFunction<Long, Long> {
+    private final String mode;
+
+    Step(String mode) {
+      this.mode = mode;
+    }
+
+    @Override
+    public Long map(Long x) throws Exception {
+      if (mode.equals("fail") && x == 10) {
+        throw new IllegalStateException("batchgate flink failure requested");
+      }
+      if (mode.equals("sleep")) {
+        Thread.sleep(100);
+      }
+      return x * 2;
+    }
+  }
+}
+"""
+
+
+def build_flink_jar(workdir: Path) -> Path:
+    """Compile FLINK_APP_SOURCE against the apache-flink package's jars (it ships no Java examples)."""
+    javac, jar = shutil.which("javac"), shutil.which("jar")
+    assert javac and jar and HOME, "javac and jar (a JDK) and apache-flink are needed to build the Flink test jar"
+    src = workdir / "src" / "batchgate" / "testapp" / "FlinkJob.java"
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_text(FLINK_APP_SOURCE)
+    classes = workdir / "classes"
+    classes.mkdir(exist_ok=True)
+    subprocess.run([javac, "-d", str(classes), "-cp", str(HOME / "lib" / "*"), str(src)], check=True, timeout=120)
+    target = workdir / "batchgate-flinkjob.jar"
+    subprocess.run([jar, "cf", str(target), "-C", str(classes), "."], check=True, timeout=60)
+    return target
+
+
 def workdir_of(tmp_path: Path, batch_id: str) -> Path:
     return tmp_path / "data" / "batches" / batch_id
 

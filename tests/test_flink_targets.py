@@ -1,5 +1,7 @@
-"""Flink targets that cannot run here (yarn-application, kubernetes-application), and cluster failure
-modes, against a fake `flink` launcher and a fake Flink REST API (tests/fake_flink_rest.py).
+"""The Flink target that cannot run here (kubernetes-application: an application cluster without a YARN
+ResourceManager to ask), and cluster failure modes a real cluster is not made to show, against a fake
+`flink` launcher and a fake Flink REST API (tests/fake_flink_rest.py). yarn-application and yarn-session
+run on a real YARN cluster in tests/test_flink_yarn.py.
 
 What is real: the gateway, its database, the runner process, HTTP on both sides. What is fake: the
 program behind bin/flink and the JobManager's REST endpoint.
@@ -32,8 +34,6 @@ from tests.helpers import Api, info
 
 StartGateway = Callable[..., Awaitable[Api]]
 
-YARN_LINE = ("2026-01-01 10:00:00,000 INFO  org.apache.flink.yarn.YarnClusterDescriptor  - Found Web Interface "
-             "{rest} of application 'application_1700000000000_0042'.")
 K8S_LINE = ("2026-01-01 10:00:00,000 INFO  org.apache.flink.kubernetes.KubernetesClusterDescriptor  - Create "
             "flink application cluster bg-x successfully, JobManager Web Interface: http://{rest}")
 SUBMITTED = "Job has been submitted with JobID {job_id}"
@@ -155,6 +155,15 @@ def test_application_target_commands(tmp_path: Path, jar: Path, script: Path) ->
     assert "python.executable" not in options, "the gateway's Python does not exist in the cluster's image"
     assert argv[-2:] == ["-py", "local:///opt/flink/usrlib/job.py"]
 
+    session = spec_for(tmp_path, "PYFLINK", script, conf={
+        "execution.target": "yarn-session", "yarn.application.id": "application_1_0007"})
+    argv, target, _conf = engine.command(session)
+    options = d_options(argv)
+    assert target.session and not target.application and target.rest_url is None, "the RM tells it at launch"
+    assert argv[1:5] == ["run", "-t", "yarn-session", "-d"]
+    assert options["yarn.application.id"] == "application_1_0007"
+    assert options["python.executable"] == sys.executable, "a session's workers are the gateway's neighbours"
+
 
 def test_secrets_are_masked_in_the_logged_command() -> None:
     shown = display_argv(["flink", "run", "-D", "s3.secret-key=hunter2", "-D", "pipeline.name=x y"])
@@ -172,6 +181,9 @@ def test_validation(tmp_path: Path, jar: Path, script: Path) -> None:
         (spec_for(tmp_path, "FLINK", jar, conf={"batchgate.flink.jobmanager": "nohost"}), "conf", "host:port"),
         (spec_for(tmp_path, "FLINK", "hdfs:///jobs/app.jar"), "resource", "application target"),
         (spec_for(tmp_path, "FLINK", jar, class_name="not a class"), "className", "class name"),
+        (spec_for(tmp_path, "FLINK", jar, conf={"execution.target": "yarn-session"}), "conf", "yarn.application.id"),
+        (spec_for(tmp_path, "FLINK", jar, conf={"execution.target": "yarn-session", "yarn.application.id": "x"}),
+         "conf", "yarn.application.id"),
     ]
     for spec, field_name, words in cases:
         with pytest.raises(InvalidRequest) as caught:
@@ -204,16 +216,16 @@ def test_state_mapping_polling_and_diagnostics() -> None:
 # --- through the gateway, against the fakes -----------------------------------------------------------
 
 
-async def test_yarn_application_runs_to_finished(
+async def test_application_target_follows_its_jobmanager_to_finished(
     start_gateway: StartGateway, fake_rest: FakeFlinkRest, fake_home: Path, jar: Path, tmp_path: Path,
 ) -> None:
     api = await start_gateway(admin=["admin"], flink_home=fake_home)
     batch_id = str(uuid.uuid4())
     job_id = uuid.UUID(batch_id).hex
-    set_behaviour(fake_home, lines=["Submitting application", YARN_LINE], rest=fake_rest.address)
+    set_behaviour(fake_home, lines=["Deploying", K8S_LINE], rest=fake_rest.address)
     batch = await api.submit(
-        "FLINK", str(jar), class_name="com.example.Main", args=["--in", "x y"], name="yarn-job",
-        conf={"execution.target": "yarn-application", "kyuubi.batch.id": batch_id,
+        "FLINK", str(jar), class_name="com.example.Main", args=["--in", "x y"], name="k8s-job",
+        conf={"execution.target": "kubernetes-application", "kyuubi.batch.id": batch_id,
               "taskmanager.numberOfTaskSlots": "2"},
     )
     assert batch["id"] == batch_id
@@ -227,10 +239,10 @@ async def test_yarn_application_runs_to_finished(
     job = fake_rest.add_job(job_id, "RUNNING")
     await wait_app_state(api, batch_id, "RUNNING")
     argv = recorded_argv(workdir_of(tmp_path, batch_id))
-    assert argv[:3] == ["run", "-t", "yarn-application"] and "-d" not in argv
+    assert argv[:3] == ["run", "-t", "kubernetes-application"] and "-d" not in argv
     options = d_options(argv)
     assert options["$internal.pipeline.job-id"] == job_id
-    assert options["taskmanager.numberOfTaskSlots"] == "2" and options["pipeline.name"] == "yarn-job"
+    assert options["taskmanager.numberOfTaskSlots"] == "2" and options["pipeline.name"] == "k8s-job"
     assert "kyuubi.batch.id" not in options
     assert argv[-5:] == ["-c", "com.example.Main", str(jar), "--in", "x y"]
 
@@ -238,10 +250,10 @@ async def test_yarn_application_runs_to_finished(
     final = await api.wait_for(batch_id, timeout=15)
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED"
     assert final["appUrl"] == f"{fake_rest.url}/#/job/completed/{job_id}/overview"
-    assert info(final, "flink")["target"] == "yarn-application"
+    assert info(final, "flink")["target"] == "kubernetes-application"
     assert fake_rest.shutdowns == 1, "the application cluster is shut down once its result is read"
     log = await api.full_log(batch_id)
-    assert any("Found Web Interface" in line for line in log)
+    assert any("JobManager Web Interface" in line for line in log)
     assert any(f"Flink job {job_id} is FINISHED" in line for line in log)
 
 
@@ -277,8 +289,9 @@ async def test_kill_application_job_cancels_it_by_rest(
     api = await start_gateway(admin=["admin"], flink_home=fake_home)
     batch_id = str(uuid.uuid4())
     job = fake_rest.add_job(uuid.UUID(batch_id).hex, "RUNNING")
-    set_behaviour(fake_home, lines=[YARN_LINE], rest=fake_rest.address)
-    await api.submit("FLINK", str(jar), conf={"execution.target": "yarn-application", "kyuubi.batch.id": batch_id})
+    set_behaviour(fake_home, lines=[K8S_LINE], rest=fake_rest.address)
+    await api.submit("FLINK", str(jar), conf={"execution.target": "kubernetes-application",
+                                              "kyuubi.batch.id": batch_id})
     await wait_app_state(api, batch_id, "RUNNING")
     result = await api.kill(batch_id)
     assert result["success"] is True
@@ -293,7 +306,8 @@ async def test_application_without_rest_address_is_error_with_a_hint(
 ) -> None:
     api = await start_gateway(admin=["admin"], flink_home=fake_home)
     set_behaviour(fake_home, lines=["deployed somewhere"])
-    batch = await api.submit("FLINK", "hdfs:///jobs/app.jar", conf={"execution.target": "yarn-application"})
+    batch = await api.submit("FLINK", "local:///opt/flink/usrlib/app.jar",
+                             conf={"execution.target": "kubernetes-application"})
     final = await api.wait_for(batch["id"], timeout=20)
     assert final["state"] == "ERROR" and "batchgate.flink.jobmanager" in final["appDiagnostic"]
 

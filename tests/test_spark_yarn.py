@@ -18,7 +18,7 @@ import pytest
 
 from engines.yarn import rm_urls_from_site
 from tests.gateway_process import GatewayProcess
-from tests.helpers import TERMINAL, Api, basic
+from tests.helpers import TERMINAL, Api, basic, info
 from tests.spark_cluster import TEST_APP_CLASS, build_test_jar, pi_py, reap_batch_processes, spark_home
 from tests.test_spark import FAILING_SCRIPT, SLEEPING_SCRIPT
 from tests.yarn_cluster import YarnCluster, spark_home_for
@@ -97,7 +97,7 @@ async def test_pyspark_cluster_mode_follows_the_resource_manager(
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED", final
     app = yarn_cluster.app(app["id"])
     assert (app["state"], app["finalStatus"]) == ("FINISHED", "SUCCEEDED")
-    assert final["batchInfo"]["spark"]["amContainerLogs"] == app["amContainerLogs"]
+    assert info(final, "spark")["amContainerLogs"] == app["amContainerLogs"]
     # spark-submit returned once YARN had the application: no JVM waits for it on the gateway.
     assert (tmp_path / "data" / "batches" / bid / "exit.json").exists()
     log = await api.full_log(bid)
@@ -111,15 +111,19 @@ async def test_pyspark_cluster_mode_follows_the_resource_manager(
     assert any("ApplicationMaster" in line for line in log), "the driver's log4j output (stderr) is there too"
 
 
-async def test_spark_and_pyspark_in_both_deploy_modes(
+async def test_spark_and_pyspark_in_both_deploy_modes_with_a_proxy_user_and_a_queue(
     gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster, test_jar: Path
 ) -> None:
-    api = await gateway()
+    """SPARK in both deploy modes, and PYSPARK in client mode (its cluster mode is the test above) as
+    alice acting as bob on the etl queue: the RM shows bob as the application's user."""
+    api = await gateway(impersonation={"alice": ["bob"]})
     submitted = {
         "jar-cluster": await api.submit("SPARK", str(test_jar), class_name=TEST_APP_CLASS, conf=CLUSTER),
         "jar-client": await api.submit("SPARK", str(test_jar), class_name=TEST_APP_CLASS, conf=CLIENT),
-        "py-client": await api.submit("PYSPARK", str(pi_py()), args=["2"], conf=CLIENT),
+        "py-client": await api.as_user("alice").submit("PYSPARK", str(pi_py()), args=["2"], conf={
+            **CLIENT, "spark.yarn.queue": "etl", "kyuubi.session.proxy.user": "bob"}),
     }
+    assert submitted["py-client"]["user"] == "bob"
     finals = dict(zip(submitted, await asyncio.gather(
         *(api.wait_for(b["id"], timeout=YARN_TIMEOUT) for b in submitted.values())), strict=True))
     for what, final in finals.items():
@@ -130,34 +134,53 @@ async def test_spark_and_pyspark_in_both_deploy_modes(
         log = await api.full_log(final["id"])
         # Client mode: the driver is spark-submit, its output is the launcher's. Cluster mode: the AM's log.
         assert any("Pi is roughly 3.1" in line for line in log), (what, log)
+        user, queue = ("bob", "root.etl") if what == "py-client" else (yarn_cluster.user, "root.default")
+        assert (app["user"], app["queue"]) == (user, queue), (what, app)
 
 
-async def test_failures_carry_yarn_diagnostics_in_both_deploy_modes(
+async def test_failures_and_refusals_carry_the_reason(
     gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster, scripts: dict[str, Path], test_jar: Path
 ) -> None:
     api = await gateway()
     cluster = await api.submit("PYSPARK", str(scripts["fail"]), conf=CLUSTER)
     client = await api.submit("SPARK", str(test_jar), class_name=TEST_APP_CLASS, args=["fail"], conf=CLIENT)
+    queue = await api.submit("PYSPARK", str(pi_py()), conf={**CLUSTER, "spark.yarn.queue": "nope"})
+    # Refused by spark-submit itself, before any application exists: bigger than the cluster's containers.
+    too_big = await api.submit("PYSPARK", str(pi_py()), conf={**CLUSTER, "spark.driver.memory": "9g"})
+
     final = await api.wait_for(cluster["id"], timeout=YARN_TIMEOUT)
     assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
     app = yarn_cluster.app(final["appId"])
     assert app["finalStatus"] == "FAILED" and app["diagnostics"]
     assert app["diagnostics"].strip()[:100] in final["appDiagnostic"], (final, app["diagnostics"])
+    # The driver's exception (from the AM's log) comes first, YARN's diagnostics after it.
     assert "ValueError: batchgate test failure in the driver" in final["appDiagnostic"], final
     log = await api.full_log(cluster["id"])
     assert any("ValueError: batchgate test failure in the driver" in line for line in log), log
+
     final = await api.wait_for(client["id"], timeout=YARN_TIMEOUT)
     assert final["state"] == "ERROR", final
     assert "IllegalStateException: batchgate test failure requested" in final["appDiagnostic"], final
 
+    final = await api.wait_for(queue["id"], timeout=YARN_TIMEOUT)
+    assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
+    assert "nope" in final["appDiagnostic"] and "queue" in final["appDiagnostic"].lower(), final
+    assert final["appId"] == yarn_cluster.apps_tagged(f"batchgate-{queue['id']}")[0]["id"]
 
-async def test_kill_goes_through_the_resource_manager_in_both_deploy_modes(
+    final = await api.wait_for(too_big["id"], timeout=YARN_TIMEOUT)
+    assert final["state"] == "ERROR" and final["appId"] is None, final
+    assert "above the max threshold" in final["appDiagnostic"], final
+    assert yarn_cluster.apps_tagged(f"batchgate-{too_big['id']}") == []
+
+
+async def test_kills_through_the_gateway_and_from_outside(
     gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster, scripts: dict[str, Path]
 ) -> None:
+    """DELETE kills through the RM in both deploy modes; `yarn application -kill` (not through the
+    gateway) is an ERROR with YARN's diagnostics."""
     api = await gateway()
-    batches = [await api.submit("PYSPARK", str(scripts["sleep"]), conf=conf) for conf in (CLUSTER, CLIENT)]
-    for batch in batches:
-        await _running_app(api, yarn_cluster, batch["id"])
+    batches = [await api.submit("PYSPARK", str(scripts["sleep"]), conf=conf) for conf in (CLUSTER, CLIENT, CLUSTER)]
+    apps = [await _running_app(api, yarn_cluster, batch["id"]) for batch in batches]
 
     async def job_done() -> dict[str, Any] | None:
         details = await api.call("GET", f"/api/v1/batches/{batches[0]['id']}/details")
@@ -167,57 +190,56 @@ async def test_kill_goes_through_the_resource_manager_in_both_deploy_modes(
     # Cluster mode: the driver's Spark UI is reached through the RM's proxy (the tracking URL).
     details = await _eventually(job_done, "the cluster-mode driver's finished job in the details", 60)
     assert details["counters"]["jobs"] == 1 and details["counters"]["tasks"] == 2, details
-    for batch in batches:
+    for batch in batches[:2]:
         assert (await api.kill(batch["id"]))["success"] is True
-    for batch in batches:
+    yarn_cluster.kill_app(apps[2]["id"])
+    for batch in batches[:2]:
         final = await api.wait_for(batch["id"], timeout=60)
         assert final["state"] == "CANCELED" and final["appState"] == "KILLED", final
         app = yarn_cluster.app(final["appId"])
         assert app["state"] == "KILLED", app
         log = await api.full_log(batch["id"])
         assert any(f"kill of {app['id']} sent to the ResourceManager" in line for line in log), log
-
-
-async def test_an_application_killed_on_yarn_is_an_error_with_its_diagnostics(
-    gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster, scripts: dict[str, Path]
-) -> None:
-    api = await gateway()
-    batch = await api.submit("PYSPARK", str(scripts["sleep"]), conf=CLUSTER)
-    app = await _running_app(api, yarn_cluster, batch["id"])
-    yarn_cluster.kill_app(app["id"])  # yarn application -kill, not through the gateway
-    final = await api.wait_for(batch["id"], timeout=60)
+    final = await api.wait_for(batches[2]["id"], timeout=60)
     assert final["state"] == "ERROR" and final["appState"] == "KILLED", final
     assert "killed by user" in final["appDiagnostic"].lower(), final
 
 
-async def test_proxy_user_and_queue_reach_yarn(
-    gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster
+async def test_the_long_lived_launcher_submits_and_falls_back_to_spark_submit(
+    gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster, test_jar: Path, tmp_path: Path
 ) -> None:
-    api = await gateway(impersonation={"alice": ["bob"]})
-    batch = await api.as_user("alice").submit("PYSPARK", str(pi_py()), args=["2"], conf={
-        **CLUSTER, "spark.yarn.queue": "etl", "kyuubi.session.proxy.user": "bob"})
-    assert batch["user"] == "bob"
-    final = await api.wait_for(batch["id"], timeout=YARN_TIMEOUT)
-    assert final["state"] == "FINISHED", final
-    app = yarn_cluster.app(final["appId"])
-    assert (app["user"], app["queue"]) == ("bob", "root.etl"), app
-
-
-async def test_refused_submissions_are_errors_with_the_reason(
-    gateway: Callable[..., Awaitable[Api]], yarn_cluster: YarnCluster
-) -> None:
-    api = await gateway()
-    queue = await api.submit("PYSPARK", str(pi_py()), conf={**CLUSTER, "spark.yarn.queue": "nope"})
-    # Refused by spark-submit itself, before any application exists: bigger than the cluster's containers.
-    too_big = await api.submit("PYSPARK", str(pi_py()), conf={**CLUSTER, "spark.driver.memory": "8g"})
-    final = await api.wait_for(queue["id"], timeout=YARN_TIMEOUT)
-    assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
-    assert "nope" in final["appDiagnostic"] and "queue" in final["appDiagnostic"].lower(), final
-    assert final["appId"] == yarn_cluster.apps_tagged(f"batchgate-{queue['id']}")[0]["id"]
-    final = await api.wait_for(too_big["id"], timeout=YARN_TIMEOUT)
-    assert final["state"] == "ERROR" and final["appId"] is None, final
-    assert "above the max threshold" in final["appDiagnostic"], final
-    assert yarn_cluster.apps_tagged(f"batchgate-{too_big['id']}") == []
+    """BATCHGATE_SPARK_LAUNCHER=jvm: cluster-mode submits run in one long-lived JVM (no spark-submit process
+    per batch); a submission it cannot make is made by spark-submit, whose output says why; a restarted
+    gateway follows what the launcher submitted, and submits nothing again."""
+    first = await gateway(spark_launcher="jvm", instance_id="gw-jvm")
+    submitted = [await first.submit("PYSPARK", str(pi_py()), args=["2"], conf=CLUSTER),
+                 await first.submit("SPARK", str(test_jar), class_name=TEST_APP_CLASS, conf=CLUSTER)]
+    refused = await first.submit("PYSPARK", str(pi_py()), conf={**CLUSTER, "spark.driver.memory": "9g"})
+    for batch in submitted:
+        running = await first.wait_for(batch["id"], ("RUNNING", "FINISHED"), timeout=YARN_TIMEOUT)
+        assert running["appId"] == yarn_cluster.apps_tagged(f"batchgate-{batch['id']}")[0]["id"], running
+    await first.client.close()  # the launcher JVM goes with its gateway; the applications do not
+    api = await gateway(spark_launcher="jvm", instance_id="gw-jvm")
+    launcher_pids = set()
+    for batch in submitted:
+        final = await api.wait_for(batch["id"], timeout=YARN_TIMEOUT)
+        assert final["state"] == "FINISHED", final
+        [app] = yarn_cluster.apps_tagged(f"batchgate-{batch['id']}")
+        assert final["appId"] == app["id"] and app["finalStatus"] == "SUCCEEDED", (final, app)
+        log = await api.full_log(batch["id"])
+        said = [line for line in log if "submitting in the long-lived launcher (pid" in line]
+        assert len(said) == 1 and not any("[batchgate] launching:" in line for line in log), log
+        launcher_pids.add(said[0].split("(pid ")[1].split(")")[0])
+        assert any(f"YARN has {app['id']} after" in line for line in log), log
+        assert any("Pi is roughly 3.1" in line for line in log), "the driver's output, from the AM's log"
+        workdir = tmp_path / "data" / "batches" / batch["id"]
+        assert not (workdir / "pids.json").exists(), "no spark-submit process was started for it"
+    assert len(launcher_pids) == 1, launcher_pids  # one JVM submitted both
+    final = await api.wait_for(refused["id"], timeout=YARN_TIMEOUT)
+    assert final["state"] == "ERROR" and "above the max threshold" in final["appDiagnostic"], final
+    log = await api.full_log(refused["id"])
+    assert any("nothing reached YARN: spark-submit submits it instead" in line for line in log), log
+    assert sum("[batchgate] launching:" in line for line in log) == 1, log
 
 
 async def test_a_hanging_resource_manager_blocks_no_request(

@@ -2,7 +2,7 @@
 of its own (as in production), run from Hadoop's Maven artifacts (tests/maven/yarn/pom.xml, fetched by
 tests/maven_deps.py into a cache outside the repository), with the configuration written here.
 
-The cluster is sized for a 2-core test machine: the NodeManager offers 6 GiB and 8 vcores (containers
+The cluster is sized for a 2-core test machine: the NodeManager offers 8 GiB and 8 vcores (containers
 are small JVMs that mostly wait), memory checks are off, and allocations are rounded to 128 MiB. The
 CapacityScheduler has two queues, `default` and `etl`, so that tests can see `spark.yarn.queue`
 honoured. The containers run as the NodeManager's user (DefaultContainerExecutor), and the
@@ -34,7 +34,7 @@ from tests import maven_deps
 from tests.gateway_process import free_port
 
 QUEUES = ("default", "etl")
-NM_MEMORY_MB = 6144
+NM_MEMORY_MB = 8192
 NM_VCORES = 8
 RM_MAIN = "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager"
 NM_MAIN = "org.apache.hadoop.yarn.server.nodemanager.NodeManager"
@@ -101,6 +101,14 @@ class YarnCluster:
 
     # --- configuration --------------------------------------------------------------------------
 
+    @property
+    def hadoop_client_jars(self) -> list[str]:
+        """Hadoop's shaded client (tests/maven/hadoop-client): what a Flink launcher needs on
+        HADOOP_CLASSPATH, and what containers get as the Hadoop installation the NodeManager lacks."""
+        jars = sorted(maven_deps.artifact_dir("hadoop-client").glob("hadoop-client-*.jar"))
+        assert [j.name.split("-3.")[0] for j in jars] == ["hadoop-client-api", "hadoop-client-runtime"], jars
+        return [str(j) for j in jars]
+
     def write_conf(self) -> None:
         for d in (self.conf_dir, self.log_dir, self.staging_dir, self.base / "nm-local", self.base / "nm-logs",
                   self.base / "tmp"):
@@ -144,6 +152,9 @@ class YarnCluster:
                 "JAVA_HOME,HADOOP_COMMON_HOME,HADOOP_HDFS_HOME,HADOOP_CONF_DIR,HADOOP_YARN_HOME,PATH,LANG,TZ",
             "yarn.nodemanager.delete.debug-delay-sec": "0",
             "yarn.log-aggregation-enable": "false",
+            # No Hadoop installation on this NodeManager: containers that want Hadoop's classes (Flink's
+            # JobManager and TaskManagers) get the shaded client. Spark brings its own (the same version).
+            "yarn.application.classpath": ",".join([str(self.conf_dir), *self.hadoop_client_jars]),
             "yarn.timeline-service.enabled": "false",
             "yarn.webapp.ui2.enable": "false",
         }
@@ -221,6 +232,10 @@ class YarnCluster:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self.kill_containers()
+
+    def pids(self) -> list[int]:
+        """The daemons' processes (each JVM is the leader of its own group)."""
+        return [p.pid for p in self._procs.values() if p.poll() is None]
 
     def pause_rm(self) -> None:
         """Freeze the ResourceManager (SIGSTOP): its ports accept connections and nothing answers."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, cast
 import structlog
 
 from engines.base import (
+    LAUNCH_MARK,
     AppInfo,
     Details,
     EngineError,
@@ -47,7 +48,7 @@ RETRY_MAX_SECONDS = 5.0
 
 
 def _launched_in(workdir: Path) -> bool:
-    return (workdir / PIDS).exists()
+    return (workdir / PIDS).exists() or (workdir / LAUNCH_MARK).exists()
 
 
 class Supervisor:
