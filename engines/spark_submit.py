@@ -372,7 +372,8 @@ _K8S_DEPLOYED = re.compile(r"with application ID (spark-[0-9a-f]+) and submissio
 _K8S_STATUS = re.compile(r"Application status for (spark-[0-9a-f]+) \(phase: (\w+)\)")
 _DRIVER_ID = re.compile(r"(?:Submission successfully created as|Driver successfully submitted as) (driver-\d+-\d+)")
 _UI_BOUND = re.compile(r"Bound SparkUI to \S+, and started at (https?://\S+)")
-_UI_JETTY = re.compile(r"Start Jetty (\S+):(\d+) for SparkUI")
+_UI_JETTY = re.compile(r"Start Jetty (\S+):\d+ for SparkUI")  # the port asked for, not the one bound
+_UI_STARTED = re.compile(r"Successfully started service 'SparkUI' on port (\d+)")  # the one bound
 _DRIVER_HOST = re.compile(r"BlockManagerId\(driver, ([^,\s]+), ")
 _JAVA_MAIN = re.compile(r'Exception in thread "main" (.+)')
 _SUBMIT_ERROR = re.compile(r"^Error: (.+)")
@@ -460,9 +461,10 @@ class LauncherOutput:
         elif match := _UI_BOUND.search(line):
             f.ui_url = match.group(1)
         elif match := _UI_JETTY.search(line):
-            host, self._ui_port = match.group(1), match.group(2)
-            if host not in ("0.0.0.0", "::", "[::]"):
-                self._ui_host = host
+            if match.group(1) not in ("0.0.0.0", "::", "[::]"):
+                self._ui_host = match.group(1)
+        elif match := _UI_STARTED.search(line):
+            self._ui_port = match.group(1)
             self._ui_from_parts()
         elif match := _DRIVER_HOST.search(line):
             self._driver_host = match.group(1)

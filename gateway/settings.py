@@ -82,6 +82,14 @@ class InstanceSettings(_Group):
     log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
     log_level: str = "info"
 
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        # Resolved once, here, against the directory serve was started in: batches' working dirs, uploads
+        # and engine temp dirs are built from it, and a relative one would be applied again inside each
+        # batch's own working dir.
+        return value.expanduser().absolute()
+
     @model_validator(mode="after")
     def _check(self) -> InstanceSettings:
         if self.lease_seconds <= self.heartbeat_seconds:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 
-from gateway.keys import STORE
+from gateway.keys import SETTINGS, STORE
 from tests.helpers import Api, info
 
 FIELDS = {"id", "user", "batchType", "name", "appStartTime", "appId", "appUrl", "appState", "appDiagnostic",
@@ -326,3 +328,19 @@ async def test_deep_pages_of_a_large_unfiltered_list_are_exact(api: Api, databas
                 assert [b["id"] for b in page["batches"]] == expected, (offset, desc)
     finally:
         await conn.close()
+
+
+async def test_upload_runs_with_a_relative_data_dir(start_gateway: Any, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's serve command names a relative data dir (./batchgate-data): an uploaded program must
+    still be found once it runs inside its own working dir (the path was applied twice: exit code 2)."""
+    monkeypatch.chdir(tmp_path)
+    api = await start_gateway(data_dir=Path("batchgate-data"))
+    assert api.app[SETTINGS].data_dir == tmp_path / "batchgate-data", "resolved once, where settings are built"
+    form = aiohttp.FormData()
+    form.add_field("batchRequest", '{"batchType": "LOCAL", "args": ["rel"]}', content_type="application/json")
+    form.add_field("resourceFile", b"import sys\nprint('relative says', sys.argv[1])\n", filename="job.py")
+    batch = await api.call("POST", "/api/v1/batches", data=form)
+    final = await api.wait_for(batch["id"])
+    assert final["state"] == "FINISHED", (final, await api.full_log(batch["id"]))
+    assert "relative says rel" in await api.full_log(batch["id"])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shlex
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -227,7 +229,9 @@ def test_command_line_for_a_jar_with_proxy_user_on_standalone_cluster(tmp_path: 
 def test_launcher_output_facts_and_diagnostics() -> None:
     out = LauncherOutput()
     out.feed([
-        "26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4041 for SparkUI",
+        "26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4040 for SparkUI",
+        "26/01/01 10:00:00 WARN Utils: Service 'SparkUI' could not bind on port 4040. Attempting port 4041.",
+        "26/01/01 10:00:00 INFO Utils: Successfully started service 'SparkUI' on port 4041.",
         "26/01/01 10:00:00 INFO BlockManagerMaster: Registering BlockManager BlockManagerId(driver, 10.1.2.3, 4, None)",
         "26/01/01 10:00:01 INFO RollingEventLogFilesWriter: Logging events to "
         "file:/w/eventlog/eventlog_v2_local-1700000000000/events_1_local-1700000000000.zstd",
@@ -305,6 +309,36 @@ async def test_spark_jar_on_local_master_finishes(api: Api, test_jar: Path) -> N
     assert final["state"] == "FINISHED", (final, log[-30:])
     assert final["appId"].startswith("local-")
     assert any(line.startswith("Pi is roughly") for line in log)
+
+
+@pytest.mark.slow
+async def test_app_url_names_the_port_spark_bound_when_4040_is_taken(api: Api, scripts: dict[str, Path]) -> None:
+    """Another application holds 4040: Spark binds its UI to the next free port, and appUrl (and Livy's
+    sparkUiUrl) must name that one, not 4040, which is the other application's UI."""
+    taken = socket.socket()
+    try:
+        taken.bind(("0.0.0.0", 4040))
+        taken.listen()
+    except OSError:
+        pass  # someone else's application holds it already: the case this test is about
+    with taken:
+        batch = await api.submit("PYSPARK", str(scripts["sleep"]), conf={"spark.master": "local[1]"})
+        running = await running_with_line(api, batch["id"], "sleeping now")
+        log = await api.full_log(batch["id"])
+        bound = [int(m.group(1)) for line in log
+                 if (m := re.search(r"Successfully started service 'SparkUI' on port (\d+)", line))]
+        assert bound and bound[-1] != 4040, log[:60]
+        await wait_until(lambda: _app_url_port(api, batch["id"], bound[-1]), "appUrl to name the bound port", 30)
+        livy = await api.call("GET", f"/livy/batches/{running['batchInfo']['livyId']}")
+        await api.kill(batch["id"])
+        await api.wait_for(batch["id"], timeout=30)
+    assert livy["appInfo"]["sparkUiUrl"].endswith(f":{bound[-1]}"), livy
+
+
+async def _app_url_port(api: Api, batch_id: str, port: int) -> bool:
+    url = (await api.get(batch_id))["appUrl"] or ""
+    assert not url.endswith(":4040"), url
+    return url.endswith(f":{port}")
 
 
 @pytest.mark.slow
