@@ -582,6 +582,8 @@ class FlinkRun:
             details = self._details_event(force=True)  # the last snapshot the mini cluster gave
             if details is not None:
                 yield details
+            if len(self.job_ids) == 1 and (url := self._url(self.job_ids[0], True)):
+                yield AppInfo(app_url=url)  # the job ended with its launcher: its page among the completed
             diagnostic = exited.diagnostic
             if exited.app_state == "FAILED" and cause:
                 diagnostic = f"{diagnostic}: {cause}" if diagnostic else cause

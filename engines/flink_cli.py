@@ -316,6 +316,7 @@ class CauseScanner:
         self.caused_by: str | None = None
         self.exception: str | None = None
         self._in_traceback = False
+        self._py4j = False
 
     def feed(self, lines: Iterable[str]) -> None:
         for raw in lines:
@@ -323,12 +324,20 @@ class CauseScanner:
             if line.endswith("Traceback (most recent call last):"):
                 self._in_traceback = True
                 continue
+            if self._py4j:
+                # py4j's "An error occurred while calling o52.select." is followed by the Java exception
+                # the program's call raised, as ": org.apache.flink.table.api.ValidationException: …".
+                self._py4j = False
+                if self.python is None and line.startswith(": ") and self._EXCEPTION.match(line[2:]):
+                    self.python = line[2:]
+                    continue
             if self._in_traceback:
                 if not line or line[0].isspace():
                     continue
                 self._in_traceback = False
-                if (self.python is None and self._PY_EXCEPTION.match(line)
-                        and not line.startswith(self._WRAPPERS)):
+                if line.startswith(self._WRAPPERS[0]):
+                    self._py4j = True
+                elif self.python is None and self._PY_EXCEPTION.match(line) and not line.startswith(self._WRAPPERS):
                     self.python = line
                 continue
             if line.startswith("Caused by: "):

@@ -43,6 +43,15 @@ env.from_collection([1, 2, 3, 4]).map(boom).print()
 env.execute("failing-job")
 """
 
+BAD_COLUMN = """
+from pyflink.table import EnvironmentSettings, TableEnvironment
+from pyflink.table.expressions import col
+
+t_env = TableEnvironment.create(EnvironmentSettings.in_batch_mode())
+words = t_env.from_elements([("to", 1), ("be", 2)], ["word", "n"])
+words.select(col("no_such_col")).execute().print()
+"""
+
 ENDLESS = ENDLESS_PRELUDE + """\
 numbers = env.from_source(NumberSequenceSource(0, 10**12), WatermarkStrategy.no_watermarks(), "numbers")
 numbers.map(slow, output_type=Types.LONG()).filter(lambda x: x % 25 == 0) \\
@@ -73,6 +82,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> dict[str
     word_count = flink_home / "examples" / "datastream" / "word_count.py"
     assert word_count.is_file(), f"PyFlink's word_count example moved: {word_count}"
     (root / "failing.py").write_text(FAILING)
+    (root / "bad_column.py").write_text(BAD_COLUMN)
     (root / "endless.py").write_text(ENDLESS)
     source = root / "src" / "bg" / "BgJob.java"
     source.parent.mkdir(parents=True)
@@ -83,7 +93,7 @@ def jobs(tmp_path_factory: pytest.TempPathFactory, flink_home: Path) -> dict[str
     subprocess.run(["jar", "--create", "--file", str(root / "bg-job.jar"), "-C", str(classes), "."], check=True,
                    timeout=60)
     return {"word_count": word_count, "failing": root / "failing.py", "endless": root / "endless.py",
-            "jar": root / "bg-job.jar"}
+            "jar": root / "bg-job.jar", "bad_column": root / "bad_column.py"}
 
 
 def rest_get(url: str) -> Any:
@@ -120,6 +130,7 @@ async def test_word_count_on_local_target(api: Api, jobs: dict[str, Path], flink
     assert final["state"] == "FINISHED" and final["appState"] == "FINISHED", final
     assert JOB_ID.match(final["appId"]), final
     assert final["appUrl"].startswith("http://127.0.0.1:") and final["appId"] in final["appUrl"]
+    assert final["appUrl"].endswith(f"/#/job/completed/{final['appId']}/overview"), "the job has ended"
     assert info(final, "flink")["target"] == "local"
     log = await api.full_log(batch["id"])
     assert f"Job has been submitted with JobID {final['appId']}" in log
@@ -141,6 +152,18 @@ async def test_failing_job_on_local_target_is_error(api: Api, jobs: dict[str, Pa
     assert JOB_ID.match(final["appId"] or "")
     assert "ValueError: batchgate-test-boom" in final["appDiagnostic"], final["appDiagnostic"]
     assert "exit code" in final["appDiagnostic"]
+
+
+async def test_bad_column_names_the_python_exception(api: Api, jobs: dict[str, Path]) -> None:
+    """The Python program fails before any job: the diagnostic is the program's own exception (as for
+    PYSPARK), not the launcher's "Python process exits with code: 1"."""
+    batch = await api.submit("PYFLINK", str(jobs["bad_column"]))
+    final = await api.wait_for(batch["id"], timeout=SLOW)
+    log = await api.full_log(batch["id"])
+    assert final["state"] == "ERROR" and final["appState"] == "FAILED", final
+    assert "ValidationException" in final["appDiagnostic"], (final["appDiagnostic"], log[-60:])
+    assert "no_such_col" in final["appDiagnostic"], final["appDiagnostic"]
+    assert "Python process exits with code" not in final["appDiagnostic"]
 
 
 async def test_kill_streaming_job_on_local_target(api: Api, jobs: dict[str, Path], tmp_path: Path) -> None:

@@ -210,6 +210,15 @@ def test_state_mapping_polling_and_diagnostics() -> None:
     java.feed(["org.apache.flink.client.program.ProgramInvocationException: The main method caused an error",
                "\tat x.y(Z.java:1)", "Caused by: java.lang.IllegalStateException: deepest cause"])
     assert java.best() == "java.lang.IllegalStateException: deepest cause"
+    py4j = CauseScanner()  # a Table API call that failed in Java: the Java exception under py4j's wrapper
+    py4j.feed(["Traceback (most recent call last):", '  File "x.py", line 7, in <module>',
+               "py4j.protocol.Py4JJavaError: An error occurred while calling o52.select.",
+               ": org.apache.flink.table.api.ValidationException: Cannot resolve field [no_such_col], input field "
+               "list:[word, n].", "\tat org.apache.flink.table.X.y(X.java:91)",
+               "org.apache.flink.client.program.ProgramAbortException: java.lang.RuntimeException: Python process "
+               "exits with code: 1", "Caused by: java.lang.RuntimeException: Python process exits with code: 1"])
+    assert py4j.best() == ("org.apache.flink.table.api.ValidationException: Cannot resolve field [no_such_col], "
+                           "input field list:[word, n].")
     assert latest_failure({"exceptionHistory": {"entries": []}}) == (None, None, [])
 
 
