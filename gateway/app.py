@@ -14,6 +14,7 @@ from engines.base import EngineContext
 from engines.process import ProcessSupervisor
 from engines.registry import EngineRegistry
 from gateway.api.audit import routes as audit_routes
+from gateway.api.batch_events import routes as batch_event_routes
 from gateway.api.batches import routes as batch_routes
 from gateway.api.control import routes as control_routes
 from gateway.api.engines import routes as engine_routes
@@ -32,6 +33,7 @@ from gateway.api.slas import routes as sla_routes
 from gateway.api.ui import routes as ui_routes
 from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
+from gateway.batches.feed import BatchFeed
 from gateway.batches.logs import LogStore
 from gateway.batches.notices import control_handler, kill_handler
 from gateway.batches.retention import Retention
@@ -55,6 +57,7 @@ from gateway.keys import (
     AUTH,
     CONTROL,
     ENGINES,
+    FEED,
     INSTANCE,
     JOBS,
     LIVY_PORT,
@@ -166,6 +169,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(health_routes)
     app.add_routes(openapi_routes)
     app.add_routes(control_routes)
+    app.add_routes(batch_event_routes)  # before /batches/{batch_id}
     app.add_routes(batch_routes)
     app.add_routes(engine_routes)
     app.add_routes(job_routes)
@@ -181,7 +185,14 @@ def create_app(settings: Settings) -> web.Application:
         _lifetime, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
         *(_loop(name) for name in LOOPS), _livy, _started,
     ])
+    app.on_shutdown.append(_end_streams)
     return app
+
+
+async def _end_streams(app: web.Application) -> None:
+    """Before the parts come down: open batch event streams end, so they do not hold the shutdown."""
+    if FEED in app:
+        app[FEED].close()
 
 
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
@@ -385,6 +396,7 @@ def _build_parts(app: web.Application) -> None:
     app[JOBS] = jobs
     app[NUMBERS] = Numbers(DialectIdStore(db))
     app[SERVICE] = batches
+    app[FEED] = BatchFeed(store, batches, hub)
     app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
     app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from engines.registry import EngineRegistry
 from gateway.batches.control import BatchControl
+from gateway.batches.feed import BatchFeed
 from gateway.batches.retention import Retention
 from gateway.batches.scheduler import Scheduler
 from gateway.batches.service import BatchService
@@ -39,3 +40,4 @@ RETENTION = web.AppKey("retention", Retention)
 INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
 LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (livy_port may be 0)
 NUMBERS = web.AppKey("numbers", Numbers)
+FEED = web.AppKey("feed", BatchFeed)

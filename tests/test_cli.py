@@ -186,7 +186,7 @@ async def test_every_batch_subcommand(env: dict[str, str], gateway: GatewayProce
     waited = await run(env, "get", slow.id, "--wait")
     assert waited.code == 3 and "CANCELED" in waited.err, "exit 3 for a canceled batch"
     again = await run(env, "kill", slow.id)
-    assert again.code == 0 and "already" in again.out
+    assert again.code == 4 and "already" in again.err, "a kill that killed nothing is not a success"
 
     restarted = await run(env, "restart", done.id, "--follow")
     assert restarted.code == 0 and "tick 7" in restarted.out

@@ -276,6 +276,7 @@ def test_running_is_reported_with_the_application_id() -> None:
     run = SparkRun(SparkConfig(), process=None, handle={"spark": {"deployMode": "client"}}, api=None, notes=[])
     run._launcher_done = False  # as if its launcher were running
     run._parser.feed(["26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4040 for SparkUI",
+                      "26/01/01 10:00:00 INFO Utils: Successfully started service 'SparkUI' on port 4040.",
                       "26/01/01 10:00:00 INFO BlockManagerMaster: Registering BlockManager "
                       "BlockManagerId(driver, 10.1.2.3, 4, None)"])
     first = run._from_launcher()

@@ -341,6 +341,9 @@ def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
     paths.update(_job_paths())
     paths.update(_project_paths())
     paths.update(_schedule_paths(schemas))
+    from gateway.api.openapi_overview import overview_paths
+
+    paths.update(overview_paths(schemas))
     return {
         "openapi": "3.1.0",
         "info": {"title": "batchgate", "version": gateway.__version__,

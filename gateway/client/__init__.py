@@ -24,7 +24,7 @@ from gateway.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
+from gateway.client.streams import BatchChange, BatchEvents, LogFollow, LogLine, RunEvent, RunEvents
 from gateway.client.sync import Client, SyncLogFollow, SyncRunEvents
 from gateway.contract.batches import Batch, BatchDetails, BatchList, BatchRequest, CloseBatchResponse, LocalLog
 
@@ -34,7 +34,9 @@ __all__ = [
     "AsyncClient",
     "BadRequest",
     "Batch",
+    "BatchChange",
     "BatchDetails",
+    "BatchEvents",
     "BatchList",
     "BatchRequest",
     "Client",

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 import gateway
 from gateway.client.errors import ClientError, GatewayUnreachable, error_for
-from gateway.client.streams import LogFollow
+from gateway.client.streams import BatchEvents, LogFollow
 from gateway.client.workflows import AsyncWorkflows
 from gateway.contract.batches import (
     CONF_BATCH_ID,
@@ -288,24 +288,37 @@ class AsyncClient(AsyncWorkflows):
         """Iterate over the log as it grows, until the batch ends (`follow.batch` is then its final state)."""
         return LogFollow(self, batch_id, start)
 
+    def batch_events(self, batch_ids: Iterable[str] | None = None, *, snapshot: bool = True) -> BatchEvents:
+        """Changes of batches as they happen, endless: first a snapshot (the batches named, or the caller's
+        queued, paused and running ones; skipped with snapshot=False), then one change per event."""
+        return BatchEvents(self, list(batch_ids) if batch_ids is not None else None, snapshot=snapshot)
+
     async def wait(self, batch_id: str, *, timeout: float | None = None,
                    on_change: Callable[[Batch], None] | None = None) -> Batch:
-        """Wait until the batch is terminal; `on_change` sees each state it passes through."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        delay = 0.1
-        seen: str | None = None
-        while True:
-            batch = await self.batch(batch_id)
-            if on_change is not None and batch.state != seen:
-                on_change(batch)
-            seen = batch.state
-            if batch.state in TERMINAL_STATES:
-                return batch
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"batch {batch_id} is still {batch.state} after {timeout}s")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+        """Wait until the batch is terminal; `on_change` sees each state it passes through, as it happens
+        (the gateway's batch events, not a poll)."""
+        async def follow() -> Batch:
+            seen: str | None = None
+            events = self.batch_events([batch_id])
+            try:
+                async for change in events:
+                    for batch in change.batches:
+                        if batch.id != batch_id:
+                            continue
+                        if on_change is not None and batch.state != seen:
+                            on_change(batch)
+                        seen = batch.state
+                        if batch.state in TERMINAL_STATES:
+                            return batch
+            finally:
+                await events.aclose()
+            raise ClientError(f"the event stream of batch {batch_id} ended before the batch did")
+
+        try:
+            return await asyncio.wait_for(follow(), timeout)
+        except TimeoutError:
+            current = await self.batch(batch_id)
+            raise TimeoutError(f"batch {batch_id} is still {current.state} after {timeout}s") from None
 
     # --- job control (docs/job-control.md) ----------------------------------------------------
 

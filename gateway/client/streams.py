@@ -1,5 +1,5 @@
-"""Server-sent event streams: a batch log (LogFollow) and a run's changes (RunEvents), each resuming
-after a dropped connection where it stopped."""
+"""Server-sent event streams: a batch log (LogFollow), a run's changes (RunEvents) and the changes of
+batches (BatchEvents), each resuming after a dropped connection where it stopped."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from gateway.client.errors import GatewayUnreachable
-from gateway.contract.batches import Batch
+from gateway.contract.batches import Batch, BatchSnapshot
 from gateway.contract.jobs import Run
 
 if TYPE_CHECKING:
@@ -36,6 +36,15 @@ class RunEvent:
     state: str
     time: int
     node: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchChange:
+    """`snapshot`: `batches` is the whole view (the batches named, or the caller's queued, paused and
+    running ones), replacing what came before; `batch`: one batch changed (`batches` holds it)."""
+
+    kind: str
+    batches: list[Batch]
 
 
 @dataclass
@@ -188,4 +197,32 @@ class RunEvents(_Stream):
                 return RunEvent(int(event.id), event.type, data["state"], data.get("time", 0), data.get("node"))
             if event.type == "end":
                 self.run = Run.model_validate_json(event.data)
+        raise StopAsyncIteration
+
+
+class BatchEvents(_Stream):
+    """An async iterator of `BatchChange`s, endless: a snapshot, then each change as it happens. After a
+    dropped connection it starts again with a fresh snapshot."""
+
+    def __init__(self, client: AsyncClient, batch_ids: list[str] | None = None, *, snapshot: bool = True) -> None:
+        super().__init__(client, "/api/v1/batches/events")
+        self._params = {"batchId": ",".join(batch_ids)} if batch_ids else {}
+        self._snapshot = snapshot
+        self._connected = False
+
+    def _resume(self) -> tuple[dict[str, str], dict[str, str]]:
+        # A first connection without a snapshot stays so; a reconnection needs one to catch up.
+        snapshot = self._snapshot or self._connected
+        self._connected = True
+        return {**self._params, "snapshot": "true" if snapshot else "false"}, {}
+
+    def __aiter__(self) -> BatchEvents:
+        return self
+
+    async def __anext__(self) -> BatchChange:
+        while (event := await self._event()) is not None:
+            if event.type == "snapshot":
+                return BatchChange("snapshot", BatchSnapshot.model_validate_json(event.data).batches)
+            if event.type == "batch":
+                return BatchChange("batch", [Batch.model_validate_json(event.data)])
         raise StopAsyncIteration

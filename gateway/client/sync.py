@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from gateway.client.aio import DEFAULT_URL, AsyncClient, RetryHook
-from gateway.client.streams import LogFollow, LogLine, RunEvent, RunEvents
+from gateway.client.streams import BatchChange, LogFollow, LogLine, RunEvent, RunEvents
 from gateway.client.workflows import SyncWorkflows
 from gateway.contract.batches import (
     Batch,
@@ -228,6 +228,11 @@ class Client(SyncWorkflows):
 
     def follow_log(self, batch_id: str, start: int = 0) -> SyncLogFollow:
         return SyncLogFollow(self._loop, self.aio.follow_log(batch_id, start))
+
+    def batch_events(self, batch_ids: Iterable[str] | None = None, *,
+                     snapshot: bool = True) -> SyncStream[BatchChange]:
+        events = self.aio.batch_events(batch_ids, snapshot=snapshot)
+        return SyncStream(self._loop, events, events.aclose)
 
     def run_events(self, run_id: str) -> SyncRunEvents:
         return SyncRunEvents(self._loop, self.aio.run_events(run_id))

@@ -222,6 +222,13 @@ class BatchList(ApiModel):
     batches: list[Batch]
 
 
+class BatchSnapshot(ApiModel):
+    """The `snapshot` event of GET /api/v1/batches/events: the batches named, or the caller's queued,
+    paused and running ones; `batch` events then carry one Batch each."""
+
+    batches: list[Batch]
+
+
 class LocalLog(ApiModel):
     log_row_set: list[str] = Field(alias="logRowSet")
     row_count: int = Field(alias="rowCount")

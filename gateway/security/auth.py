@@ -103,6 +103,8 @@ class Authenticator:
         if credentials is None:
             raise Unauthorized("authentication required: send HTTP Basic credentials")
         user, password = credentials
+        if not password:  # says nothing about the user; and no account is opened by an empty password
+            raise Unauthorized("no password given: send the user's password with HTTP Basic")
         self._maybe_reload()
         digest = hashlib.sha256(password.encode()).digest()
         cached = self._verified.get(user)

@@ -7,9 +7,10 @@ from __future__ import annotations
 import click
 
 from gateway.client.commands.batches import COMMANDS as BATCH_COMMANDS
+from gateway.client.commands.top import COMMANDS as TOP_COMMANDS
 from gateway.client.commands.workflows import COMMANDS as WORKFLOW_COMMANDS
 
 
 def register(group: click.Group) -> None:
-    for command in [*BATCH_COMMANDS, *WORKFLOW_COMMANDS]:
+    for command in [*BATCH_COMMANDS, *TOP_COMMANDS, *WORKFLOW_COMMANDS]:
         group.add_command(command)

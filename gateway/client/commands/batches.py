@@ -72,6 +72,25 @@ def parse_states(states: tuple[str, ...]) -> list[str] | None:
     return [s.strip().upper() for part in states for s in part.split(",") if s.strip()] or None
 
 
+_HEX_PREFIX = re.compile(r"^[0-9a-fA-F-]{4,36}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
+def batch_ref(cli: Cli, text: str) -> str:
+    """A batch id from a whole id or a unique prefix of one (the web page shows the first 8 characters)."""
+    if _UUID.match(text) or not _HEX_PREFIX.match(text):
+        return text  # a whole id, or something the gateway will name as not an id
+    prefix = text.replace("-", "").lower()
+    page = cli.client.batches(key=text, size=50, desc=True)
+    found = [b.id for b in page.batches if b.id.replace("-", "").startswith(prefix)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        cli.fail(f"no batch you may see has an id starting with {text!r}", Exit.REFUSED)
+    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+    cli.fail(f"{text!r} is the start of {len(found)} batch ids ({shown}): give more of the id", Exit.USAGE)
+
+
 def build_request(file: str | None, batch_type: str | None, resource: str | None, class_name: str | None,
                   name: str | None, args: list[str], conf: dict[str, str]) -> BatchRequest:
     body: dict[str, Any] = read_request_file(file) if file else {}
@@ -152,7 +171,7 @@ def list_batches(cli: Cli, batch_type: str | None, states: tuple[str, ...], batc
     filters: dict[str, Any] = dict(
         batch_type=batch_type, state=parse_states(states), user=batch_user, name=name, key=key,
         create_time=parse_time(since, "--since"), end_time=parse_time(until, "--until"), sort=sort,
-        attempts_of=attempts_of, desc=not asc,
+        attempts_of=batch_ref(cli, attempts_of) if attempts_of else None, desc=not asc,
     )
     if all_:
         batches = list(cli.client.iter_batches(**filters))
@@ -163,7 +182,7 @@ def list_batches(cli: Cli, batch_type: str | None, states: tuple[str, ...], batc
         print_json(cli.out, page)
         return Exit.OK
     if page.batches:
-        cli.out.print(batch_table(page.batches))
+        cli.show(batch_table(page.batches))
     first = page.from_ + 1 if page.batches else page.from_
     cli.note(f"{first}-{page.from_ + len(page.batches)} of {page.total}")
     return Exit.OK
@@ -174,7 +193,8 @@ def list_batches(cli: Cli, batch_type: str | None, states: tuple[str, ...], batc
 @click.option("--wait", "wait_", is_flag=True, help="Wait until the batch ends; exit with its result.")
 @client_command
 def get(cli: Cli, batch_id: str, wait_: bool) -> int:
-    """Show one batch."""
+    """Show one batch (its id, or the start of it)."""
+    batch_id = batch_ref(cli, batch_id)
     if wait_:
         return wait(cli, batch_id, kill_on_interrupt=False)
     batch = cli.client.batch(batch_id)
@@ -194,6 +214,7 @@ def get(cli: Cli, batch_id: str, wait_: bool) -> int:
 def log(cli: Cli, batch_id: str, start: int, size: int, follow_: bool, line_numbers: bool,
         kill_on_interrupt: bool) -> int:
     """Print a window of a batch log, or follow it (-f) until the batch ends."""
+    batch_id = batch_ref(cli, batch_id)
     if follow_:
         return _follow(cli, batch_id, max(start, 0), kill_on_interrupt, line_numbers)
     window = cli.client.log(batch_id, start, size)
@@ -211,10 +232,15 @@ def log(cli: Cli, batch_id: str, start: int, size: int, follow_: bool, line_numb
 @click.argument("batch_id")
 @client_command
 def kill(cli: Cli, batch_id: str) -> int:
-    """Kill a batch (a queued one is canceled at once)."""
-    result = cli.client.kill(batch_id)
-    cli.emit(result, lambda: result.msg)
-    return Exit.OK
+    """Kill a batch (a queued one is canceled at once). Exits 4 if it had already ended."""
+    result = cli.client.kill(batch_ref(cli, batch_id))
+    if cli.json:
+        print_json(cli.out, result)
+    elif result.success:
+        cli.show(result.msg)
+    else:
+        cli.note(result.msg)
+    return Exit.OK if result.success else Exit.REFUSED
 
 
 def _action(name: str, doc: str) -> click.Command:
@@ -222,7 +248,7 @@ def _action(name: str, doc: str) -> click.Command:
     @click.option("--follow", is_flag=True, help="Then follow the (new) batch's log until it ends.")
     @client_command
     def command(cli: Cli, batch_id: str, follow: bool) -> int:
-        batch = getattr(cli.client, name)(batch_id)
+        batch = getattr(cli.client, name)(batch_ref(cli, batch_id))
         if follow:
             return _follow(cli, batch.id, 0, False, False)
         cli.emit(batch, lambda: f"{batch.id}  {batch.state}")
@@ -242,7 +268,7 @@ restart = _action("restart", "Run an ended batch again, as a new batch; prints t
 @client_command
 def drop(cli: Cli, batch_id: str) -> int:
     """Remove an ended batch, its log and its files (the audit log keeps its entries)."""
-    result = cli.client.drop(batch_id)
+    result = cli.client.drop(batch_ref(cli, batch_id))
     cli.emit(result, lambda: result.msg)
     return Exit.OK
 
@@ -252,26 +278,26 @@ def drop(cli: Cli, batch_id: str) -> int:
 @client_command
 def details(cli: Cli, batch_id: str) -> int:
     """A batch's steps, counters and attempts."""
-    info = cli.client.details(batch_id)
+    info = cli.client.details(batch_ref(cli, batch_id))
     if cli.json:
         print_json(cli.out, info)
         return Exit.OK
-    cli.out.print(batch_fields(info.batch))
+    cli.show(batch_fields(info.batch))
     steps = Table(title="steps", title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in ("STEP", "KIND", "DURATION"):
         steps.add_column(column)
     for step in info.steps:
         steps.add_row(step.name, step.kind, fmt_seconds(step.duration / 1000) if step.duration is not None else "-")
-    cli.out.print(steps)
+    cli.show(steps)
     if info.counters:
         counters = Table(title="counters", title_justify="left", box=None, header_style="bold", pad_edge=False)
         counters.add_column("COUNTER")
         counters.add_column("VALUE", justify="right")
         for key, value in sorted(info.counters.items()):
             counters.add_row(key, str(value))
-        cli.out.print(counters)
+        cli.show(counters)
     if len(info.attempts) > 1:
-        cli.out.print(batch_table(info.attempts, title="attempts"))
+        cli.show(batch_table(info.attempts, title="attempts"))
     return Exit.OK
 
 

@@ -8,14 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
 
 from gateway.client import ApiError, Client, GatewayUnreachable, Unauthorized, Unavailable
 from gateway.client.commands.config import ConfigError, Connection, resolve
-from gateway.client.commands.output import print_json
+from gateway.client.commands.output import print_json, print_rich
 from gateway.contract.batches import BatchState
 
 
@@ -51,14 +51,21 @@ class Cli:
         if self.json or render is None:
             print_json(self.out, value)
         else:
-            self.out.print(render())
+            self.show(render())
+
+    def show(self, renderable: Any) -> None:
+        """A table or text on stdout, without trailing padding."""
+        print_rich(self.out, renderable)
+
+    def fail(self, message: str, code: Exit) -> NoReturn:
+        _fail(self.err, message, code)
 
     def note(self, message: str) -> None:
-        """A message for the person, on stderr (stdout stays clean for data)."""
-        self.err.print(f"batchgate: {message}", markup=False, highlight=False)
+        """A message for the person, on stderr (stdout stays clean for data); long ones are not broken."""
+        self.err.print(f"batchgate: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _fail(err: Console, message: str, code: Exit) -> None:
+def _fail(err: Console, message: str, code: Exit) -> NoReturn:
     err.print(f"batchgate: {message}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(int(code))
 
@@ -89,7 +96,6 @@ def client_command(fn: Callable[..., int | None]) -> Callable[..., None]:
             connection = resolve(url, user, password, config_file)
         except ConfigError as exc:
             _fail(err, str(exc), Exit.CONFIG)
-            return
 
         def retrying(attempt: int, delay: float, message: str) -> None:
             err.print(f"batchgate: gateway unavailable ({message}); retry {attempt} in {delay:.0f}s",
@@ -105,6 +111,10 @@ def client_command(fn: Callable[..., int | None]) -> Callable[..., None]:
             who = f"user {connection.user!r}" if connection.user else "no user given"
             if connection.token and not connection.user:
                 who = "session token"
+            if connection.user and not connection.password and not connection.token:
+                _fail(err, f"authentication failed at {connection.url}: no password given for user "
+                           f"{connection.user!r}; set --password, BATCHGATE_PASSWORD or password in the config "
+                           "file", Exit.AUTH)
             _fail(err, f"authentication failed at {connection.url}: {exc.message} ({who}; set --user and "
                        f"--password, BATCHGATE_USER and BATCHGATE_PASSWORD, or the config file)", Exit.AUTH)
         except Unavailable as exc:

@@ -12,23 +12,25 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
-from gateway.client import ClientError
+from gateway.client import BatchChange, ClientError
 from gateway.client.commands.common import Cli, Exit, exit_for_state
 from gateway.client.commands.output import STATE_STYLES, TERMINAL, fmt_seconds, print_json
+from gateway.client.sync import SyncStream
 from gateway.contract.batches import Batch, BatchState
-
-POLL_SECONDS = 1.0
 
 
 class Progress:
-    """Polls the batch in a thread and shows its state: live on a terminal, one line per change off it."""
+    """Shows the batch's state: live on a terminal, one line per change off it. With `watch`, it follows
+    the gateway's batch events itself (in a thread); otherwise the caller feeds it through update()."""
 
-    def __init__(self, cli: Cli, batch_id: str) -> None:
+    def __init__(self, cli: Cli, batch_id: str, *, watch: bool = True) -> None:
         self._cli = cli
         self._batch_id = batch_id
         self._batch: Batch | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="batchgate-progress", daemon=True)
+        self._events: SyncStream[BatchChange] | None = cli.client.batch_events([batch_id]) if watch else None
+        self._watcher = threading.Thread(target=self._watch, name="batchgate-events", daemon=True)
         self._live: Live | None = None
         self._spinner = Spinner("dots", text=Text(f"{batch_id}: waiting"), style="cyan")
         self._shown: str | None = None
@@ -44,24 +46,32 @@ class Progress:
                               redirect_stdout=sys.stdout.isatty(), redirect_stderr=False)
             self._live.start()
         self._thread.start()
+        if self._events is not None:
+            self._watcher.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self._stop.set()
+        if self._events is not None:
+            self._events.close()
+            self._watcher.join(timeout=5)
         self._thread.join(timeout=5)
         if self._live is not None:
             self._live.stop()
 
+    def _watch(self) -> None:
+        assert self._events is not None
+        try:
+            for change in self._events:
+                for batch in change.batches:
+                    if batch.id == self._batch_id and not self._stop.is_set():
+                        self.update(batch)
+        except ClientError:
+            pass  # the main loop reports errors; this is only a display
+
     def _run(self) -> None:
-        last_poll = 0.0
-        while not self._stop.is_set():
-            if time.monotonic() - last_poll >= POLL_SECONDS:
-                last_poll = time.monotonic()
-                try:
-                    self.update(self._cli.client.batch(self._batch_id))
-                except ClientError:
-                    pass  # the main loop reports errors; this is only a display
+        while not self._stop.is_set():  # only the elapsed time moves between events
             self._render()
             self._stop.wait(0.2)
 
@@ -109,7 +119,7 @@ def finished(cli: Cli, batch: Batch) -> int:
 def wait(cli: Cli, batch_id: str, *, kill_on_interrupt: bool) -> int:
     """Wait for the end without the log; exit with the batch's result."""
     try:
-        with Progress(cli, batch_id) as progress:
+        with Progress(cli, batch_id, watch=False) as progress:
             final = cli.client.wait(batch_id, on_change=progress.update)
     except KeyboardInterrupt:
         return interrupted(cli, batch_id, kill_on_interrupt)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,10 +37,24 @@ def print_json(console: Console, value: Any, *, compact: bool = False) -> None:
     console.file.flush()
 
 
-def fmt_time(ms: int | None) -> str:
+def fmt_time(ms: int | None, zone: tzinfo | None = None) -> str:
+    """A time in `zone` (default: this machine's), always with the zone's name: 2026-11-25 13:04:33 CET."""
     if not ms:
         return "-"
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    when = datetime.fromtimestamp(ms / 1000, tz=zone) if zone else datetime.fromtimestamp(ms / 1000).astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+_TRAILING = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$")
+
+
+def print_rich(console: Console, renderable: Any) -> None:
+    """Print a table (or any renderable) without the spaces rich pads each line with to the table's width."""
+    with console.capture() as captured:
+        console.print(renderable)
+    lines = captured.get().split("\n")
+    console.file.write("\n".join(_TRAILING.sub(r"\1", line) for line in lines))
+    console.file.flush()
 
 
 def fmt_seconds(seconds: float) -> str:

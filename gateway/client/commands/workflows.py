@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from rich.console import RenderableType
@@ -138,22 +139,37 @@ def schedule_when(s: Schedule) -> str:
     return f"cron {s.cron}" if s.cron else f"every {s.every}"
 
 
+def _zone(s: Schedule) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(s.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _in_zone(ms: int, zone: ZoneInfo | None) -> str:
+    """A schedule's time in its own zone, and in this machine's when that differs."""
+    there = fmt_time(ms, zone)
+    here = fmt_time(ms)
+    return there if there == here else f"{there} ({here})"
+
+
 def schedule_view(s: Schedule) -> Table:
     last = s.last_fire
+    zone = _zone(s)
     return _table("FIELD", "VALUE", title=f"schedule {s.id}", rows=[
         ("job", s.job), ("when", schedule_when(s)), ("timezone", s.timezone), ("enabled", str(s.enabled).lower()),
         ("concurrency", s.concurrency), ("catchup", f"{s.catchup} (bound {s.catchup_bound})"),
         ("variables", ", ".join(f"{k}={v}" for k, v in s.variables.items()) or "-"),
-        ("last fire", f"{fmt_time(last.fire_time)} {last.outcome}" if last else "-"),
-        ("next fires", "\n".join(fmt_time(t) for t in s.next_fire_times) or "-"),
+        ("last fire", f"{_in_zone(last.fire_time, zone)} {last.outcome}" if last else "-"),
+        ("next fires", "\n".join(_in_zone(t, zone) for t in s.next_fire_times) or "-"),
     ])
 
 
 def schedules_view(page: ScheduleList) -> Table:
     return _table("ID", "JOB", "WHEN", "TIMEZONE", "ENABLED", "NEXT FIRE", "LAST FIRE", rows=[
         (s.id, s.job, schedule_when(s), s.timezone, "yes" if s.enabled else "no",
-         fmt_time(s.next_fire_times[0]) if s.next_fire_times else "-",
-         f"{fmt_time(s.last_fire.fire_time)} {s.last_fire.outcome}" if s.last_fire else "-")
+         _in_zone(s.next_fire_times[0], _zone(s)) if s.next_fire_times else "-",
+         f"{_in_zone(s.last_fire.fire_time, _zone(s))} {s.last_fire.outcome}" if s.last_fire else "-")
         for s in page.schedules
     ])
 
@@ -183,7 +199,7 @@ def _watch(cli: Cli, run_id: str) -> int:
     if cli.json:
         print_json(cli.out, {"run": final}, compact=True)
     else:
-        cli.out.print(run_view(final))
+        cli.show(run_view(final))
     return RUN_EXIT.get(final.state, Exit.OK)
 
 
