@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.helpers import Api
+from tests.helpers import Api, info
 
 SLEEP = "import time; print('up', flush=True); time.sleep({})"
 
@@ -79,7 +79,7 @@ async def test_snapshot_then_changes_within_the_callers_visibility(api: Api, pyt
         assert states[-1] == "FINISHED" and "RUNNING" in states, seen
         assert states == sorted(states, key=["INITIALIZED", "PENDING", "RUNNING", "FINISHED"].index), states
         assert all(d["id"] in (new["id"], old["id"]) for k, d in seen), "nothing of bob's"
-        assert seen[-1][1]["name"] == "new" and seen[-1][1]["batchInfo"]["local"]["exit_code"] == 0
+        assert seen[-1][1]["name"] == "new" and info(seen[-1][1], "local")["exit_code"] == 0
 
     async with events(api) as stream:  # an admin sees everyone's
         kind, data = await stream.next()
