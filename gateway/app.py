@@ -30,12 +30,14 @@ from gateway.api.projects import routes as project_routes
 from gateway.api.schedules import routes as schedule_routes
 from gateway.api.sessions import routes as session_routes
 from gateway.api.slas import routes as sla_routes
+from gateway.api.stats import routes as stats_routes
 from gateway.api.ui import routes as ui_routes
 from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
 from gateway.batches.feed import BatchFeed
 from gateway.batches.logs import LogStore
 from gateway.batches.notices import control_handler, kill_handler
+from gateway.batches.overview import Overview
 from gateway.batches.retention import Retention
 from gateway.batches.scheduler import Limits, Scheduler
 from gateway.batches.service import BatchService
@@ -62,6 +64,7 @@ from gateway.keys import (
     JOBS,
     LIVY_PORT,
     NUMBERS,
+    OVERVIEW,
     PROJECTS,
     RETENTION,
     SCHEDULER,
@@ -94,6 +97,7 @@ from gateway.store.jobs import JobStore
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
+from gateway.store.stats import StatsStore
 
 log = structlog.get_logger("gateway.app")
 
@@ -177,6 +181,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(schedule_routes)
     app.add_routes(sla_routes)
     app.add_routes(audit_routes)
+    app.add_routes(stats_routes)
     app.add_routes(session_routes)
     app.add_routes(ui_routes)
     app.add_routes(kylin_routes())
@@ -397,6 +402,7 @@ def _build_parts(app: web.Application) -> None:
     app[NUMBERS] = Numbers(DialectIdStore(db))
     app[SERVICE] = batches
     app[FEED] = BatchFeed(store, batches, hub)
+    app[OVERVIEW] = Overview(StatsStore(db), batches, limits, engines.enabled)
     app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
     app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

@@ -7,6 +7,7 @@ from aiohttp import web
 from engines.registry import EngineRegistry
 from gateway.batches.control import BatchControl
 from gateway.batches.feed import BatchFeed
+from gateway.batches.overview import Overview
 from gateway.batches.retention import Retention
 from gateway.batches.scheduler import Scheduler
 from gateway.batches.service import BatchService
@@ -41,3 +42,4 @@ INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
 LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (livy_port may be 0)
 NUMBERS = web.AppKey("numbers", Numbers)
 FEED = web.AppKey("feed", BatchFeed)
+OVERVIEW = web.AppKey("overview", Overview)

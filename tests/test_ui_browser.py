@@ -84,14 +84,35 @@ class Page:
             shutil.copy(path, DOCS_IMAGES / path.name)
         return path
 
+    async def shot_of(self, selector: str, name: str) -> Path:
+        """A screenshot of one element (a picture), kept like the page's."""
+        path = self.shots / f"ui-{name}.png"
+        await self.page.locator(selector).screenshot(path=str(path))
+        assert path.stat().st_size > 2_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        if os.environ.get("BATCHGATE_UPDATE_SCREENSHOTS"):
+            DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, DOCS_IMAGES / path.name)
+        return path
+
     async def state_of_page(self) -> str:
         value: str = await self.page.get_attribute("#batch-state .badge", "data-state")
         return value
 
 
-async def new_page(browser: Any, gateway: GatewayProcess, tmp_path: Path, viewport: dict[str, int]) -> Page:
-    context = await browser.new_context(viewport=viewport, base_url=gateway.url)
+async def new_page(browser: Any, gateway: GatewayProcess, tmp_path: Path, viewport: dict[str, int],
+                   timezone: str = "UTC") -> Page:
+    context = await browser.new_context(viewport=viewport, base_url=gateway.url, timezone_id=timezone)
     return Page(await context.new_page(), gateway.url, tmp_path)
+
+
+async def until(page: Any, expression: str, timeout: float = 20) -> None:
+    """Wait until a JavaScript expression is true (wait_for_function would need eval, which the page's CSP
+    refuses)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await page.evaluate(expression):
+        assert loop.time() < deadline, f"still false after {timeout}s: {expression}"
+        await asyncio.sleep(0.1)
 
 
 async def log_in(p: Page, user: str = "alice", password: str = "a-pass") -> None:
@@ -129,13 +150,17 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
     await page.select_option("#s-type", "LOCAL")
     await page.click("#submit-form button[type=submit]")
     await page.wait_for_selector("#s-resource-field #submit-error[role=alert]")
-    assert (await page.inner_text("#submit-error")).startswith("resource: required")
+    assert await page.inner_text("#submit-error") == \
+        "Resource: required (or choose a file under “Upload resource file”)", "the form's words, not the API's"
     assert await page.get_attribute("#s-resource", "aria-invalid") == "true"
     assert await page.evaluate("document.activeElement.id") == "s-resource", "focus goes to the field named"
     await p.shot("submit")
     await page.fill("#s-resource", PY)
     await page.fill("#s-name", "ticker")
-    await page.fill("#s-args", "-c\nimport time; [print('tick', i, flush=True) or time.sleep(0.05) for i in range(40)]")
+    # Arguments one box each: the second holds a program of several lines, as `python3 -c` takes it.
+    await page.fill("#s-arg-0", "-c")
+    await page.click("#s-add-arg")
+    await page.fill("#s-arg-1", "import time\nfor i in range(40):\n    print('tick', i, flush=True)\n    time.sleep(0.05)")
     await page.evaluate("window.__sameDocument = true")
     await page.click("#submit-form button[type=submit]")
     await page.wait_for_url("**/ui/batches/*")
@@ -162,6 +187,15 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
     await page.wait_for_selector("#log-status:has-text('end of log')")
     assert await page.get_attribute("#log .line:first-child", "data-n") == "5"
     await page.wait_for_selector("#details td:has-text('running')")
+    # The timeline of its lifecycle steps: one bar per timed step, in order, as the details say.
+    await page.wait_for_selector("#steps-timeline svg g.row")
+    with Client(gateway.url, user="alice", password="a-pass") as bg:
+        steps = (await asyncio.to_thread(bg.details, batch_id)).steps
+    drawn = await page.eval_on_selector_all(
+        "#steps-timeline g.row", "els => els.map(e => [e.dataset.name, Number(e.dataset.start), Number(e.dataset.end)])")
+    assert drawn == [[st.name, st.start or 0, st.end or 0] for st in steps], drawn
+    assert await page.locator("#steps-timeline rect.bar").count() == sum(1 for st in steps if st.start)
+    await p.shot_of("#steps-timeline", "batch-timeline")
     await p.shot("batch", full_page=True)
 
     # Kill another batch from the list.
@@ -282,7 +316,8 @@ async def test_assets_are_local_and_locked_down(gateway: GatewayProcess) -> None
             csp = resp.headers["Content-Security-Policy"]
             assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
         assert "http://" not in html and "https://" not in html, "no CDN"
-        for name in ("app.js", "api.js", "dom.js", "batches.js", "batch.js", "submit.js", "login.js", "app.css"):
+        for name in ("app.js", "api.js", "dom.js", "batches.js", "batch.js", "submit.js", "login.js", "app.css",
+                     "charts.js", "events.js", "overview.js"):
             async with http.get(f"{gateway.url}/ui/assets/{name}") as resp:
                 body = await resp.text()
                 assert resp.status == 200, name
@@ -337,6 +372,15 @@ async def test_jobs_runs_and_schedules(browser: Any, gateway: GatewayProcess, tm
     assert any("st-running" in c for c in seen) and "st-succeeded" in seen[-1], f"live node states: {seen}"
     assert "st-succeeded" in (await page.get_attribute(".dag g[data-node='load']", "class") or "")
     assert await page.locator("#run-nodes .badge[data-state='SUCCEEDED']").count() == 4
+    # The run's timeline: a bar per node from its start to its end; a node starts after what it depends on.
+    await until(page, "document.querySelectorAll('#run-gantt g.row').length === 4 && "
+                      "[...document.querySelectorAll('#run-gantt g.row')].every(g => Number(g.dataset.end) > 0)")
+    bars = {name: (start, end) for name, start, end in await page.eval_on_selector_all(
+        "#run-gantt g.row", "els => els.map(e => [e.dataset.name, Number(e.dataset.start), Number(e.dataset.end)])")}
+    assert set(bars) == {"extract", "clean", "enrich", "load"}
+    assert bars["extract"][1] <= bars["clean"][0] and bars["clean"][1] <= bars["load"][0], bars
+    assert bars["clean"][1] - bars["clean"][0] >= 1500, "clean sleeps 1.5 s"
+    await p.shot_of("#run-gantt", "run-timeline")
     await page.click(".dag a:has(g[data-node='clean'])")
     await page.wait_for_selector("#log-status:has-text('end of log')")
     assert "node clean" in await page.inner_text("#log")
@@ -367,3 +411,127 @@ def test_page_files_ship_in_the_wheel(tmp_path: Path) -> None:
     sources = {f"gateway/ui/{f.name}" for f in (root / "gateway" / "ui").iterdir() if f.is_file()}
     assert "gateway/ui/index.html" in sources and "gateway/ui/app.js" in sources
     assert sources <= shipped, f"missing from the wheel: {sources - shipped}"
+
+
+def _offset(when: datetime) -> str:
+    """UTC+1, UTC-5, UTC: how the page names a zone."""
+    delta = when.utcoffset()
+    assert delta is not None
+    minutes = int(delta.total_seconds() // 60)
+    if minutes == 0:
+        return "UTC"
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+async def test_schedule_times_in_their_zone_and_ticks_on_an_axis(browser: Any, gateway: GatewayProcess,
+                                                                  tmp_path: Path) -> None:
+    from zoneinfo import ZoneInfo
+
+    with Client(gateway.url, user="alice", password="a-pass") as bg:
+        await asyncio.to_thread(bg.create_job, {"name": "tiny", "nodes": [dag_node("only", [], 0)]})
+        nightly = await asyncio.to_thread(bg.create_schedule, {"job": "tiny", "cron": "0 3 * * *",
+                                                               "timezone": "Europe/Paris"})
+        often = await asyncio.to_thread(bg.create_schedule, {"job": "tiny", "every": "2s", "timezone": "Asia/Kolkata",
+                                                             "concurrency": "skip"})
+        for _ in range(200):
+            ticks = await asyncio.to_thread(bg.schedule_ticks, often.id)
+            if ticks.total >= 2:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(bg.update_schedule, often.id, {"job": "tiny", "every": "2s", "timezone": "Asia/Kolkata",
+                                                               "concurrency": "skip", "enabled": False})
+        for _ in range(200):  # a tick fired just before the disable settles its outcome
+            past = (await asyncio.to_thread(bg.schedule_ticks, often.id)).ticks
+            if all(t.outcome != "PENDING" for t in past):
+                break
+            await asyncio.sleep(0.1)
+        assert len(past) >= 2 and all(t.outcome != "PENDING" for t in past), past
+    p = await new_page(browser, gateway, tmp_path, LAPTOP, timezone="America/New_York")
+    await log_in(p)
+    page = p.page
+    await page.get_by_role("navigation").get_by_role("link", name="Schedules", exact=True).click()
+    row = page.locator(f"tr[data-id='{nightly.id}']")
+    await row.wait_for()
+
+    # 03:00 in Paris, labelled, with the viewer's New York time beside it.
+    first = nightly.next_fire_times[0]
+    paris = datetime.fromtimestamp(first / 1000, ZoneInfo("Europe/Paris"))
+    york = datetime.fromtimestamp(first / 1000, ZoneInfo("America/New_York"))
+    shown = await row.locator("ol.fires li").first.inner_text()
+    assert shown == (f"{paris:%Y-%m-%d %H:%M:%S} {_offset(paris)} · {york:%Y-%m-%d %H:%M:%S} {_offset(york)} your time"), shown
+    assert paris.hour == 3 and "03:00:00" in shown
+
+    # Both schedules' ticks on an axis: the next five hollow, the past ones filled, by outcome.
+    axis = row.locator(".chart.ticks")
+    nexts = await axis.locator("circle.next").evaluate_all("els => els.map(e => Number(e.dataset.time))")
+    assert nexts == nightly.next_fire_times
+    often_row = page.locator(f"tr[data-id='{often.id}']")
+    drawn = await often_row.locator(".chart.ticks circle.past").evaluate_all(
+        "els => els.map(e => [Number(e.dataset.time), e.dataset.outcome])")
+    assert sorted(drawn) == sorted([t.fire_time, t.outcome] for t in past), drawn
+    assert "Asia/Kolkata (UTC+5:30)" in await often_row.locator(".ticks-box .chart-caption").inner_text()
+    await p.shot_of(f"tr[data-id='{often.id}'] .ticks-box", "schedule-ticks")
+    await p.shot("schedules-zones", full_page=True)
+    assert not p.errors and not p.foreign, (p.errors, p.foreign)
+
+
+async def test_overview_pictures(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
+    with Client(gateway.url, user="alice", password="a-pass") as bg:
+        done = [await asyncio.to_thread(bg.submit, {"batchType": "LOCAL", "resource": PY, "args": ["-c", code]})
+                for code in ("pass", "pass", "raise SystemExit(1)")]
+        for batch in done:
+            await asyncio.to_thread(bg.wait, batch.id, timeout=30)
+        sleeper = await asyncio.to_thread(bg.submit, {"batchType": "LOCAL", "resource": PY, "name": "sleeper",
+                                                      "args": ["-c", "import time; print('up', flush=True); time.sleep(120)"]})
+    with Client(gateway.url, user="bob", password="b-pass") as bob:
+        await asyncio.to_thread(bob.submit, {"batchType": "LOCAL", "resource": PY, "args": ["-c", "pass"]})
+    p = await new_page(browser, gateway, tmp_path, LAPTOP)
+    await log_in(p)
+    page = p.page
+    await page.get_by_role("navigation").get_by_role("link", name="Overview", exact=True).click()
+    await page.wait_for_selector("#chart-over-time g.bucket", state="attached")
+
+    async def created() -> dict[str, int]:
+        return await page.eval_on_selector_all("#chart-over-time rect.bar", """els => els.reduce((acc, e) => {
+            acc[e.dataset.state] = (acc[e.dataset.state] || 0) + Number(e.dataset.count); return acc; }, {})""")
+
+    await until(page, "[...document.querySelectorAll('#chart-over-time g.bucket')]"
+                      ".some(g => Number(g.dataset.running) >= 1)")
+    assert await created() == {"FINISHED": 2, "ERROR": 1, "RUNNING": 1}, "alice's four, not bob's"
+    limit = page.locator("#chart-limits g.limit[data-name='all batches']")
+    assert await limit.get_attribute("data-running") == "1" and await limit.get_attribute("data-limit") == "0"
+    assert await page.locator("#chart-limits g.limit[data-name='user alice']").count() == 1
+    assert await page.locator("#chart-limits g.limit[data-name='LOCAL']").get_attribute("data-running") == "1"
+    caption = await page.inner_text("#chart-over-time .chart-caption")
+    assert "Times in UTC, your zone" in caption, caption
+    await p.shot_of("#chart-over-time", "overview-batches")
+    await p.shot_of("#chart-limits", "overview-limits")
+    await p.shot("overview", full_page=True)
+
+    # It follows the batches as they change: the kill shows without a reload.
+    await page.evaluate("window.__sameDocument = true")
+    with Client(gateway.url, user="alice", password="a-pass") as bg:
+        await asyncio.to_thread(bg.kill, sleeper.id)
+    await until(page, "document.querySelector(\"#chart-limits g.limit[data-name='all batches']\")"
+                      ".dataset.running === '0'")
+    assert await created() == {"FINISHED": 2, "ERROR": 1, "CANCELED": 1}
+    assert await page.evaluate("window.__sameDocument") is True
+    assert not p.errors and not p.foreign, (p.errors, p.foreign)
+
+
+async def test_the_list_follows_events_not_a_poll(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
+    with Client(gateway.url, user="alice", password="a-pass") as bg:
+        batch = await asyncio.to_thread(bg.submit, {"batchType": "LOCAL", "resource": PY, "name": "short",
+                                                    "args": ["-c", "import time; print('up', flush=True); time.sleep(3)"]})
+    p = await new_page(browser, gateway, tmp_path, LAPTOP)
+    await log_in(p)
+    page = p.page
+    row = page.locator(f"tr[data-id='{batch.id}']")
+    await row.locator(".badge[data-state='RUNNING']").wait_for(timeout=20_000)
+    lists: list[str] = []
+    page.on("request", lambda request: lists.append(request.url)
+            if urlsplit(request.url).path == "/api/v1/batches" else None)
+    await row.locator(".badge[data-state='FINISHED']").wait_for(timeout=20_000)
+    assert lists == [], f"the state came with the batch events, not by reading the list again: {lists}"
+    assert not p.errors and not p.foreign, (p.errors, p.foreign)

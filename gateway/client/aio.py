@@ -33,6 +33,7 @@ from gateway.contract.batches import (
     LocalLog,
 )
 from gateway.contract.engines import EngineList
+from gateway.contract.overview import BatchStats, LimitsView
 from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
 DEFAULT_URL = "http://127.0.0.1:10099"
@@ -319,6 +320,18 @@ class AsyncClient(AsyncWorkflows):
         except TimeoutError:
             current = await self.batch(batch_id)
             raise TimeoutError(f"batch {batch_id} is still {current.state} after {timeout}s") from None
+
+    # --- the summary views -------------------------------------------------------------------
+
+    async def batch_stats(self, *, start: int | None = None, stop: int | None = None,
+                          bucket: str | int | None = None) -> BatchStats:
+        """Batch counts per time bucket (epoch ms; bucket in ms or like "5m", "1h"), of what you may see."""
+        params = {k: str(v) for k, v in (("from", start), ("to", stop), ("bucket", bucket)) if v is not None}
+        return await self._model(BatchStats, "GET", "/api/v1/stats/batches", params=params)
+
+    async def limits(self) -> LimitsView:
+        """Batches running and queued against the global, per-type and per-user limits."""
+        return await self._model(LimitsView, "GET", "/api/v1/limits")
 
     # --- job control (docs/job-control.md) ----------------------------------------------------
 

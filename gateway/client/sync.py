@@ -26,6 +26,7 @@ from gateway.contract.batches import (
 )
 from gateway.contract.engines import EngineList
 from gateway.contract.jobs import Run
+from gateway.contract.overview import BatchStats, LimitsView
 from gateway.contract.sessions import SessionInfo, SessionRevoked, SessionToken
 
 T = TypeVar("T")
@@ -240,6 +241,15 @@ class Client(SyncWorkflows):
     def wait(self, batch_id: str, *, timeout: float | None = None,
              on_change: Callable[[Batch], None] | None = None) -> Batch:
         return self._run(self.aio.wait(batch_id, timeout=timeout, on_change=on_change))
+
+    # --- the summary views -------------------------------------------------------------------
+
+    def batch_stats(self, *, start: int | None = None, stop: int | None = None,
+                    bucket: str | int | None = None) -> BatchStats:
+        return self._run(self.aio.batch_stats(start=start, stop=stop, bucket=bucket))
+
+    def limits(self) -> LimitsView:
+        return self._run(self.aio.limits())
 
     # --- job control -------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ import { loginView } from './login.js';
 import { batchesView } from './batches.js';
 import { batchView } from './batch.js';
 import { submitView } from './submit.js';
+import { overviewView } from './overview.js';
 import { workflowNav, workflowRoutes } from './workflows.js';
 
 const routes = [
@@ -12,6 +13,7 @@ const routes = [
   [/^\/ui\/batches$/, batchesView, 'batches'],
   [/^\/ui\/batches\/([^/]+)$/, batchView, 'batches'],
   [/^\/ui\/submit$/, submitView, 'submit'],
+  [/^\/ui\/overview$/, overviewView, 'overview'],
   ...workflowRoutes,
 ];
 

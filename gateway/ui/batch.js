@@ -1,7 +1,9 @@
 // One batch: its fields, actions, details, and its log followed live with the line numbers kept.
 import { api } from './api.js';
-import { TERMINAL, badge, clear, duration, errorBox, every, fmtSeconds, fmtTime, h, toast } from './dom.js';
+import { TERMINAL, badge, clear, duration, errorBox, fmtSeconds, fmtTime, h, toast } from './dom.js';
 import { kill } from './batches.js';
+import { gantt } from './charts.js';
+import { watchBatches } from './events.js';
 
 const MAX_LINES = 5000;
 
@@ -21,7 +23,7 @@ export function batchView(main, [id], query, { navigate }) {
   const path = `/api/v1/batches/${encodeURIComponent(id)}`;
   let batch = null;
   let shownState = null;
-  let stopPolling = null;
+  let stopEvents = null;
   let source = null;
 
   const title = h('h1', {}, 'Batch');
@@ -151,7 +153,7 @@ export function batchView(main, [id], query, { navigate }) {
       renderActions();
       loadDetails();
     }
-    if (TERMINAL.has(b.state) && stopPolling) { stopPolling(); stopPolling = null; }
+    if (TERMINAL.has(b.state) && stopEvents) { stopEvents(); stopEvents = null; }
   }
 
   async function loadDetails() {
@@ -166,7 +168,10 @@ export function batchView(main, [id], query, { navigate }) {
     const counters = h('dl', { class: 'fields-grid' }, Object.entries(d.counters || {}).map(([k, v]) => field(k, typeof v === 'object' ? JSON.stringify(v) : String(v))));
     const attempts = d.attempts.length > 1 ? h('ol', { class: 'attempts' }, d.attempts.map((a) => h('li', {},
       a.id === id ? h('strong', {}, a.id) : h('a', { href: `/ui/batches/${encodeURIComponent(a.id)}`, 'data-nav': true }, a.id), ' ', badge(a.state)))) : null;
-    detailsBox.replaceChildren(...[h('h3', {}, 'Steps'), steps,
+    const timed = d.steps.filter((st) => st.start);
+    const timeline = timed.length ? gantt(d.steps.map((st) => ({ label: st.name, start: st.start, end: st.end, kind: st.kind })),
+      { id: 'steps-timeline', label: `Timeline of the steps of batch ${id}` }) : null;
+    detailsBox.replaceChildren(...[timeline ? [h('h3', {}, 'Timeline'), timeline] : [], h('h3', {}, 'Steps'), steps,
       Object.keys(d.counters || {}).length ? [h('h3', {}, 'Counters'), counters] : [],
       attempts ? [h('h3', {}, 'Attempts'), attempts] : []].flat());
   }
@@ -188,11 +193,14 @@ export function batchView(main, [id], query, { navigate }) {
     const start = from !== null && from !== '' ? Math.max(0, Number(from) || 0) : Math.max(0, known - MAX_LINES);
     fromInput.value = String(start);
     openLog(start);
-    if (!TERMINAL.has(batch.state)) stopPolling = every(2000, load);
+    if (!TERMINAL.has(batch.state)) {
+      const seen = (b) => { if (b.id === batch.id) setBatch(b); };
+      stopEvents = watchBatches({ ids: [batch.id], onSnapshot: (list) => list.forEach(seen), onBatch: seen });
+    }
   })();
 
   return () => {
     if (source) source.close();
-    if (stopPolling) stopPolling();
+    if (stopEvents) stopEvents();
   };
 }

@@ -1,6 +1,8 @@
-// The batches list: filters and paging in the URL, states refreshed every two seconds.
+// The batches list: filters and paging in the URL; states change as the gateway reports them (its batch
+// events), and the page is read again when a change may add or remove a row.
 import { api, batchTypes, session } from './api.js';
 import { STATES, TERMINAL, badge, clear, duration, errorBox, every, fmtTime, h, toast } from './dom.js';
+import { watchBatches } from './events.js';
 
 const PAGE_SIZES = [20, 50, 100];
 const SORTS = [['createTime', 'Created'], ['endTime', 'Ended'], ['name', 'Name'], ['duration', 'Duration']];
@@ -98,7 +100,7 @@ export function batchesView(main, _params, query, { navigate }) {
       h('td', { 'data-label': 'Created' }, fmtTime(b.createTime)),
       h('td', { 'data-label': 'Duration', class: 'duration' }, duration(b.createTime, b.endTime)),
       h('td', { class: 'row-actions' }, killButton));
-    return { tr, killButton };
+    return { tr, killButton, created: b.createTime };
   }
 
   function update(b) {
@@ -144,5 +146,27 @@ export function batchesView(main, _params, query, { navigate }) {
       pageLink(from + size, 'Next →', from + size >= page.total));
   }
 
-  return every(2000, refresh);
+  // A change to a row in view updates it in place; one that may add or remove rows (a new batch on the
+  // first page, a state leaving the filter) reads the page again, at most every 300 ms.
+  let again = null;
+  const reread = () => {
+    if (!again) again = setTimeout(() => { again = null; refresh().catch(() => {}); }, 300);
+  };
+  const changed = (b) => {
+    if (rows.has(b.id)) {
+      update(b);
+      if (states.length && !states.includes(b.state)) reread();
+    } else if (from === 0 || states.length) {
+      reread();
+    }
+  };
+  const stopEvents = watchBatches({ snapshot: false, onBatch: changed });
+  const stopSafety = every(30_000, refresh); // a safety net only: the events carry the changes
+  const ticking = setInterval(() => {
+    for (const [, r] of rows) {
+      if (!r.tr.querySelector('.badge') || TERMINAL.has(r.tr.querySelector('.badge').dataset.state)) continue;
+      r.tr.querySelector('.duration').textContent = duration(r.created, 0);
+    }
+  }, 1000);
+  return () => { stopEvents(); stopSafety(); clearInterval(ticking); clearTimeout(again); };
 }

@@ -40,10 +40,42 @@ export function clear(el) {
 
 const pad = (n) => String(n).padStart(2, '0');
 
-export function fmtTime(ms) {
+// Times: every one is shown with its zone, as an offset from UTC (UTC+1, UTC-5, UTC), in the viewer's
+// zone unless a zone is named (a schedule's). The same words in every locale.
+export const LOCAL_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone;
+const formatters = new Map();
+
+export function timeParts(ms, timeZone) {
+  const key = timeZone || '';
+  if (!formatters.has(key)) {
+    formatters.set(key, new Intl.DateTimeFormat('en-GB', {
+      timeZone: timeZone || undefined, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit',
+      minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZoneName: 'shortOffset' }));
+  }
+  const parts = {};
+  for (const part of formatters.get(key).formatToParts(new Date(ms))) parts[part.type] = part.value;
+  parts.zone = parts.timeZoneName.replace(/^GMT/, 'UTC').replace(/^UTC[+-]0?0?$/, 'UTC');
+  return parts;
+}
+
+export function fmtTime(ms, timeZone) {
   if (!ms) return '–';
-  const d = new Date(ms);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  const p = timeParts(ms, timeZone);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second} ${p.zone}`;
+}
+
+// Milliseconds to add to a UTC time to get the wall clock of the zone at that moment.
+export function zoneOffset(ms, timeZone) {
+  const p = timeParts(ms, timeZone);
+  return Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute, +p.second) - Math.floor(ms / 1000) * 1000;
+}
+
+// A time in a schedule's zone, with the viewer's own beside it when that reads differently.
+export function zonedTime(ms, timeZone) {
+  const there = fmtTime(ms, timeZone);
+  const here = fmtTime(ms);
+  return h('time', { datetime: new Date(ms).toISOString(), title: `${there} (${timeZone})` }, there,
+    there === here ? null : h('span', { class: 'local muted' }, ` · ${here} your time`));
 }
 
 export function fmtSeconds(seconds) {

@@ -1,7 +1,8 @@
 // Jobs with their DAG, runs with live node states, schedules with their next fire times.
 import { api } from './api.js';
-import { badge, clear, duration, errorBox, every, fmtTime, h, toast } from './dom.js';
+import { badge, duration, errorBox, every, fmtTime, h, toast, zonedTime } from './dom.js';
 import { drawDag, updateDag } from './dag.js';
+import { gantt, tickAxis } from './charts.js';
 
 const RUN_TERMINAL = new Set(['SUCCEEDED', 'FAILED', 'KILLED']);
 const enc = encodeURIComponent;
@@ -104,10 +105,12 @@ function runView(main, [id]) {
   const info = h('p', {});
   const actions = h('div', { class: 'actions', role: 'group', 'aria-label': 'Run actions' });
   const graph = h('div', {});
+  const timeline = h('div', { id: 'run-timeline' });
   const nodesBody = h('tbody', {});
   const error = h('div', {});
   main.append(h('p', { class: 'crumbs' }, h('a', { href: '/ui/runs', 'data-nav': true }, '← Runs')),
     h('div', { class: 'title start' }, title, state), info, error, actions, graph,
+    h('h2', {}, 'Timeline'), timeline,
     h('div', { class: 'table-wrap' }, h('table', { class: 'compact', id: 'run-nodes' },
       h('thead', {}, h('tr', {}, ['Node', 'State', 'Batch', 'Attempt', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))), nodesBody)));
   let drawn = false;
@@ -126,6 +129,8 @@ function runView(main, [id]) {
     } else {
       updateDag(graph, run.nodes, batchHref);
     }
+    timeline.replaceChildren(gantt(run.nodes.map((n) => ({ label: n.id, start: n.startTime, end: n.endTime, state: n.state,
+      href: batchHref(n) })), { id: 'run-gantt', label: `Timeline of the nodes of run ${run.id}` }));
     nodesBody.replaceChildren(...run.nodes.map((n) => h('tr', { dataset: { node: n.id } },
       cell('Node', n.id), cell('State', badge(n.state)),
       cell('Batch', n.batchId ? h('a', { href: batchHref(n), 'data-nav': true, class: 'mono' }, n.batchId.slice(0, 8)) : '–'),
@@ -183,18 +188,23 @@ function runView(main, [id]) {
 
 function schedulesView(main) {
   const body = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
-  main.append(h('h1', {}, 'Schedules'), body);
+  main.append(h('h1', {}, 'Schedules'),
+    h('p', { class: 'muted' }, 'Fire times are in each schedule\'s own zone, with yours beside them where it differs.'), body);
   return every(10_000, async () => {
     try {
       const page = await api('GET', '/api/v1/schedules', { params: { size: 200 } });
-      body.replaceChildren(page.schedules.length ? table(['Job', 'When', 'Enabled', 'Next fire times', 'Last fire'],
-        page.schedules.map((sc) => h('tr', { dataset: { id: sc.id } },
+      const ticks = await Promise.all(page.schedules.map((sc) =>
+        api('GET', `/api/v1/schedules/${enc(sc.id)}/ticks`, { params: { size: 10 } }).then((t) => t.ticks, () => [])));
+      body.replaceChildren(page.schedules.length ? table(['Job', 'When', 'Enabled', 'Next fire times', 'Last fire', 'Ticks'],
+        page.schedules.map((sc, i) => h('tr', { dataset: { id: sc.id } },
           cell('Job', h('a', { href: `/ui/jobs/${enc(sc.job)}`, 'data-nav': true }, sc.job)),
-          cell('When', h('span', { class: 'mono' }, sc.cron ? sc.cron : `every ${sc.every}`), h('div', { class: 'muted small' }, sc.timezone)),
+          cell('When', h('span', { class: 'mono' }, sc.cron ? sc.cron : `every ${sc.every}`), h('div', { class: 'muted small zone' }, sc.timezone)),
           cell('Enabled', sc.enabled ? 'yes' : 'no'),
-          cell('Next fire times', h('ol', { class: 'fires' }, sc.nextFireTimes.map((t) => h('li', {}, h('time', { datetime: new Date(t).toISOString() }, fmtTime(t)))))),
-          cell('Last fire', sc.lastFire ? [fmtTime(sc.lastFire.fireTime), ' ', badge(sc.lastFire.outcome),
-            sc.lastFire.runId ? [' ', h('a', { href: `/ui/runs/${enc(sc.lastFire.runId)}`, 'data-nav': true }, 'run')] : ''] : '–'))))
+          cell('Next fire times', h('ol', { class: 'fires' }, sc.nextFireTimes.map((t) => h('li', {}, zonedTime(t, sc.timezone))))),
+          cell('Last fire', sc.lastFire ? [zonedTime(sc.lastFire.fireTime, sc.timezone), ' ', badge(sc.lastFire.outcome),
+            sc.lastFire.runId ? [' ', h('a', { href: `/ui/runs/${enc(sc.lastFire.runId)}`, 'data-nav': true }, 'run')] : ''] : '–'),
+          cell('Ticks', tickAxis({ past: ticks[i], next: sc.nextFireTimes, zone: sc.timezone,
+            label: `Past and next ticks of the schedule of ${sc.job}` })))))
         : h('p', { class: 'muted' }, 'No schedules.'),
       h('p', { class: 'muted' }, `${page.schedules.length} of ${page.total}`));
     } catch (err) { body.replaceChildren(errorBox(err.message)); throw err; }
