@@ -22,8 +22,10 @@ def free_port() -> int:
 class GatewayProcess:
     def __init__(self, data_dir: Path, *, database_url: str | None = None, port: int | None = None,
                  instance_id: str | None = None, extra_args: list[str] | None = None,
-                 env: dict[str, str] | None = None, python: str = sys.executable, cwd: Path | None = None) -> None:
-        """`python` and `cwd` run another installation or source tree (an older or a next release)."""
+                 env: dict[str, str | None] | None = None, python: str = sys.executable,
+                 cwd: Path | None = None) -> None:
+        """`python` and `cwd` run another installation or source tree (an older or a next release); an
+        `env` value None leaves that variable unset."""
         self.data_dir = data_dir
         self.python = python
         self.cwd = cwd
@@ -46,7 +48,8 @@ class GatewayProcess:
             args += ["--database-url", self.database_url]
         if self.instance_id:
             args += ["--instance-id", self.instance_id]
-        env = {**os.environ, "BATCHGATE_LOG_FORMAT": "json", **self.env}
+        merged = {**os.environ, "BATCHGATE_LOG_FORMAT": "json", **self.env}
+        env = {k: v for k, v in merged.items() if v is not None}  # None: not set at all
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # handed to the child
         self.proc = await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log, env=env, cwd=self.cwd)

@@ -15,7 +15,7 @@ from tests.helpers import basic
 
 async def test_serve_with_only_a_data_dir_runs_batches_and_stops_cleanly(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    gateway = await GatewayProcess(data).start()
+    gateway = await GatewayProcess(data, env={"XDG_RUNTIME_DIR": None}).start()
     try:
         async with aiohttp.ClientSession(headers=basic("newcomer")) as http:
             body = {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", "print('embedded ok')"]}
@@ -38,6 +38,7 @@ async def test_serve_with_only_a_data_dir_runs_batches_and_stops_cleanly(tmp_pat
     assert not (data / "postgres" / "postmaster.pid").exists(), "Postgres is stopped with the gateway"
     log = gateway.log_path.read_text()
     assert '"event": "gateway.stopped"' in log and "open_mode" in log
+    assert "Warning" not in log, "a start prints no Python warning (pgserver's XDG_RUNTIME_DIR one)"
 
     # A second start on the same data dir finds the batch again.
     gateway = await GatewayProcess(data, port=gateway.port).start()

@@ -2,7 +2,9 @@
 the form, watch the state change live, read the log, kill, follow a DAG run, log out; on a laptop
 screen and a phone, by keyboard, with no request leaving the gateway.
 
-Screenshots land in the test's tmp dir; with BATCHGATE_UPDATE_SCREENSHOTS=1 also in docs/images/ (the
+Two of them stay in the fast subset (-m "not slow"): the log-in, submit, watch, read, kill and log-out
+walk-through, and the live list; the others take longer and are marked slow. Screenshots land in the
+test's tmp dir; with BATCHGATE_UPDATE_SCREENSHOTS=1 also in docs/images/ (the
 README shows those)."""
 
 from __future__ import annotations
@@ -223,6 +225,7 @@ async def test_log_in_submit_watch_read_kill_log_out(browser: Any, gateway: Gate
     assert not p.errors and not p.foreign, (p.errors, p.foreign)
 
 
+@pytest.mark.slow
 async def test_pause_resume_restart_on_the_batch_page(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
     p = await new_page(browser, gateway, tmp_path, LAPTOP)
     await log_in(p)
@@ -248,6 +251,7 @@ async def test_pause_resume_restart_on_the_batch_page(browser: Any, gateway: Gat
     assert not p.errors and not p.foreign, (p.errors, p.foreign)
 
 
+@pytest.mark.slow
 async def test_phone_and_keyboard(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
     with Client(gateway.url, user="alice", password="a-pass") as bg:
         for i, word in enumerate(("alpha", "beta", "gamma")):
@@ -340,6 +344,7 @@ def dag_node(node_id: str, deps: list[str], seconds: float) -> dict[str, Any]:
             "request": {"batchType": "LOCAL", "resource": PY, "args": ["-c", program]}}
 
 
+@pytest.mark.slow
 async def test_jobs_runs_and_schedules(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
     with Client(gateway.url, user="alice", password="a-pass") as bg:
         await asyncio.to_thread(bg.create_job, {
@@ -424,6 +429,7 @@ def _offset(when: datetime) -> str:
     return f"UTC{'+' if minutes > 0 else '-'}{hours}" + (f":{rest:02d}" if rest else "")
 
 
+@pytest.mark.slow
 async def test_schedule_times_in_their_zone_and_ticks_on_an_axis(browser: Any, gateway: GatewayProcess,
                                                                   tmp_path: Path) -> None:
     from zoneinfo import ZoneInfo
@@ -476,6 +482,7 @@ async def test_schedule_times_in_their_zone_and_ticks_on_an_axis(browser: Any, g
     assert not p.errors and not p.foreign, (p.errors, p.foreign)
 
 
+@pytest.mark.slow
 async def test_overview_pictures(browser: Any, gateway: GatewayProcess, tmp_path: Path) -> None:
     with Client(gateway.url, user="alice", password="a-pass") as bg:
         done = [await asyncio.to_thread(bg.submit, {"batchType": "LOCAL", "resource": PY, "args": ["-c", code]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,12 @@ class EmbeddedPostgres:
 
     async def start(self) -> str:
         """Start (or join) the server and return its connection URI."""
-        import pgserver  # type: ignore[attr-defined,unused-ignore]
+        with warnings.catch_warnings():
+            # pgserver keeps a lock file in the user's runtime dir, found at import; without XDG_RUNTIME_DIR
+            # (a container, an ssh session) platformdirs warns and falls back to /tmp/runtime-<uid>, which
+            # serves as well: the warning told every start's reader nothing they could act on.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+            import pgserver  # type: ignore[attr-defined,unused-ignore]
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # initdb and pg_ctl block; keep them off the event loop. pgserver gives pg_ctl a fixed 10 s,
