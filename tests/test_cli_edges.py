@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -133,22 +134,41 @@ async def _requests(gateway: GatewayProcess, route: str) -> float:
                if f'route="{route}"' in labels and 'method="GET"' in labels)
 
 
-async def test_waiting_follows_events_not_a_poll(env: dict[str, str], gateway: GatewayProcess) -> None:
-    """State lines come as the gateway's batch events arrive: waiting asks for the batch not once."""
+async def _stderr_until(proc: asyncio.subprocess.Process, pattern: str, timeout: float = 60) -> str:
+    assert proc.stderr is not None
+    seen = ""
+    while not re.search(pattern, seen):
+        raw = await asyncio.wait_for(proc.stderr.readline(), timeout)
+        assert raw, f"ended before {pattern!r}: {seen}"
+        seen += raw.decode()
+    return seen
+
+
+async def test_waiting_follows_events_not_a_poll(env: dict[str, str], gateway: GatewayProcess, tmp_path: Path) -> None:
+    """State lines come as the gateway's batch events arrive: waiting asks for the batch not once. Each
+    batch runs until the test lets it finish (a flag file), so the RUNNING line is seen whatever the load."""
+    def held(flag: Path) -> list[str]:
+        return ["-c", f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)"]
+
     with client(gateway) as bg:
-        batch = bg.submit({"batchType": "LOCAL", "resource": PY, "args": ["-c", "import time; time.sleep(3)"]})
+        batch = bg.submit({"batchType": "LOCAL", "resource": PY, "args": held(tmp_path / "go-1")})
     before = await _requests(gateway, "/api/v1/batches/{batch_id}")
-    waited = await run(env, "get", batch.id, "--wait")
-    assert waited.code == 0 and "FINISHED in" in waited.err, waited
-    states = [m.group(1) for m in re.finditer(rf"{batch.id} (\w+) after", waited.err)]
-    assert "RUNNING" in states, waited.err
+    proc = await asyncio.create_subprocess_exec(BATCHGATE, "get", batch.id, "--wait", env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = await _stderr_until(proc, rf"{batch.id} RUNNING after")
+    (tmp_path / "go-1").touch()
+    seen += (await asyncio.wait_for(proc.communicate(), 60))[1].decode()
+    assert proc.returncode == 0 and f"{batch.id} FINISHED in" in seen, seen
     assert await _requests(gateway, "/api/v1/batches/{batch_id}") == before, "no polling GET of the batch"
-    followed = await run(env, "submit", "--type", "LOCAL", "--resource", PY, "--follow", "--",
-                         "-c", "import time; time.sleep(2)")
-    assert followed.code == 0 and re.search(r"RUNNING after", followed.err), followed.err
+
+    proc = await asyncio.create_subprocess_exec(BATCHGATE, "submit", "--type", "LOCAL", "--resource", PY,
+                                                "--follow", "--", *held(tmp_path / "go-2"), env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = await _stderr_until(proc, r"RUNNING after")
+    (tmp_path / "go-2").touch()
+    seen += (await asyncio.wait_for(proc.communicate(), 60))[1].decode()
+    assert proc.returncode == 0 and "FINISHED in" in seen, seen
     assert await _requests(gateway, "/api/v1/batches/{batch_id}") <= before + 1, "at most one read at the end"
-
-
 
 
 async def _lines_until(proc: asyncio.subprocess.Process, check: Any, timeout: float = 30) -> list[str]:
