@@ -336,7 +336,7 @@ async def test_upload_runs_with_a_relative_data_dir(start_gateway: Any, tmp_path
     still be found once it runs inside its own working dir (the path was applied twice: exit code 2)."""
     monkeypatch.chdir(tmp_path)
     api = await start_gateway(data_dir=Path("batchgate-data"))
-    assert api.app[SETTINGS].data_dir == tmp_path / "batchgate-data", "resolved once, where settings are built"
+    assert api.app[SETTINGS].instance.data_dir == tmp_path / "batchgate-data", "resolved once, where settings are built"
     form = aiohttp.FormData()
     form.add_field("batchRequest", '{"batchType": "LOCAL", "args": ["rel"]}', content_type="application/json")
     form.add_field("resourceFile", b"import sys\nprint('relative says', sys.argv[1])\n", filename="job.py")
