@@ -114,6 +114,7 @@ function runView(main, [id]) {
     h('div', { class: 'table-wrap' }, h('table', { class: 'compact', id: 'run-nodes' },
       h('thead', {}, h('tr', {}, ['Node', 'State', 'Batch', 'Attempt', 'Duration'].map((c) => h('th', { scope: 'col' }, c)))), nodesBody)));
   let drawn = false;
+  let drawnTimeline = null;
   let source = null;
   let pending = null;
   let shown = null;
@@ -129,8 +130,13 @@ function runView(main, [id]) {
     } else {
       updateDag(graph, run.nodes, batchHref);
     }
-    timeline.replaceChildren(gantt(run.nodes.map((n) => ({ label: n.id, start: n.startTime, end: n.endTime, state: n.state,
-      href: batchHref(n) })), { id: 'run-gantt', label: `Timeline of the nodes of run ${run.id}` }));
+    // Redrawn only when a node changed: a running node's open bar grows at the next change or load.
+    const shape = JSON.stringify(run.nodes.map((n) => [n.id, n.state, n.startTime, n.endTime]));
+    if (shape !== drawnTimeline) {
+      drawnTimeline = shape;
+      timeline.replaceChildren(gantt(run.nodes.map((n) => ({ label: n.id, start: n.startTime, end: n.endTime, state: n.state,
+        href: batchHref(n) })), { id: 'run-gantt', label: `Timeline of the nodes of run ${run.id}` }));
+    }
     nodesBody.replaceChildren(...run.nodes.map((n) => h('tr', { dataset: { node: n.id } },
       cell('Node', n.id), cell('State', badge(n.state)),
       cell('Batch', n.batchId ? h('a', { href: batchHref(n), 'data-nav': true, class: 'mono' }, n.batchId.slice(0, 8)) : '–'),
