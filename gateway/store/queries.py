@@ -1,4 +1,4 @@
-"""Loads a file of named queries (batches.sql, jobs.sql, stats.sql, ..., migrate.sql) once into a name -> SQL mapping."""
+"""Loads a file of named queries (batches.sql, jobs.sql, stats.sql, migrate.sql...) once into a name -> SQL map."""
 
 from __future__ import annotations
 
