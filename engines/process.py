@@ -8,6 +8,7 @@ process can replay from a byte offset.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import os
@@ -34,6 +35,11 @@ log = structlog.get_logger("engines.process")
 RUNNER = str(Path(__file__).with_name("runner.py"))
 
 READ_CHUNK = 1 << 20
+# The longest line stored as it is. A longer line keeps its first LINE_LIMIT bytes (cut at a character
+# boundary) and ends with the marker " [truncated: N bytes]", N being its whole length; what follows it is
+# read as usual, so a line of any length never costs the lines after it (docs/operations.md, "Logs").
+LINE_LIMIT = 64 * 1024
+TRUNCATED = " [truncated: {} bytes]"
 MIN_FLUSH_INTERVAL = 0.02  # seconds between two reads of a chatty output, to batch database writes
 FALLBACK_POLL = 0.5  # only when inotify is unavailable or a change was missed
 
@@ -192,7 +198,7 @@ class ProcessRun:
         self.workdir = Path(handle["workdir"])
         self.child_pid: int = handle["child_pid"]
         self._offset = offset
-        self._partial = b""
+        self._line = _LineBuffer()
         self._detached = asyncio.Event()
         self._exited = asyncio.Event()
         self.kill_requested = False
@@ -236,21 +242,24 @@ class ProcessRun:
             loop.remove_reader(fd)
             os.close(fd)
 
-    def _read_available(self) -> tuple[list[str], int]:
+    def _read_available(self) -> tuple[list[str], int, bool]:
+        """The complete lines in the next chunk of output, the offset after the last of them (where a replay
+        starts), and whether anything was read: a chunk inside a long line completes no line, and the
+        reader must go on rather than wait for more output that may never come."""
         with open(self.workdir / OUTPUT, "rb") as f:
             f.seek(self._offset)
             data = f.read(READ_CHUNK)
         if not data:
-            return [], self._offset
+            return [], self._offset - self._line.size, False
         self._offset += len(data)
-        data = self._partial + data
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._partial = data
-            return [], self._offset
-        self._partial = data[cut + 1:]
-        text = data[:cut].decode(errors="replace")
-        return text.split("\n"), self._offset - len(self._partial)
+        lines: list[str] = []
+        start = 0
+        while (cut := data.find(b"\n", start)) >= 0:
+            self._line.add(data[start:cut])
+            lines.append(self._line.take())
+            start = cut + 1
+        self._line.add(data[start:])
+        return lines, self._offset - self._line.size, True
 
     async def output(self) -> AsyncIterator[LogLines | Exited]:
         """Output lines as they are written, then the exit status once the runner is gone."""
@@ -260,10 +269,11 @@ class ProcessRun:
         try:
             last = 0.0
             while True:
-                lines, offset = await asyncio.to_thread(self._read_available)
+                lines, offset, progressed = await asyncio.to_thread(self._read_available)
                 if lines:
                     yield LogLines(lines, offset)
                     last = time.monotonic()
+                if progressed:
                     continue  # more may be waiting past READ_CHUNK
                 if exit_task.done():
                     self._exited.set()
@@ -281,13 +291,13 @@ class ProcessRun:
                     await asyncio.sleep(pause)  # coalesce a burst of small writes into one append
             # Drain what was written between the last read and the exit.
             while True:
-                lines, offset = await asyncio.to_thread(self._read_available)
-                if not lines:
+                lines, offset, progressed = await asyncio.to_thread(self._read_available)
+                if lines:
+                    yield LogLines(lines, offset)
+                if not progressed:
                     break
-                yield LogLines(lines, offset)
-            if self._partial:  # a last line without a newline is part of the log too
-                yield LogLines([self._partial.decode(errors="replace")], self._offset)
-                self._partial = b""
+            if self._line.size:  # a last line without a newline is part of the log too
+                yield LogLines([self._line.take()], self._offset)
             yield self._exit_status()
         finally:
             self._sup.unwatch(watch)
@@ -334,6 +344,32 @@ class ProcessRun:
 
     def detach(self) -> None:
         self._detached.set()
+
+
+class _LineBuffer:
+    """The line being read: its first LINE_LIMIT bytes, and how long it is so far."""
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        room = LINE_LIMIT - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+        self.size += len(data)
+
+    def take(self) -> str:
+        """The line as stored: invalid UTF-8 becomes U+FFFD; a CR before the newline (CRLF) is dropped; an
+        over-long line is cut at a character boundary and marked."""
+        head, size = bytes(self._head), self.size
+        self._head.clear()
+        self.size = 0
+        if size <= LINE_LIMIT:
+            return head.removesuffix(b"\r").decode(errors="replace")
+        # An incremental decoder holds back a character cut in half instead of replacing it.
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace").decode(head, final=False)
+        return text + TRUNCATED.format(size)
 
 
 def _prepare_workdir(workdir: Path) -> None:

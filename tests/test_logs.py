@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from engines.process import LINE_LIMIT
 from tests.helpers import Api
 
 
@@ -70,7 +73,61 @@ async def test_partial_last_line_and_long_lines(api: Api, python: str) -> None:
     log = await api.full_log(batch["id"])
     assert "no newline at end" in log
     long_line = next(line for line in log if line.startswith("xxx"))
-    assert long_line.endswith("[truncated]") and len(long_line) < 100000
+    assert long_line == "x" * LINE_LIMIT + " [truncated: 100000 bytes]"
+
+
+# A program that writes, on stdout and stderr in turn, short lines and one very long line on each, all of
+# printable UTF-8 (one, two and three bytes a character), the last line without a newline.
+LONG_LINES = """
+import sys
+size = int(sys.argv[1])
+unit = "aé€" * 7 + " "  # 64 bytes
+long = (unit * (size // len(unit.encode()) + 1))[:size]
+lines = [("out", "before"), ("out", long), ("out", "after"), ("err", "err-before"), ("err", long[::-1]),
+         ("err", "err-after"), ("out", "tail é€")]
+for stream, text in lines:
+    target = sys.stdout if stream == "out" else sys.stderr
+    target.write(text + "\\n")
+    target.flush()
+sys.stdout.write("no newline at the end")
+"""
+
+
+async def _long_lines(api: Api, python: str, size: int) -> None:
+    batch = await api.submit(resource=python, args=["-c", LONG_LINES, str(size)])
+    done = await api.wait_for(batch["id"], timeout=120)
+    assert done["state"] == "FINISHED", done
+    unit = "aé€" * 7 + " "
+    long = (unit * (size // len(unit.encode()) + 1))[:size]
+    expected = ["before", long, "after", "err-before", long[::-1], "err-after", "tail é€", "no newline at the end"]
+    stored = [line for line in await api.full_log(batch["id"]) if "[batchgate]" not in line]
+    assert len(stored) == len(expected), [line[:80] for line in stored]
+    for got, want in zip(stored, expected, strict=True):
+        if len(want.encode()) <= LINE_LIMIT:
+            assert got == want
+            continue
+        # The documented marker: the line's first LINE_LIMIT bytes, cut at a character boundary.
+        head, marker = got.rsplit(" [truncated: ", 1)
+        assert marker == f"{len(want.encode())} bytes]"
+        assert want.startswith(head) and LINE_LIMIT - 3 <= len(head.encode()) <= LINE_LIMIT
+
+
+async def test_a_4_mib_line_loses_nothing_after_it(api: Api, python: str) -> None:
+    await _long_lines(api, python, 4 << 20)
+
+
+@pytest.mark.slow
+async def test_a_64_mib_line_loses_nothing_after_it(api: Api, python: str) -> None:
+    await _long_lines(api, python, 64 << 20)
+
+
+async def test_nul_invalid_utf8_and_cr_are_stored_as_documented(api: Api, python: str) -> None:
+    program = (r"import os; os.write(1, b'nul\x00byte\nbad\xff\xfeutf8\ncrlf\r\nbar\rprogress\r100%\n"
+               r"\xe2\x82\n')")
+    batch = await api.submit(resource=python, args=["-c", program])
+    await api.wait_for(batch["id"])
+    stored = [line for line in await api.full_log(batch["id"]) if "[batchgate]" not in line]
+    assert stored == ["nul\ufffdbyte", "bad\ufffd\ufffdutf8", "crlf", "bar\rprogress\r100%", "\ufffd"]
 
 
 async def test_bad_log_parameters(api: Api, python: str) -> None:

@@ -17,7 +17,7 @@ from gateway.store.database import Database, T
 from gateway.store.migrate import SCHEMA_VERSION
 from gateway.store.records import AuditRecord, BatchRecord, NewBatch
 
-MAX_LINE_CHARS = 64 * 1024
+MAX_LINE_CHARS = 65 * 1024  # above engines.process.LINE_LIMIT and its marker: program lines are cut there
 
 
 @dataclass(frozen=True)
