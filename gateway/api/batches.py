@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
 from gateway.api.bodies import parse_body, parse_json
-from gateway.api.middleware import principal
-from gateway.api.params import MAX_PAGE, int_param, list_filter
+from gateway.api.middleware import open_stream, principal
+from gateway.api.params import LAST_EVENT_ID, MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
 from gateway.batches.uploads import Upload, safe_file_name
 from gateway.contract.batches import (
@@ -49,10 +50,24 @@ class _Form:
     total_bytes: int = 0
 
 
+@contextlib.contextmanager
+def _framing() -> Iterator[None]:
+    """aiohttp's multipart reader says that a body breaks the multipart framing (no starting boundary, a body
+    that ends inside a part, reading past its end) with ValueError: that is the client's fault, a 400."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: an unknown Content-Transfer-Encoding
+        raise BadRequest(f"multipart: {exc}") from None
+
+
 async def _spool(part: BodyPartReader, target: Path, label: str, form: _Form, settings: Settings) -> None:
     size = 0
     with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks, spooled as they arrive
-        while chunk := await part.read_chunk(1 << 16):
+        while True:
+            with _framing():
+                chunk = await part.read_chunk(1 << 16)
+            if not chunk:
+                break
             size += len(chunk)
             form.total_bytes += len(chunk)
             if size > settings.security.max_upload_bytes:
@@ -74,13 +89,15 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
     form = _Form()
     (spool / "extra").mkdir()
     while True:
-        part = await reader.next()
+        with _framing():
+            part = await reader.next()
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
             raise BadRequest("multipart: nested multipart is not supported")
         if part.name == "batchRequest":
-            raw = await part.read(decode=True)
+            with _framing():
+                raw = await part.read(decode=True)
             if len(raw) > settings.security.max_body_bytes:
                 raise TooLarge(f"batchRequest: larger than {settings.security.max_body_bytes} bytes")
             form.request = parse_json(raw, BatchRequest, "batchRequest", {BATCH_TYPES: settings.batch_types})
@@ -185,16 +202,13 @@ async def local_log(request: web.Request) -> web.Response:
 async def follow_log(request: web.Request) -> web.StreamResponse:
     """Server-sent events: `log` events carry one line each (id = line number); `end` closes."""
     start = int_param(request.query, "from", 0, minimum=0, maximum=2**62)
-    last_id = request.headers.get("Last-Event-ID")
-    if last_id is not None:
-        with contextlib.suppress(ValueError):
-            start = int(last_id) + 1  # a reconnecting EventSource resumes after the last line it got
+    # A reconnecting EventSource resumes after the last line it got.
+    last_id = int_param(request.headers, LAST_EVENT_ID, -1, minimum=0, maximum=2**62)
+    if last_id >= 0:
+        start = last_id + 1
     service = request.app[SERVICE]
     batch, lines = await service.follow_log(principal(request), request.match_info["batch_id"], start)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-    })
-    await response.prepare(request)
+    response = await open_stream(request)
     async for first, chunk in lines:
         if not chunk:
             await response.write(b": keepalive\n\n")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -14,6 +14,7 @@ from gateway.errors import BadRequest
 from gateway.keys import SETTINGS
 
 M = TypeVar("M", bound=BaseModel)
+MAX_JSON_DEPTH = 200  # pydantic-core's parser limit
 
 
 async def parse_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
@@ -26,13 +27,25 @@ async def parse_body(request: web.Request, model: type[M], *, optional: bool = F
     return parse_json(raw, model)
 
 
+def load_json(raw: bytes | str, field: str = "body") -> Any:
+    """JSON text as Python values, nested at most MAX_JSON_DEPTH deep: anything else is a 400 naming the field.
+
+    The parser (pydantic-core's) stops at its depth limit instead of recursing until the interpreter gives
+    up, so a body of ten thousand brackets is a bad request, not a crash; the bound also protects the code
+    that walks a request afterwards (a job's nodes, variable substitution)."""
+    try:
+        return pydantic_core.from_json(raw)
+    except ValueError as exc:
+        text = str(exc)
+        if "recursion limit" in text:
+            raise BadRequest(f"{field}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise BadRequest(f"{field}: invalid JSON ({text})") from None
+
+
 def parse_json(raw: bytes | str, model: type[M], field: str = "body", context: dict[str, Any] | None = None) -> M:
     """A JSON object as `model`: invalid JSON, another JSON type or a bad field is a 400 naming it. `context`
     goes to the model's validators (BATCH_TYPES: the batch types this gateway's engines offer)."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"{field}: invalid JSON ({exc})") from None
+    data = load_json(raw, field)
     if not isinstance(data, dict):
         raise BadRequest(f"{field}: must be a JSON object")
     try:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.api.bodies import load_json
 from gateway.api.middleware import principal
 from gateway.api.params import list_filter
 from gateway.api.responses import model_response
@@ -66,11 +65,9 @@ async def bulk(request: web.Request) -> web.Response:
     if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
     try:
-        body = BulkRequest.model_validate(json.loads(raw or b"null"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, ValidationError):
-            raise BadRequest(validation_message(exc)) from None
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
+        body = BulkRequest.model_validate(load_json(raw or b"null"))
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
     flt = None
     if body.filter is not None or body.project:
         query = {k: str(v) for k, v in (body.filter.model_dump(by_alias=True, exclude_none=True)

@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.api.bodies import page, parse_body
-from gateway.api.middleware import principal
-from gateway.api.params import MAX_PAGE, int_param, text_param
+from gateway.api.middleware import open_stream, principal
+from gateway.api.params import LAST_EVENT_ID, MAX_PAGE, int_param, text_param
 from gateway.api.responses import model_response
 from gateway.contract.jobs import (
     JOB_NAME,
@@ -196,13 +196,8 @@ async def run_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: one `run` or `node` event per change (id = event number), then `end`."""
     service = request.app[JOBS]
     run = await service.run(principal(request), request.match_info["run_id"])
-    after = 0
-    last = request.headers.get("Last-Event-ID")
-    if last is not None and last.isdigit():
-        after = int(last)
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
+    after = int_param(request.headers, LAST_EVENT_ID, 0, minimum=0, maximum=2**62)
+    response = await open_stream(request)
     async for events in service.events(run, after):
         if not events:
             await response.write(b": keepalive\n\n")

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from gateway.api.middleware import Handler
+from gateway.api.middleware import ENDED_AS, Handler
 from gateway.instance.metrics import CONTENT_TYPE, Metrics
 
 routes = web.RouteTableDef()
@@ -32,7 +32,7 @@ async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
     status = 500
     try:
         response = await handler(request)
-        status = response.status
+        status = request.get(ENDED_AS, response.status)  # a stream that did not end normally
         return response
     except web.HTTPException as exc:
         status = exc.status

@@ -76,64 +76,91 @@ def error_response(
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a response with a message, written the way the API it belongs to writes them
+    ({"message"}, Livy's {"msg"}, a dialect's own shape). Once a stream has started, nothing more can be
+    said: a client that left is a 499 at info level, anything else ends the stream."""
     dialect = dialect_of(request)
-    if dialect is not None:
-        return await _dialect_errors(request, handler, dialect)
     key = "msg" if livy_request(request) else "message"  # Livy clients read {"msg": ...}
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        headers: dict[str, str] = {}
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = _challenge(request, exc)
-        if isinstance(exc, Unavailable | TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, Forbidden | Unauthorized):
-            await _audit_denied(request, exc)
-        return error_response(exc.status, exc.message, headers, key=key)
-    except HttpProcessingError as exc:
-        # Malformed framing inside the body (a broken multipart header, say) is the client's fault.
-        return error_response(400, f"malformed request: {exc.message}", key=key)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        if exc.status == 413:
-            message = "request body too large"
-        return error_response(exc.status, message, {k: v for k, v in exc.headers.items() if k == "Allow"}, key=key)
-    except Exception:
-        log.exception("api.unhandled_error", method=request.method, path=request.path)
-        return error_response(500, "internal error; see the gateway log", key=key)
 
+    def render(status: int, message: str) -> web.Response:
+        return dialect.error(status, message) if dialect is not None else error_response(status, message, key=key)
 
-async def _dialect_errors(request: web.Request, handler: Handler, dialect: Dialect) -> web.StreamResponse:
-    """The same outcomes as errors() (statuses, headers, audit), written the way the dialect writes them."""
     headers: dict[str, str] = {}
     try:
         return await handler(request)
-    except GatewayError as exc:
-        if isinstance(exc, Unauthorized):
-            headers["WWW-Authenticate"] = _challenge(request, exc)
-        if isinstance(exc, Unavailable | TooManyRequests):
-            headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, Forbidden | Unauthorized):
-            await _audit_denied(request, exc)
-        response = dialect.error(exc.status, exc.message)
-    except HttpProcessingError as exc:
-        response = dialect.error(400, f"malformed request: {exc.message}")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
-        if exc.status == 413:
-            message = "request body too large"
-        headers.update({k: v for k, v in exc.headers.items() if k == "Allow"})
-        response = dialect.error(exc.status, message)
-    except Exception:
-        log.exception("api.unhandled_error", method=request.method, path=request.path, dialect=dialect.name)
-        response = dialect.error(500, "internal error; see the gateway log")
+    except ConnectionResetError:
+        if request.transport is None or request.transport.is_closing():
+            return _client_left(request)
+        raise
+    except Exception as exc:
+        stream = request.get(STREAM)
+        if stream is not None:
+            return _stream_broken(request, stream, exc)
+        if isinstance(exc, GatewayError):
+            if isinstance(exc, Unauthorized):
+                headers["WWW-Authenticate"] = _challenge(request, exc)
+            if isinstance(exc, Unavailable | TooManyRequests):
+                headers["Retry-After"] = str(exc.retry_after)
+            if isinstance(exc, Forbidden | Unauthorized):
+                await _audit_denied(request, exc)
+            response = render(exc.status, exc.message)
+        elif isinstance(exc, HttpProcessingError):
+            # Malformed framing inside the body (a broken multipart header, say) is the client's fault.
+            response = render(400, f"malformed request: {exc.message}")
+        elif isinstance(exc, web.HTTPException):
+            if exc.status < 400:
+                raise
+            message = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+            if exc.status == 413:
+                message = "request body too large"
+            headers.update({k: v for k, v in exc.headers.items() if k == "Allow"})
+            response = render(exc.status, message)
+        else:
+            log.exception("api.unhandled_error", method=request.method, path=request.path,
+                          dialect=dialect.name if dialect is not None else None)
+            response = render(500, "internal error; see the gateway log")
     response.headers.update(headers)
     return response
+
+
+# A response whose headers went out (a server-sent event stream), and the status it ended with when it
+# did not end normally: what the `measure` middleware records.
+STREAM = web.RequestKey("stream", web.StreamResponse)
+ENDED_AS = web.RequestKey("ended_as", int)
+CLIENT_LEFT = 499  # nginx's code for "the client closed the request"
+
+
+async def open_stream(request: web.Request, content_type: str = "text/event-stream") -> web.StreamResponse:
+    """Start a streamed answer. Check everything the request says before: after this, an error can only
+    end the stream, never become an error response."""
+    response = web.StreamResponse(headers={"Content-Type": content_type, "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    request[STREAM] = response
+    return response
+
+
+def _client_left(request: web.Request) -> web.StreamResponse:
+    """The client closed the connection (it looked away from a stream, or gave up waiting): not an error."""
+    request[ENDED_AS] = CLIENT_LEFT
+    log.info("api.client_left", method=request.method, path=request.path, status=CLIENT_LEFT)
+    return request.get(STREAM) or web.Response(status=CLIENT_LEFT)
+
+
+def _stream_broken(request: web.Request, stream: web.StreamResponse, exc: Exception) -> web.StreamResponse:
+    """A stream that cannot go on (its database went away, a bug): drop the connection, so that the client
+    sees a stream cut short (an EventSource reconnects with Last-Event-ID), never a second response
+    written inside the first."""
+    if isinstance(exc, GatewayError):
+        request[ENDED_AS] = exc.status
+        log.warning("api.stream_ended", method=request.method, path=request.path, status=exc.status,
+                    reason=exc.message)
+    else:
+        request[ENDED_AS] = 500
+        log.exception("api.stream_failed", method=request.method, path=request.path)
+    if request.transport is not None:
+        request.transport.close()
+    return stream
 
 
 def _challenge(request: web.Request, exc: Unauthorized) -> str:

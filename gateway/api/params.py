@@ -12,6 +12,7 @@ from gateway.store import ListFilter
 from gateway.store.store import SORT_COLUMNS
 
 MAX_PAGE = 10_000
+LAST_EVENT_ID = "Last-Event-ID"  # the header a reconnecting EventSource sends: checked like a parameter
 
 
 def int_param(query: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:

@@ -4,13 +4,13 @@ authorization and audit are theirs; this module parses Kylin's parameters and wr
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.api.bodies import load_json
 from gateway.api.middleware import Dialect, principal
 from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param, validation_message
 from gateway.errors import BadRequest, Conflict, NotFound
@@ -256,7 +256,7 @@ async def change_status(request: web.Request) -> web.Response:
     if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
     try:
-        body = JobStatusRequest.model_validate(json.loads(raw or b"null"))
+        body = JobStatusRequest.model_validate(load_json(raw or b"null"))
         statuses = parse_statuses(body.statuses, "statuses")
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None

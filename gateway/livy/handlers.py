@@ -3,13 +3,13 @@ Livy port when one is configured. Every call goes through BatchService, as the K
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from gateway.api.bodies import load_json
 from gateway.api.metrics import METRICS, measure
 from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
 from gateway.api.params import int_param, validation_message
@@ -83,10 +83,7 @@ async def _read_body(request: web.Request) -> dict[str, Any]:
         raise TooLarge(f"body: larger than {settings.security.max_body_bytes} bytes")
     if not raw:
         raise BadRequest("body: empty; send a JSON CreateBatchRequest")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: invalid JSON ({exc})") from None
+    body = load_json(raw)
     if not isinstance(body, dict):
         raise BadRequest("body: must be a JSON object (a CreateBatchRequest)")
     return body

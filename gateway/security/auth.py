@@ -21,6 +21,7 @@ log = structlog.get_logger("gateway.auth")
 
 ANONYMOUS = "anonymous"
 CACHE_SECONDS = 300.0
+BCRYPT_MAX_BYTES = 72
 # Checked when the user is unknown, so that a wrong user name costs as long as a wrong password.
 _DUMMY_HASH = bcrypt.hashpw(b"batchgate-dummy", bcrypt.gensalt(rounds=10))
 
@@ -105,6 +106,9 @@ class Authenticator:
         user, password = credentials
         if not password:  # says nothing about the user; and no account is opened by an empty password
             raise Unauthorized("no password given: send the user's password with HTTP Basic")
+        if len(password.encode()) > BCRYPT_MAX_BYTES:
+            # bcrypt reads at most 72 bytes (and refuses more): a longer password matches no stored hash.
+            raise Unauthorized("invalid user name or password")
         self._maybe_reload()
         digest = hashlib.sha256(password.encode()).digest()
         cached = self._verified.get(user)
