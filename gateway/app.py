@@ -81,12 +81,13 @@ from gateway.kylin.handlers import DIALECT as KYLIN
 from gateway.kylin.handlers import kylin_routes
 from gateway.livy.handlers import livy_routes, start_livy_site
 from gateway.projects.service import ProjectService
-from gateway.schedules.alerts import Alerter, WebhookRule
+from gateway.schedules.alerts import Alerter
 from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
 from gateway.schedules.ticker import Ticker
 from gateway.security.auth import Authenticator
+from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
 from gateway.security.sessions import SessionService
 from gateway.settings import InstanceSettings, Settings
@@ -360,7 +361,8 @@ def _build_parts(app: web.Application) -> None:
     retention = Retention(store, days=queue.retention_days, every=queue.retention_check_seconds)
     compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
     bell = QueueBell(store.ring_queue, scheduler.wake)
-    webhooks = WebhookRule(timers.sla_webhook_hosts)
+    # Where SLA webhooks may go: the operator's hosts (and the mail host) by name, else public addresses.
+    webhooks = OutboundRule(timers.sla_webhook_hosts, named=[timers.smtp_host])
     # The one admission step every creator of batches calls (docs/architecture.md).
     admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
                           rate_per_minute=security.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)

@@ -222,8 +222,8 @@ class ScheduleSettings(_Group):
     sla_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     sla_webhook_retries: int = Field(default=3, ge=0, le=20)
     sla_webhook_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
-    # The hosts SLA webhooks may be sent to: exact names, or "*.example.com" for any subdomain. Empty:
-    # any host, which lets anyone who may create an SLA make the gateway POST to internal addresses.
+    # The hosts SLA webhooks may be sent to, wherever they resolve: exact names, or "*.example.com" for any
+    # subdomain. Empty: hosts whose addresses are all public, nothing internal (gateway/security/outbound.py).
     sla_webhook_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)

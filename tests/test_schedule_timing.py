@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.batches.slaterms import batch_slas
-from gateway.schedules.alerts import WebhookRule
 from gateway.schedules.sla import format_duration, judge
 from gateway.schedules.ticker import decide
 from gateway.schedules.timing import Timing, TimingError, parse_duration, parse_every, plan_due
+from gateway.security.outbound import OutboundRule
 from gateway.store.schedules import Busy, Progress
 
 
@@ -233,8 +233,8 @@ def test_judge(rule: str, progress: Progress, outcome: str) -> None:
 
 def test_batch_conf() -> None:
     batch = uuid.uuid4()
-    assert batch_slas(batch, {"spark.x": "1"}, WebhookRule()) == ()
-    [sla] = batch_slas(batch, {"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"}, WebhookRule())
+    assert batch_slas(batch, {"spark.x": "1"}, OutboundRule()) == ()
+    [sla] = batch_slas(batch, {"batchgate.sla.finishWithin": "30m", "batchgate.sla.action": "kill"}, OutboundRule())
     assert sla.rule == "FINISH_WITHIN" and sla.duration_ms == 1_800_000 and sla.actions == ["KILL"]
     assert sla.id == uuid.uuid5(batch, "FINISH_WITHIN")  # the same batch submitted twice: the same SLA
     from gateway.errors import BadRequest
@@ -247,13 +247,14 @@ def test_batch_conf() -> None:
                         ({"batchgate.sla.startWithin": "1m", "batchgate.sla.webhook": "ftp://x"},
                          "conf.batchgate.sla.webhook")]:
         with pytest.raises(BadRequest) as info:
-            batch_slas(batch, conf, WebhookRule())
+            batch_slas(batch, conf, OutboundRule())
         assert field in info.value.message
 
 
 def test_webhook_hosts() -> None:
-    anywhere, listed = WebhookRule(), WebhookRule(["hooks.example.com", "*.corp.example"])
-    assert anywhere.problem("http://169.254.169.254/latest") is None
+    anywhere, listed = OutboundRule(), OutboundRule(["hooks.example.com", "*.corp.example"])
+    assert anywhere.problem("http://169.254.169.254/latest") is not None, "not public: only by name"
+    assert anywhere.problem("https://hooks.example.com/x") is None
     assert listed.problem("https://hooks.example.com/x") is None
     assert listed.problem("https://HOOKS.example.com./x") is None
     assert listed.problem("https://a.b.corp.example/x") is None

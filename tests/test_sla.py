@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-from gateway.schedules.alerts import Alerter, WebhookRule
+from gateway.schedules.alerts import Alerter
+from gateway.security.outbound import OutboundRule
 from tests.gateway_process import free_port
 from tests.helpers import Api
 from tests.test_schedules import eventually, next_second, runs_of
@@ -105,7 +106,10 @@ async def submit(api: Api, seconds: float, conf: dict[str, str]) -> dict[str, An
     return batch
 
 
-async def test_job_sla_alerts_once_per_breach(api: Api, receiver: Receiver) -> None:
+async def test_job_sla_alerts_once_per_breach(start_gateway: Callable[..., Awaitable[Api]],
+                                              receiver: Receiver) -> None:
+    # The receiver listens on loopback: an address only a host allowed by name may have.
+    api = await start_gateway(admin=["admin"], sla_webhook_hosts=["127.0.0.1"])
     alice, bob = api.as_user("alice"), api.as_user("bob")
     await alice.call("POST", "/api/v1/jobs", json=sleeper_job("etl", permissions={"bob": ["READ", "EXECUTE"]}))
     sla = await alice.call("POST", "/api/v1/slas", json={
@@ -251,7 +255,7 @@ async def test_webhook_retries_with_backoff_and_a_timeout_never_blocks(
     start_gateway: Callable[..., Awaitable[Api]], receiver: Receiver
 ) -> None:
     api = await start_gateway(admin=["admin"], sla_webhook_backoff_seconds=0.2, sla_webhook_retries=2,
-                              sla_webhook_timeout_seconds=0.6)
+                              sla_webhook_timeout_seconds=0.6, sla_webhook_hosts=["127.0.0.1"])
     receiver.statuses = [503]
     first = await submit(api, 4, {"batchgate.sla.startWithin": "1s",
                                   "batchgate.sla.finishWithin": "1s", "batchgate.sla.webhook": receiver.url})
@@ -291,7 +295,9 @@ async def test_email_alert_through_smtp(start_gateway: Callable[..., Awaitable[A
 async def test_a_deadline_fires_once_across_instances_and_survives_a_restart(
     start_gateway: Callable[..., Awaitable[Api]], receiver: Receiver
 ) -> None:
-    one, two = await start_gateway(admin=["admin"]), await start_gateway(admin=["admin"])
+    hosts = ["127.0.0.1"]
+    one, two = (await start_gateway(admin=["admin"], sla_webhook_hosts=hosts),
+                await start_gateway(admin=["admin"], sla_webhook_hosts=hosts))
     conf = {"batchgate.sla.finishWithin": "2s", "batchgate.sla.webhook": receiver.url}
     raced = await submit(one, 6, conf)
     orphan = await submit(two, 6, {**conf, "batchgate.sla.finishWithin": "4s"})
@@ -304,7 +310,7 @@ async def test_a_deadline_fires_once_across_instances_and_survives_a_restart(
     await one.client.close()  # every instance goes down before the second deadline ...
     await two.client.close()
     await sleep_until(orphan_sla["createTime"] + 4500)
-    three = await start_gateway(admin=["admin"])  # ... and a new one judges it, late but by the database's times
+    three = await start_gateway(admin=["admin"], sla_webhook_hosts=hosts)  # ... and a new one judges it, late but by the database's times
     [late] = await breaches(three, orphan_sla["id"], 1)
     assert late["breachTime"] > late["dueTime"] and late["batchId"] == orphan["id"]
     assert sorted(receiver.deliveries()) == sorted([str(first["id"]), str(late["id"])])
@@ -334,7 +340,7 @@ async def test_webhooks_only_to_allowed_hosts(
 async def test_a_webhook_host_no_longer_allowed_is_not_called() -> None:
     # Checked again when sending: the SLA may predate the operator's list.
     alerter = Alerter(timeout=1, retries=2, backoff=0, smtp_host=None, smtp_port=25, smtp_from="x@y",
-                      smtp_timeout=1, webhook_rule=WebhookRule(["hooks.example.com"]))
+                      smtp_timeout=1, webhook_rule=OutboundRule(["hooks.example.com"]))
     try:
         result = await alerter.webhook("http://127.0.0.1:9/x", {"event": "sla_breach"}, "d1")
     finally:

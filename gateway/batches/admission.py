@@ -54,8 +54,8 @@ from gateway.contract.batches import CONF_BATCH_ID, CONF_PROXY_USERS, BatchReque
 from gateway.errors import BadRequest, Forbidden, GatewayError, TooManyRequests
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ArtifactLookup, ProjectService
-from gateway.schedules.alerts import WebhookRule
 from gateway.security.auth import Principal
+from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
 from gateway.store import BatchRecord, Store
 from gateway.store.records import NewBatch, mask_conf, mask_text
@@ -82,7 +82,7 @@ COUNTED = frozenset({Route.SUBMIT, Route.RESTART})
 class Admission:
     def __init__(
         self, store: Store, policy: Policy, engines: EngineRegistry, *, projects: ProjectService | None,
-        webhooks: WebhookRule, rate_per_minute: int = 0, metrics: Metrics | None = None,
+        webhooks: OutboundRule, rate_per_minute: int = 0, metrics: Metrics | None = None,
         on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store

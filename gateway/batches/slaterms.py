@@ -7,8 +7,8 @@ import uuid
 
 from gateway.contract.schedules import EMAIL, Action, Rule
 from gateway.errors import BadRequest
-from gateway.schedules.alerts import WebhookRule
 from gateway.schedules.timing import TimingError, parse_duration
+from gateway.security.outbound import OutboundRule
 from gateway.store.records import BatchSla
 
 CONF_PREFIX = "batchgate.sla."
@@ -17,7 +17,7 @@ CONF_RULES = {"startWithin": Rule.START_WITHIN, "finishWithin": Rule.FINISH_WITH
 CONF_OTHER = ("action", "webhook", "emails")
 
 
-def batch_slas(batch_id: uuid.UUID, conf: dict[str, str], webhooks: WebhookRule) -> tuple[BatchSla, ...]:
+def batch_slas(batch_id: uuid.UUID, conf: dict[str, str], webhooks: OutboundRule) -> tuple[BatchSla, ...]:
     """The SLAs a batch asks for in its conf; a 400 names the bad key. Their ids derive from the batch id,
     so a repeated submit of the same batch (kyuubi.batch.id) registers nothing new."""
     keys = {k.removeprefix(CONF_PREFIX): v for k, v in conf.items() if k.startswith(CONF_PREFIX)}

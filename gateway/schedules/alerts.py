@@ -1,14 +1,15 @@
 """Alerts: a JSON POST to a webhook (retries with backoff, a timeout per attempt), and e-mail over SMTP.
 
 Nothing here blocks the event loop: the webhook goes through aiohttp, and smtplib runs in a thread.
-Each returns what happened, as a small dict recorded with the breach.
+Each returns what happened, as a small dict recorded with the breach. Where a webhook may go is decided by
+the outbound rules (gateway/security/outbound.py), on the URL and again on the addresses the connection
+uses; redirects are never followed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,40 +17,17 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
+from gateway.security.outbound import OutboundRefused, OutboundResolver, OutboundRule
+
 log = structlog.get_logger("gateway.alerts")
 
 RETRY_STATUSES = frozenset({408, 425, 429})
 
 
-class WebhookRule:
-    """What a webhook URL must be: http(s), and on an allowed host when the operator lists hosts."""
-
-    def __init__(self, hosts: Sequence[str] = ()) -> None:
-        self._exact = {h.lower() for h in hosts if not h.startswith("*.")}
-        self._suffixes = tuple(h[1:].lower() for h in hosts if h.startswith("*."))  # ".example.com"
-
-    def problem(self, url: str, field: str = "webhook") -> str | None:
-        """None if the URL is usable, else what is wrong with it."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"{field}: {url!r} is not an http(s) URL"
-        if any(ord(c) < 33 for c in url):
-            return f"{field}: must not contain spaces or control characters"
-        if not self.allows(parts.hostname):
-            return f"{field}: host {parts.hostname!r} is not among the gateway's allowed webhook hosts"
-        return None
-
-    def allows(self, host: str) -> bool:
-        if not self._exact and not self._suffixes:
-            return True
-        host = host.lower().rstrip(".")
-        return host in self._exact or host.endswith(self._suffixes)
-
-
 class Alerter:
     def __init__(self, *, timeout: float, retries: int, backoff: float, smtp_host: str | None, smtp_port: int,
-                 smtp_from: str, smtp_timeout: float, webhook_rule: WebhookRule | None = None) -> None:
-        self._rule = webhook_rule or WebhookRule()
+                 smtp_from: str, smtp_timeout: float, webhook_rule: OutboundRule | None = None) -> None:
+        self._rule = webhook_rule or OutboundRule(named=[smtp_host])
         self._timeout = timeout
         self._retries = retries
         self._backoff = backoff
@@ -65,7 +43,10 @@ class Alerter:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+            # Every connection resolves its host again and keeps only addresses the rules allow.
+            connector = aiohttp.TCPConnector(resolver=OutboundResolver(self._rule), use_dns_cache=False)
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
+                                                  connector=connector)
         return self._session
 
     async def webhook(self, url: str, payload: dict[str, Any], delivery: str) -> dict[str, Any]:
@@ -80,16 +61,22 @@ class Alerter:
         error = ""
         for attempt in range(1, self._retries + 2):
             try:
-                async with self._client().post(url, json=payload, headers=headers) as resp:
+                async with self._client().post(url, json=payload, headers=headers, allow_redirects=False) as resp:
                     await resp.read()
                     if 200 <= resp.status < 300:
                         bound.info("alert.webhook_delivered", status=resp.status, attempts=attempt)
                         return {"status": "delivered", "code": resp.status, "attempts": attempt}
                     error = f"HTTP {resp.status}"
+                    if 300 <= resp.status < 400:  # never followed: the next hop was never checked
+                        error += f": a redirect to {resp.headers.get('Location', '(none)')!r}, not followed"
                     if resp.status < 500 and resp.status not in RETRY_STATUSES:
                         bound.warning("alert.webhook_refused", status=resp.status)
                         return {"status": "failed", "error": error, "attempts": attempt}
             except (aiohttp.ClientError, TimeoutError) as exc:
+                refused = getattr(exc, "os_error", None)
+                if isinstance(refused, OutboundRefused):
+                    bound.warning("alert.webhook_not_allowed", problem=str(refused))
+                    return {"status": "refused", "error": str(refused), "attempts": attempt}
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             if attempt <= self._retries:
                 delay = self._backoff * 2 ** (attempt - 1)

@@ -20,11 +20,11 @@ from gateway.contract.schedules import Rule, SlaSpec
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
-from gateway.schedules.alerts import WebhookRule
 from gateway.schedules.service import ScheduleService, parse_id
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import DURATION_UNITS, TimingError, parse_duration
 from gateway.security.auth import Principal
+from gateway.security.outbound import OutboundRule
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
 log = structlog.get_logger("gateway.sla")
@@ -68,8 +68,8 @@ def format_duration(ms: int) -> str:
 class SlaService:
     def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
                  projects: ProjectService | None, batches: BatchService, *,
-                 webhooks: WebhookRule | None = None, clock: Callable[[], int] = now_ms) -> None:
-        self._webhooks = webhooks or WebhookRule()
+                 webhooks: OutboundRule | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self._webhooks = webhooks or OutboundRule()
         self._store = store
         self._jobs = jobs
         self._schedules = schedules
