@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import stat
+import struct
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.helpers import Api, info
@@ -225,3 +228,90 @@ async def test_zip_with_pyspark_script_and_local_helper(team: dict[str, Api]) ->
     assert "sevens=143" in spark_log["logRowSet"]
     helper_log = await alice.call("GET", f"/api/v1/runs/{run['id']}/nodes/helper/log?size=1000")
     assert "helper ran after spark with done" in helper_log["logRowSet"]
+
+
+# --- archives that would pass a look at the directory and still not unpack ------------------------------
+
+
+def _patch_headers(data: bytes, name: bytes, *, offset: int, value: bytes) -> bytes:
+    """Overwrite a field of an entry's local and central headers (offsets from the local header's start;
+    the central header has the same field 2 bytes later, after 'version made by')."""
+    out = bytearray(data)
+    for signature, shift in ((b"PK\x03\x04", 0), (b"PK\x01\x02", 2)):
+        start = 0
+        while (at := out.find(signature, start)) >= 0:
+            name_at = at + (30 if shift == 0 else 46)
+            if out[name_at:name_at + len(name)] == name:
+                out[at + offset + shift:at + offset + shift + len(value)] = value
+            start = at + 4
+    return bytes(out)
+
+
+def _rename(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert len(old) == len(new)
+    return data.replace(old, new)  # in both headers: names are stored twice
+
+
+def _bad_crc() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("ok.py", "print('ok')\n")
+        archive.writestr("job.py", "print('the original content')\n")
+    return buffer.getvalue().replace(b"the original content", b"the altered! content")
+
+
+def _understated() -> bytes:
+    data = make_zip({"ok.py": "print('ok')\n", "big.py": "x = 1\n" * 1000})
+    return _patch_headers(data, b"big.py", offset=22, value=struct.pack("<I", 100))  # 6000 bytes, says 100
+
+
+def _dir_and_file() -> bytes:
+    return make_zip({"a": "I am a file", "a/b.py": "print(1)\n"})
+
+
+def _duplicate() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, and writes it
+        archive.writestr("job.py", "print(1)\n")
+        archive.writestr("job.py", "print(2)\n")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (_dir_and_file(), "entry 'a' is a file, and 'a/b.py' needs it to be a directory"),
+    (make_zip({"dir/": "", "dir": "a file of the same name"}), "entry 'dir' is a file"),
+    (_duplicate(), "entry 'job.py' appears twice"),
+    (make_zip({"a.py": "1", "./a.py": "2"}), "entry './a.py' appears twice"),
+    (make_zip({"x//y.py": "1", "x/y.py": "2"}), "appears twice"),
+    (_bad_crc(), "entry 'job.py' cannot be read: Bad CRC-32"),
+    (_understated(), "entry 'big.py' cannot be read"),
+    (_rename(make_zip({"evil.shX.txt": "echo"}), b"evil.shX.txt", b"evil.sh\x00.txt"),
+     "entry 'evil.sh\\x00.txt' has a NUL or control character in its name"),
+    (make_zip({"tab\there.py": "1"}), "entry 'tab\\there.py' has a NUL or control character"),
+])
+async def test_what_is_accepted_unpacks(team: dict[str, Api], data: bytes, message: str) -> None:
+    payload = await upload(team["alice"], "etl", data, expect=400)
+    assert message in payload["message"], payload
+    assert (await team["alice"].call("GET", "/api/v1/projects/etl/artifacts"))["artifacts"] == []
+
+
+async def test_an_unpack_failure_at_launch_is_the_batch_diagnostic(team: dict[str, Api], database_url: str) -> None:
+    """A stored artifact that can no longer be unpacked (its bytes were damaged at rest: a fault the upload
+    check cannot see coming) ends its batch in ERROR, saying so."""
+    alice = team["alice"]
+    await upload(alice, "etl", make_zip({"job.py": "print('fine')\n" * 50}))
+    conn = await asyncpg.connect(database_url)
+    try:
+        stored = await conn.fetchval("select data from artifact_chunks where project = 'etl' and version = 1")
+        damaged = stored.replace(b"job.py", b"job.pz", 1)  # the local header no longer matches the directory
+        await conn.execute("update artifact_chunks set data = $1 where project = 'etl' and version = 1", damaged)
+    finally:
+        await conn.close()
+    batch = await alice.call("POST", "/api/v1/batches", json={
+        "batchType": "LOCAL", "resource": "artifact:job.py", "project": "etl"})
+    done = await alice.wait_for(batch["id"])
+    assert done["state"] == "ERROR", done
+    diagnostic = done["appDiagnostic"]
+    assert diagnostic.startswith("launch failed: artifact: ") and "version 1 of project etl" in diagnostic, done
+    assert "internal error" not in diagnostic

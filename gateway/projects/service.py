@@ -211,7 +211,13 @@ class ProjectService:
             zipcheck.extract(archive, target, max_bytes=self.max_bytes)
             archive.unlink()
 
-        await asyncio.to_thread(unpack)
+        try:
+            await asyncio.to_thread(unpack)
+        except zipcheck.ArtifactError as exc:  # the supervisor makes it the batch's diagnostic
+            raise zipcheck.ArtifactError(f"{exc.message} (version {artifact.version} of project {project})") from None
+        except OSError as exc:
+            raise zipcheck.ArtifactError(f"artifact: version {artifact.version} of project {project} cannot be "
+                                         f"written into the working dir ({exc})") from None
         return str(target / path)
 
 
