@@ -365,7 +365,8 @@ def _build_parts(app: web.Application) -> None:
     webhooks = OutboundRule(timers.sla_webhook_hosts, named=[timers.smtp_host])
     # The one admission step every creator of batches calls (docs/architecture.md).
     admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
-                          rate_per_minute=security.submit_rate_per_minute, metrics=metrics, on_queued=bell.ring)
+                          principal=app[AUTH].principal, rate_per_minute=security.submit_rate_per_minute,
+                          metrics=metrics, on_queued=bell.ring)
     job_store = JobStore(db)
     coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
     jobs = JobService(job_store, coordinator, logs, admission, hub, projects)

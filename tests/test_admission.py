@@ -374,3 +374,56 @@ async def test_an_admin_lifts_one_built_in_entry_and_adds_patterns(start_gateway
 
     with pytest.raises(ValueError, match="not built-in deny entries"):
         Settings(conf_deny_lift=["spark.driver.extraJavaOptions"])
+
+
+# --- scheduled runs: no one runs code under another user's name ----------------------------------------
+
+
+async def _one_tick(api: Api, job_name: str, **extra: Any) -> dict[str, Any]:
+    """A schedule that fires once, a second from now; its tick once decided, with its run if it has one."""
+    start = (int(time.time() * 1000) + 1999) // 1000 * 1000
+    schedule = await api.call("POST", "/api/v1/schedules", json={
+        "job": job_name, "every": "1h", "startAt": start, "endAt": start, **extra})
+
+    async def decided() -> Any:
+        body = await api.call("GET", f"/api/v1/schedules/{schedule['id']}/ticks")
+        return next((t for t in body["ticks"] if t["outcome"] != "PENDING"), None)
+
+    tick: dict[str, Any] = await eventually(decided, 20, "the tick")
+    if tick.get("runId"):
+        tick["run"] = await eventually(lambda: _terminal_run(api, tick["runId"]), 30, "the tick's run")
+    return tick
+
+
+async def test_a_schedule_runs_a_version_as_its_author_unless_the_owner_or_an_admin_saved_it(
+        start_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    users = htpasswd(tmp_path / "users", {**PASSWORDS, "sam": "s-pass"})
+    api = await start_gateway(users_file=users, admin=["root"], engines=["LOCAL"])
+    alice, bob, root = as_(api, "alice"), as_(api, "bob"), as_(api, "root")
+    sam = api.as_user("sam", "s-pass")
+    body = job("etl", {"batchType": "LOCAL", "resource": PY, "args": ["-c", "import os; print(os.environ"
+                                                                            "['BATCHGATE_USER'])"]})
+    body["permissions"] = {"bob": ["READ", "WRITE", "EXECUTE"], "sam": ["READ", "SCHEDULE"]}
+    body["variables"] = {"v": "1"}
+    await alice.call("POST", "/api/v1/jobs", json=body)
+
+    tick = await _one_tick(alice, "etl")  # alice saved it: her schedule runs it as alice
+    assert tick["run"]["submitUser"] == "alice" and tick["run"]["state"] == "SUCCEEDED", tick
+
+    await bob.call("PUT", "/api/v1/jobs/etl", json={**body, "description": "bob's change"})
+    tick = await _one_tick(alice, "etl")  # bob's version: alice's schedule runs it as bob, not as alice
+    assert tick["run"]["submitUser"] == "bob", tick
+    batch = await alice.get(tick["run"]["nodes"][0]["batchId"])
+    assert batch["user"] == "bob" and "bob" in await alice.full_log(batch["id"])
+
+    # sam may schedule the job; with variables of his own, it would run bob's version as bob his way.
+    status, message = await answer(sam, "POST", "/api/v1/schedules", json={
+        "job": "etl", "every": "1h", "variables": {"v": "2"}})
+    assert (status, message) == (403, "job etl version 2 was saved by bob, so the schedule runs it as bob, and the "
+                                      "schedule's variables were set by sam, who may not act as bob"), message
+    tick = await _one_tick(sam, "etl")
+    assert tick["run"]["submitUser"] == "bob", tick
+
+    await root.call("PUT", "/api/v1/jobs/etl", json={**body, "description": "an admin's change"})
+    tick = await _one_tick(alice, "etl")  # an admin saved it: the owner's schedule runs it as the owner
+    assert tick["run"]["submitUser"] == "alice", tick

@@ -318,23 +318,35 @@ async def test_a_change_on_one_instance_wakes_every_instance(
     assert (await two.status_of("GET", f"/api/v1/schedules/{schedule['id']}"))[0] == 404
 
 
-async def test_a_tick_fails_with_the_reason_when_the_owner_may_not_execute(api: Api, tmp_path: Path) -> None:
-    owner, scheduler = api.as_user("alice"), api.as_user("sam")
+async def test_a_tick_fails_with_the_reason_when_the_version_may_not_run(api: Api, tmp_path: Path) -> None:
+    """alice's schedule runs her job as alice. Once sam, who may change the job but not execute it, has saved a
+    version, her ticks would run sam's code: they fail, and say why (docs/security.md, scheduled runs)."""
+    owner, writer = api.as_user("alice"), api.as_user("sam")
+    marker = tmp_path / "m.txt"
     await owner.call("POST", "/api/v1/jobs", json=counting_job(
-        "guarded", tmp_path / "m.txt", permissions={"sam": ["READ", "SCHEDULE"]}))
+        "guarded", marker, permissions={"sam": ["READ", "WRITE"]}))
     start = next_second(1000)
-    schedule = await scheduler.call("POST", "/api/v1/schedules", json={
-        "job": "guarded", "every": "1s", "startAt": start, "endAt": start})
+    schedule = await owner.call("POST", "/api/v1/schedules", json={
+        "job": "guarded", "every": "1s", "startAt": start, "endAt": start + 1000})
 
-    async def decided() -> bool:
-        return bool([t for t in await ticks(owner, schedule["id"]) if t["outcome"] != "PENDING"])
+    async def decided(n: int) -> bool:
+        return len([t for t in await ticks(owner, schedule["id"]) if t["outcome"] != "PENDING"]) >= n
 
-    await eventually(decided, 10, "the tick was decided")
-    [tick] = await ticks(owner, schedule["id"])
-    assert tick["outcome"] == "FAILED" and "sam lacks EXECUTE" in tick["reason"] and tick["runId"] is None
-    assert (await runs_of(owner, "guarded")) == []
+    await eventually(lambda: decided(1), 10, "the first tick was decided")
+    first = (await ticks(owner, schedule["id"]))[0]
+    assert first["outcome"] == "FIRED", first
+    [run] = await runs_of(owner, "guarded")
+    assert run["submitUser"] == "alice"
+    await writer.call("PUT", "/api/v1/jobs/guarded", json=counting_job(
+        "guarded", marker, permissions={"sam": ["READ", "WRITE"]}, description="sam's version"))
+    await eventually(lambda: decided(2), 10, "the second tick was decided")
+    second = (await ticks(owner, schedule["id"]))[1]
+    assert second["outcome"] == "FAILED" and second["runId"] is None, second
+    assert second["reason"] == ("job guarded version 2 was saved by sam, who may not execute it; a schedule of "
+                                "alice runs it neither as alice nor as sam"), second
+    assert len(await runs_of(owner, "guarded")) == 1
     failed = [e for e in await history(owner, "guarded") if e["action"] == "tick_failed"]
-    assert failed and "lacks EXECUTE" in failed[0]["detail"]["reason"]
+    assert failed and "saved by sam" in failed[0]["detail"]["reason"]
 
 
 async def test_ticks_left_by_a_dead_instance_fire_once(

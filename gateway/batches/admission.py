@@ -17,6 +17,9 @@ as it will run, it decides, in this order:
    nodes of a run already admitted;
 7. the SLA terms in the conf (batchgate.sla.*).
 
+A schedule's runs have a principal of their own (`scheduled_principal`): the schedule's owner when the owner
+or an admin saved the job version that runs, else that version's author, if the author may execute the job.
+
 A refusal is a GatewayError with the same status and message on every route. Routes that answer at once
 (submits, restarts, triggers) answer with it; a node refused when its run reaches it is written as an
 ERROR batch whose diagnostic is that message, and nothing is launched. The batch, its audit row and its
@@ -29,7 +32,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -82,10 +85,11 @@ COUNTED = frozenset({Route.SUBMIT, Route.RESTART})
 class Admission:
     def __init__(
         self, store: Store, policy: Policy, engines: EngineRegistry, *, projects: ProjectService | None,
-        webhooks: OutboundRule, rate_per_minute: int = 0, metrics: Metrics | None = None,
-        on_queued: Callable[[], None] | None = None,
+        webhooks: OutboundRule, principal: Callable[[str], Principal], rate_per_minute: int = 0,
+        metrics: Metrics | None = None, on_queued: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
+        self._principal = principal
         self._policy = policy
         self._engines = engines
         self._projects = projects
@@ -196,6 +200,31 @@ class Admission:
                               user=user, batch_id=uuid.UUID(int=0))
         except GatewayError as exc:
             raise type(exc)(f"nodes[{node_id}].request.{exc.message}") from None
+
+    async def scheduled_principal(
+        self, owner: Principal, author: str, may_execute: Callable[[Principal], Awaitable[bool]], what: str, *,
+        owner_variables: bool = False,
+    ) -> Principal:
+        """Who a schedule's run of a job version runs as: no one runs code under another user's name.
+
+        The schedule's owner, when the owner or an admin saved the version; otherwise the version's author,
+        and only if the author may execute the job, and (when the schedule sets variables of its own, which
+        change what runs) only if the owner may act as the author. `what` names the version."""
+        if author == owner.name:
+            return owner
+        saver = self._principal(author)
+        if saver.is_admin:
+            return owner
+        if not await may_execute(saver):
+            raise Forbidden(f"{what} was saved by {author}, who may not execute it; a schedule of {owner.name} "
+                            f"runs it neither as {owner.name} nor as {author}")
+        if owner_variables:
+            try:
+                self._policy.effective_user(owner, author, "variables")
+            except Forbidden:
+                raise Forbidden(f"{what} was saved by {author}, so the schedule runs it as {author}, and the "
+                                f"schedule's variables were set by {owner.name}, who may not act as {author}") from None
+        return saver
 
     # --- the routes ----------------------------------------------------------------------
 

@@ -163,8 +163,12 @@ class JobService:
 
     async def trigger(self, who: Principal, name: str, variables: dict[str, str], disabled: list[str],
                       failure_action: str | None, *, trigger: str = "API", schedule_id: uuid.UUID | None = None,
-                      fire_time: int | None = None, user: str | None = None) -> RunRecord:
-        job, merged = await self._prepare(who, name, variables, disabled, trigger=trigger, user=user)
+                      fire_time: int | None = None, user: str | None = None,
+                      record: JobRecord | None = None) -> RunRecord:
+        """Start a run. `record`: the job as the caller read it (a tick runs the version it decided on)."""
+        if record is not None:
+            await self._require(who, record, "EXECUTE")
+        job, merged = await self._prepare(who, name, variables, disabled, trigger=trigger, user=user, job=record)
         run = await self._create_run(who, job, merged, disabled, failure_action, trigger=trigger,
                                      schedule_id=schedule_id, fire_time=fire_time, user=user)
         return await self._runs.advance(run.id) or run
@@ -234,6 +238,19 @@ class JobService:
         log.info("run.triggered", run_id=str(run.id), job=job.name, user=who.name, trigger=trigger,
                  after_run=str(after_run) if after_run else None)
         return run
+
+    async def scheduled_principal(self, owner: Principal, job: JobRecord, variables: dict[str, str]) -> Principal:
+        """Who a schedule of `owner`, with its own `variables`, runs the job's current version as
+        (Admission.scheduled_principal)."""
+        version = await self._jobs.job_version(job.name, job.version)
+        author = version.author if version is not None else job.owner
+
+        async def may_execute(who: Principal) -> bool:
+            return "EXECUTE" in await self.roles(who, job)
+
+        return await self._admission.scheduled_principal(owner, author, may_execute,
+                                                          f"job {job.name} version {job.version}",
+                                                          owner_variables=bool(variables))
 
     async def check_nodes(self, who: Principal, job: JobRecord, variables: dict[str, str], *,
                           skip: list[str] | tuple[str, ...] = (), user: str | None = None) -> None:

@@ -1,8 +1,9 @@
 """ScheduleService: create, read, change and delete schedules; validation and permissions.
 
 Creating or changing a job's schedule needs SCHEDULE on the job, reading it READ (the owner and admins
-hold everything: JobService.roles). Runs are triggered as the schedule's owner: whoever last created or
-changed it.
+hold everything: JobService.roles). The schedule's owner is whoever last created or changed it; its runs
+are triggered as the owner when the owner or an admin saved the job's current version, else as that
+version's author (docs/security.md, "Scheduled runs").
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ class ScheduleService:
         fire_time = values["next_fire"] or self._clock()
         variables = tick_variables(job.definition.get("variables", {}), values["variables"], values["id"],
                                    fire_time, timing.zone)
-        await self._jobs.check_nodes(who, job, variables)
+        run_as = await self._jobs.scheduled_principal(who, job, values["variables"])
+        await self._jobs.check_nodes(run_as, job, variables)
 
     async def delete(self, who: Principal, schedule_id: str) -> None:
         current = await self.get(who, schedule_id, "SCHEDULE")

@@ -3,8 +3,9 @@
 Every instance sleeps until the earliest `next_fire` (one query) and is woken early by NOTIFY when a
 schedule changes. When a tick is due, whichever instance locks the schedule row first decides it in one
 transaction: it inserts a row per tick (the primary key (schedule, fire time) makes the claim unique),
-applies the concurrency and catchup rules, and moves `next_fire` on. Only then does it trigger the run,
-as the schedule's owner. A tick claimed by an instance that died before triggering is taken over once the
+applies the concurrency and catchup rules, and moves `next_fire` on. Only then does it trigger the run, as
+the schedule's owner when the owner or an admin saved the job's current version, else as that version's
+author (Admission.scheduled_principal). A tick claimed by an instance that died before triggering is taken over once the
 dead instance's lease has run out; a unique index on runs (schedule, fire time) keeps it to one run.
 """
 
@@ -203,7 +204,8 @@ class Ticker:
             log.warning("schedule.dispatch_db_unavailable", job=job)
 
     async def _fire(self, s: ScheduleRecord, tick: TickRecord, *, recovered: bool = False) -> None:
-        """Trigger the run of a claimed tick, as the schedule's owner, and record how it went."""
+        """Trigger the run of a claimed tick, as the scheduled-run rule says (the schedule's owner, or the
+        author of the job version that runs), and record how it went."""
         bound = log.bind(schedule_id=str(s.id), job=s.job, fire_time=tick.fire_time)
         owner = self._principal(s.owner)
         run_id: uuid.UUID | None = None
@@ -212,11 +214,13 @@ class Ticker:
             try:
                 run_id = await self._store.run_of_tick(s.id, tick.fire_time) if recovered or attempt else None
                 if run_id is None:
-                    job = await self._jobs.job(owner, s.job, "EXECUTE")
+                    job = await self._jobs.job(owner, s.job, "READ")
+                    run_as = await self._jobs.scheduled_principal(owner, job, s.variables)
                     variables = tick_variables(job.definition.get("variables", {}), s.variables, s.id,
                                                tick.fire_time, timing_of(s).zone)
-                    run = await self._jobs.trigger(owner, s.job, variables, [], None, trigger="SCHEDULE",
-                                                   schedule_id=s.id, fire_time=tick.fire_time, user=s.owner)
+                    run = await self._jobs.trigger(run_as, s.job, variables, [], None, trigger="SCHEDULE",
+                                                   schedule_id=s.id, fire_time=tick.fire_time, user=run_as.name,
+                                                   record=job)
                     run_id = run.id
                 break
             except Unavailable:
