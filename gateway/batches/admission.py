@@ -202,14 +202,13 @@ class Admission:
             raise type(exc)(f"nodes[{node_id}].request.{exc.message}") from None
 
     async def scheduled_principal(
-        self, owner: Principal, author: str, may_execute: Callable[[Principal], Awaitable[bool]], what: str, *,
-        owner_variables: bool = False,
+        self, owner: Principal, author: str, may_execute: Callable[[Principal], Awaitable[bool]], what: str
     ) -> Principal:
         """Who a schedule's run of a job version runs as: no one runs code under another user's name.
 
         The schedule's owner, when the owner or an admin saved the version; otherwise the version's author,
-        and only if the author may execute the job, and (when the schedule sets variables of its own, which
-        change what runs) only if the owner may act as the author. `what` names the version."""
+        and only if the author may execute the job. `what` names the version in the refusal. (The schedule's
+        variables are among those the version declares: its author chose what a scheduler may set.)"""
         if author == owner.name:
             return owner
         saver = self._principal(author)
@@ -218,12 +217,6 @@ class Admission:
         if not await may_execute(saver):
             raise Forbidden(f"{what} was saved by {author}, who may not execute it; a schedule of {owner.name} "
                             f"runs it neither as {owner.name} nor as {author}")
-        if owner_variables:
-            try:
-                self._policy.effective_user(owner, author, "variables")
-            except Forbidden:
-                raise Forbidden(f"{what} was saved by {author}, so the schedule runs it as {author}, and the "
-                                f"schedule's variables were set by {owner.name}, who may not act as {author}") from None
         return saver
 
     # --- the routes ----------------------------------------------------------------------

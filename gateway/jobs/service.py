@@ -239,9 +239,8 @@ class JobService:
                  after_run=str(after_run) if after_run else None)
         return run
 
-    async def scheduled_principal(self, owner: Principal, job: JobRecord, variables: dict[str, str]) -> Principal:
-        """Who a schedule of `owner`, with its own `variables`, runs the job's current version as
-        (Admission.scheduled_principal)."""
+    async def scheduled_principal(self, owner: Principal, job: JobRecord) -> Principal:
+        """Who a schedule of `owner` runs the job's current version as (Admission.scheduled_principal)."""
         version = await self._jobs.job_version(job.name, job.version)
         author = version.author if version is not None else job.owner
 
@@ -249,8 +248,7 @@ class JobService:
             return "EXECUTE" in await self.roles(who, job)
 
         return await self._admission.scheduled_principal(owner, author, may_execute,
-                                                          f"job {job.name} version {job.version}",
-                                                          owner_variables=bool(variables))
+                                                          f"job {job.name} version {job.version}")
 
     async def check_nodes(self, who: Principal, job: JobRecord, variables: dict[str, str], *,
                           skip: list[str] | tuple[str, ...] = (), user: str | None = None) -> None:

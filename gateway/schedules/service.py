@@ -145,7 +145,7 @@ class ScheduleService:
         fire_time = values["next_fire"] or self._clock()
         variables = tick_variables(job.definition.get("variables", {}), values["variables"], values["id"],
                                    fire_time, timing.zone)
-        run_as = await self._jobs.scheduled_principal(who, job, values["variables"])
+        run_as = await self._jobs.scheduled_principal(who, job)
         await self._jobs.check_nodes(run_as, job, variables)
 
     async def delete(self, who: Principal, schedule_id: str) -> None:

@@ -215,7 +215,7 @@ class Ticker:
                 run_id = await self._store.run_of_tick(s.id, tick.fire_time) if recovered or attempt else None
                 if run_id is None:
                     job = await self._jobs.job(owner, s.job, "READ")
-                    run_as = await self._jobs.scheduled_principal(owner, job, s.variables)
+                    run_as = await self._jobs.scheduled_principal(owner, job)
                     variables = tick_variables(job.definition.get("variables", {}), s.variables, s.id,
                                                tick.fire_time, timing_of(s).zone)
                     run = await self._jobs.trigger(run_as, s.job, variables, [], None, trigger="SCHEDULE",
