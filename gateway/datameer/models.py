@@ -14,7 +14,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import json5
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,16 +70,6 @@ def failure(status: int, reason: str) -> web.Response:
     """Datameer's failure answer, with the HTTP status batchgate gives the same failure elsewhere."""
     return web.Response(text=json.dumps({"status": "failure", "reason": reason}), status=status,
                         content_type="application/json")
-
-
-def lenient_json(raw: bytes) -> Any:
-    """A request body as Datameer's own server reads it: JSON, also with unquoted keys and trailing commas
-    (its docs' sequential trigger example is written so)."""
-    text = raw.decode()
-    try:
-        return json.loads(text)
-    except ValueError:
-        return json5.loads(text)
 
 
 # --- wire models ---------------------------------------------------------------------------------
