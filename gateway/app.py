@@ -32,6 +32,8 @@ from gateway.api.sessions import routes as session_routes
 from gateway.api.slas import routes as sla_routes
 from gateway.api.stats import routes as stats_routes
 from gateway.api.ui import routes as ui_routes
+from gateway.azkaban.routes import DIALECT as AZKABAN
+from gateway.azkaban.routes import azkaban_routes
 from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
 from gateway.batches.feed import BatchFeed
@@ -168,7 +170,7 @@ def create_app(settings: Settings) -> web.Application:
     app[AUTH] = Authenticator(settings.security.users_file, settings.security.admin)
     app[SPEC_KEY] = build_spec(settings.batch_types)
     app[METRICS] = Metrics(state_ttl=settings.instance.metrics_state_seconds)
-    app[DIALECTS] = (KYLIN, DATAMEER)
+    app[DIALECTS] = (KYLIN, DATAMEER, AZKABAN)
     app.add_routes(metrics_routes)
     app.add_routes(livy_routes())
     app.add_routes(health_routes)
@@ -187,6 +189,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(ui_routes)
     app.add_routes(kylin_routes())
     app.add_routes(datameer_routes())
+    app.add_routes(azkaban_routes())
     app.cleanup_ctx.extend([
         _lifetime, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
         *(_loop(name) for name in LOOPS), _livy, _started,

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 import gateway
+from gateway.azkaban.spec import azkaban_paths
 from gateway.contract.batches import (
     AuditList,
     Batch,
@@ -338,6 +339,7 @@ def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
     paths.update(_livy_paths(schemas))
     paths.update(kylin_paths(schemas))
     paths.update(datameer_paths(schemas))
+    paths.update(azkaban_paths())
     paths.update(_job_paths())
     paths.update(_project_paths())
     paths.update(_schedule_paths(schemas))
@@ -350,7 +352,9 @@ def build_spec(batch_types: Sequence[str]) -> dict[str, Any]:
                  "description": "Kyuubi-compatible batch API. Errors are {\"message\": ...}. The Livy batch "
                                 "API is under /livy (tag livy), with Livy's errors: {\"msg\": ...}; Kylin's job "
                                 "API under /kylin/api/jobs (tag kylin), with Kylin's envelope {code, data, msg}; "
-                                "Datameer's job commands (tag datameer), with its {status, reason} failures."},
+                                "Datameer's job commands (tag datameer), with its {status, reason} failures; "
+                                "Azkaban's AJAX API at /, /manager, /executor and /schedule (tag azkaban), "
+                                "with its {error} answers."},
         "paths": paths,
         "components": {"schemas": schemas,
                        "securitySchemes": {

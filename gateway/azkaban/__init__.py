@@ -1,0 +1,1 @@
+"""Azkaban's AJAX API (docs/azkaban.md): `/` (login), `/manager`, `/executor` and `/schedule`."""

@@ -1,0 +1,216 @@
+"""Azkaban's `/executor`: executions are batchgate runs of the flow's job (docs/azkaban.md).
+
+An execution id is the run's number in app[NUMBERS] (Kind.RUN, keyed by the run's UUID), as Datameer's
+job-execution ids are. `execution()` is how every action here (and gateway/azkaban/logs.py) turns an
+`execid` into a run the caller may see: through JobService.run, so the run's permissions are the job's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from gateway.azkaban.models import (
+    answer,
+    error,
+    exec_flow,
+    exec_nodes,
+    exec_update,
+    flow_job,
+    flow_of,
+    job_parts,
+    node_type,
+)
+from gateway.azkaban.sessions import dispatch
+from gateway.contract.jobs import RUN_TERMINAL, FailureAction, RunState
+from gateway.errors import BadRequest, NotFound
+from gateway.jobs.numbers import Kind, named_key
+from gateway.keys import JOBS, NUMBERS, PROJECTS
+from gateway.security.auth import Principal
+from gateway.store.jobs import JobRecord, RunRecord
+
+ACTIVE = [RunState.PREPARING.value, RunState.RUNNING.value, RunState.PAUSED.value]
+FAILURE_ACTIONS = {
+    "finishCurrent": FailureAction.FINISH_CURRENTLY_RUNNING, "cancelImmediately": FailureAction.CANCEL_ALL,
+    "finishPossible": FailureAction.FINISH_ALL_POSSIBLE,
+}
+MAX_RUNNING = 1000
+
+
+# --- ids (shared with gateway/azkaban/logs.py) ---------------------------------------------------
+
+
+def int_value(values: dict[str, str], name: str) -> int:
+    raw = values.get(name)
+    if raw is None or raw == "":
+        raise BadRequest(f"Missing parameter {name}")
+    try:
+        number = int(raw)
+    except ValueError:
+        raise BadRequest(f"Parameter {name}: {raw!r} is not a number") from None
+    if not -(2**63) < number < 2**63:
+        raise BadRequest(f"Parameter {name}: {raw!r} is out of range")
+    return number
+
+
+async def execution(request: web.Request, who: Principal, values: dict[str, str],
+                    permission: str = "READ") -> tuple[RunRecord, int]:
+    """The run an `execid` names, if the caller holds the permission on it; and the number itself."""
+    execid = int_value(values, "execid")
+    key = await request.app[NUMBERS].key(Kind.RUN, execid) if execid > 0 else None
+    if key is None:
+        raise NotFound(f"Cannot find execution '{execid}'")
+    try:
+        run = await request.app[JOBS].run(who, key, permission)
+    except NotFound:
+        raise NotFound(f"Cannot find execution '{execid}'") from None
+    return run, execid
+
+
+async def project_id(request: web.Request, who: Principal, project: str) -> int:
+    record = await request.app[PROJECTS].get(who, project)
+    return await request.app[NUMBERS].number(Kind.PROJECT, named_key(record.name, record.created_at))
+
+
+def node_types(job: JobRecord | None) -> dict[str, str]:
+    if job is None:
+        return {}
+    return {n["id"]: node_type(n["request"]) for n in job.definition.get("nodes", [])}
+
+
+def flow_name(run: RunRecord) -> str:
+    return (flow_of(run.project, run.job) if run.project else None) or run.job
+
+
+async def flow(request: web.Request, who: Principal, project: str, name: str, permission: str) -> JobRecord:
+    """The job that holds a project's flow (it must be in that project)."""
+    if not project:
+        raise BadRequest("Missing parameter project")
+    if not name:
+        raise BadRequest("Missing parameter flow")
+    try:
+        job = await request.app[JOBS].job(who, flow_job(project, name), permission)
+    except NotFound:
+        job = None
+    if job is None or job.project != project:
+        raise NotFound(f"Flow '{name}' not found in project '{project}'")
+    return job
+
+
+# --- actions -------------------------------------------------------------------------------------
+
+
+async def execute_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    """Run the flow: `disabled` (a JSON list of job ids), `failureAction`, `concurrentOption=skip` (refused
+    while the flow runs), and `flowOverride[name]=value` for the flow's variables."""
+    project, name = values.get("project", ""), values.get("flow", "")
+    job = await flow(request, who, project, name, "EXECUTE")
+    jobs = request.app[JOBS]
+    disabled = _disabled(values.get("disabled"), job)
+    overrides = {key[len("flowOverride["):-1]: value for key, value in values.items()
+                 if key.startswith("flowOverride[") and key.endswith("]")}
+    action = values.get("failureAction")
+    if action and action not in FAILURE_ACTIONS:
+        raise BadRequest(f"Parameter failureAction: {action!r} is none of {sorted(FAILURE_ACTIONS)}")
+    if values.get("concurrentOption") == "skip":
+        _, running = await jobs.list_runs(who, job.name, ACTIVE, None, 0, 1)
+        if running:
+            number = await request.app[NUMBERS].number(Kind.RUN, str(running[0].id))
+            return error(409, f"Flow {name} is already running with exec id {number}. Skipping execution.")
+    run = await jobs.trigger(who, job.name, overrides, disabled,
+                             FAILURE_ACTIONS[action].value if action else None)
+    execid = await request.app[NUMBERS].number(Kind.RUN, str(run.id))
+    return answer({"message": f"Execution submitted successfully with exec id {execid}", "project": project,
+                   "flow": name, "execid": execid})
+
+
+def _disabled(raw: str | None, job: JobRecord) -> list[str]:
+    if not raw:
+        return []
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        raise BadRequest(f"Parameter disabled: {raw[:80]!r} is not a JSON list of job ids") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadRequest("Parameter disabled: give a JSON list of job ids")
+    parts = job_parts([n["id"] for n in job.definition.get("nodes", [])])
+    unknown = sorted(set(names) - set(parts))
+    if unknown:
+        raise BadRequest(f"Parameter disabled: the flow has no job {unknown[0]!r}")
+    return [node for name in names for node in parts[name]]
+
+
+async def fetch_exec_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    run, execid = await execution(request, who, values)
+    jobs = request.app[JOBS]
+    nodes = exec_nodes(await jobs.nodes(run), node_types(await jobs.find(run.job)))
+    pid = await project_id(request, who, run.project) if run.project else 0
+    return answer(exec_flow(run, execid, run.project or "", pid, flow_name(run), nodes))
+
+
+async def fetch_exec_flow_update(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    """The execution and the jobs updated after `lastUpdateTime` (epoch ms; -1 for all)."""
+    run, _ = await execution(request, who, values)
+    since = int_value(values, "lastUpdateTime") if values.get("lastUpdateTime") else -1
+    jobs = request.app[JOBS]
+    nodes = exec_nodes(await jobs.nodes(run), node_types(await jobs.find(run.job)), since)
+    return answer(exec_update(run, flow_name(run), nodes))
+
+
+async def cancel_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    return await _control(request, who, values, "cancel")
+
+
+async def pause_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    return await _control(request, who, values, "pause")
+
+
+async def resume_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    return await _control(request, who, values, "resume")
+
+
+async def _control(request: web.Request, who: Principal, values: dict[str, str], action: str) -> web.Response:
+    """Cancel, pause or resume; `{}` when done, or when the execution already is as asked (Azkaban's
+    pause and resume are idempotent); an execution that has ended `isn't running`."""
+    run, execid = await execution(request, who, values, "EXECUTE")
+    if run.state in RUN_TERMINAL:
+        return error(409, f"Execution {execid} of flow {flow_name(run)} isn't running.")
+    if (action == "pause" and run.state == RunState.PAUSED) or (action == "resume" and run.state != RunState.PAUSED):
+        return answer({})
+    await request.app[JOBS].control(who, str(run.id), action, {})
+    return answer({})
+
+
+async def get_running(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    job = await flow(request, who, values.get("project", ""), values.get("flow", ""), "READ")
+    _, runs = await request.app[JOBS].list_runs(who, job.name, ACTIVE, None, 0, MAX_RUNNING)
+    numbers = await request.app[NUMBERS].numbers(Kind.RUN, [str(r.id) for r in runs])
+    return answer({"execIds": [numbers[str(r.id)] for r in runs]})
+
+
+async def logs_not_available(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    """Stands in for fetchExecJobLogs and fetchExecFlowLogs until gateway/azkaban/logs.py lands: it says so.
+
+    logs.py's `fetch_exec_job_logs(request)` and `fetch_exec_flow_logs(request)` are called after the
+    session was resolved: `gateway.api.middleware.principal(request)` is the caller, and
+    `gateway.azkaban.models.params(request)` the parameters; `execution(request, who, values)` the run."""
+    return error(400, f"{values.get('ajax')} is not available yet")
+
+
+ACTIONS: dict[str, Any] = {
+    "executeFlow": execute_flow,
+    "fetchexecflow": fetch_exec_flow,
+    "fetchexecflowupdate": fetch_exec_flow_update,
+    "cancelFlow": cancel_flow,
+    "pauseFlow": pause_flow,
+    "resumeFlow": resume_flow,
+    "getRunning": get_running,
+    "fetchExecJobLogs": logs_not_available,
+    "fetchExecFlowLogs": logs_not_available,
+}
+
+
+async def executor(request: web.Request) -> web.StreamResponse:
+    return await dispatch(request, ACTIONS)
