@@ -94,8 +94,35 @@ create table if not exists batch_log_chunks (
     batch_id uuid not null references batches (id) on delete cascade,
     first_line bigint not null,
     lines text[] not null,
+    -- Characters (code points) of the chunk's lines, each with the newline that ends it, and of the batch's
+    -- log before the chunk: a character window is an index seek. Null on chunks written before schema
+    -- version 4 until the batch's log is first read by characters (migrations/0004_log_chunk_chars.sql).
+    chars bigint,
+    first_char bigint,
     primary key (batch_id, first_line)
 );
+create index if not exists batch_log_chunks_chars_idx on batch_log_chunks (batch_id, first_char)
+    where first_char is not null;
+
+-- Every chunk appended is counted, after the chunk before it (appends of a batch hold its row lock).
+create or replace function bg_log_chunk_chars() returns trigger language plpgsql as
+$$
+begin
+    new.chars := (select coalesce(sum(char_length(l) + 1), 0) from unnest(new.lines) as l);
+    -- Appends of a batch are serialized by its row lock, and each query here sees what committed before it.
+    select c.first_char + c.chars into new.first_char from batch_log_chunks c
+    where c.batch_id = new.batch_id and c.first_line < new.first_line
+    order by c.first_line desc limit 1;
+    if not found then
+        new.first_char := 0;
+    end if;
+    return new;
+end
+$$;
+
+drop trigger if exists batch_log_chunks_chars on batch_log_chunks;
+create trigger batch_log_chunks_chars before insert on batch_log_chunks
+    for each row execute function bg_log_chunk_chars();
 
 -- Files uploaded with a batch, kept in the database so that whichever instance claims the batch
 -- can materialize them in its working dir.

@@ -1,4 +1,5 @@
-"""LogStore: durable batch logs. Append numbered lines, read exact windows, follow live."""
+"""LogStore: durable batch logs. Append numbered lines, read exact windows (by lines or by characters),
+follow live."""
 
 from __future__ import annotations
 
@@ -17,6 +18,26 @@ from gateway.store.records import mask_text
 CHUNK_LINES = 2000
 FOLLOW_PAGE = 5000
 KEEPALIVE_SECONDS = 15.0
+# The most characters one character window holds; a client asking for more gets this many and moves on
+# by the length it got (as Azkaban's clients do).
+MAX_CHAR_WINDOW = 1 << 20
+
+
+def char_window(chunks: list[tuple[int, list[str]]], start: int, size: int) -> str:
+    """Characters [start, start + size) of a log given as (offset of first character, lines) chunks in
+    order. A log's text is each line followed by a newline; characters are Unicode code points."""
+    end = start + size
+    out: list[str] = []
+    for position, lines in chunks:
+        for line in lines:
+            after = position + len(line) + 1
+            if after > start and position < end:
+                text = line + "\n"
+                out.append(text[max(start - position, 0):end - position])
+            position = after
+            if position >= end:
+                return "".join(out)
+    return "".join(out)
 
 
 def gateway_line(text: str) -> str:
@@ -55,6 +76,14 @@ class LogStore:
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
         return await self._store.read_log(batch_id, start, size)
+
+    async def read_chars(self, batch_id: uuid.UUID, start: int, size: int) -> str:
+        """Characters [start, start + size) of the log's text (at most MAX_CHAR_WINDOW of them), fewer at its
+        end, none past it. The chunk holding `start` is found by an index seek on the stored counts."""
+        size = min(size, MAX_CHAR_WINDOW)
+        if size <= 0 or start < 0:
+            return ""
+        return char_window(await self._store.read_log_chars(batch_id, start, size), start, size)
 
     async def follow(self, batch_id: uuid.UUID, start: int) -> AsyncIterator[tuple[int, list[str]]]:
         """Yield (first line number, lines) from `start` on, until the batch is terminal and read out.

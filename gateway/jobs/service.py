@@ -10,12 +10,13 @@ from typing import Any
 import structlog
 
 from gateway.batches.admission import Admission
-from gateway.batches.logs import LogStore
+from gateway.batches.logs import MAX_CHAR_WINDOW, LogStore, char_window
 from gateway.contract.jobs import RUN_TERMINAL, JobSpec, NodeState, Permission
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.instance.listener import Hub
 from gateway.jobs.graph import check_graph, check_variables, downstream, node_request
 from gateway.jobs.plan import DONE_BAD
+from gateway.jobs.runlog import run_log_lines
 from gateway.jobs.runs import RunCoordinator
 from gateway.projects.service import ProjectService
 from gateway.security.auth import Principal
@@ -26,6 +27,7 @@ log = structlog.get_logger("gateway.jobs")
 
 ALL = frozenset(p.value for p in Permission)
 RUN_CHANNEL = "batchgate_run"
+MAX_RUN_EVENTS = 100_000  # a run's log is made of at most this many events
 
 
 class JobService:
@@ -323,13 +325,38 @@ class JobService:
             await self._admission.check_node(who, node["id"], request, project=run.project, user=run.submit_user)
 
     async def node_log(self, who: Principal, run_id: str, node_id: str, start: int, size: int) -> list[str]:
-        run = await self.run(who, run_id)
-        node = next((n for n in await self._jobs.run_nodes(run.id) if n.node_id == node_id), None)
-        if node is None:
-            raise NotFound(f"run {run_id} has no node {node_id}")
+        node = await self._node(await self.run(who, run_id), node_id)
         if node.batch_id is None:
             return []
         return await self._logs.read(node.batch_id, start, size)
+
+    async def node_log_chars(self, who: Principal, run: RunRecord, node_id: str, start: int, size: int) -> str:
+        """Characters [start, start + size) of a node's log (its batch's; empty before it has one). `run`
+        was read through run() by `who`."""
+        node = await self._node(run, node_id)
+        if node.batch_id is None:
+            return ""
+        return await self._logs.read_chars(node.batch_id, start, size)
+
+    async def run_log_chars(self, run: RunRecord, start: int, size: int) -> str:
+        """Characters [start, start + size) of the run's own log (gateway/jobs/runlog.py), read whole from
+        its events: a run records a few events per node. `run` was read through run()."""
+        size = min(size, MAX_CHAR_WINDOW)
+        if size <= 0 or start < 0:
+            return ""
+        events: list[dict[str, Any]] = []
+        while len(events) < MAX_RUN_EVENTS:
+            page = await self._jobs.events_after(run.id, events[-1]["id"] if events else 0)
+            if not page:
+                break
+            events += page
+        return char_window([(0, run_log_lines(run, events[:MAX_RUN_EVENTS]))], start, size)
+
+    async def _node(self, run: RunRecord, node_id: str) -> NodeRecord:
+        node = next((n for n in await self._jobs.run_nodes(run.id) if n.node_id == node_id), None)
+        if node is None:
+            raise NotFound(f"run {run.id} has no node {node_id}")
+        return node
 
     async def events(self, run: RunRecord, after: int) -> AsyncIterator[list[dict[str, Any]]]:
         """Batches of run events after an id, until the run has ended and everything was sent."""

@@ -51,3 +51,42 @@ cross join lateral (
     order by c.first_line desc
     limit $2
 ) t;
+
+-- name: log_uncounted
+-- Whether a batch's log has chunks written before the character counts existed: its last chunk is not
+-- counted (the counted chunks are a prefix). One index seek backwards; no row when there is no log.
+-- $1 batch id
+select first_char is null as uncounted from batch_log_chunks
+where batch_id = $1
+order by first_line desc
+limit 1;
+
+-- name: lock_log
+-- Hold a batch's appends (they take its row lock) while its log is counted. $1 batch id
+select id from batches where id = $1 for update;
+
+-- name: count_log_chars
+-- Count the characters of a batch's log written before the counts existed: every chunk's length and the
+-- running sum before it, in one pass over the batch's chunks. Run after lock_log, in its transaction.
+-- $1 batch id
+with counted as (
+    select c.first_line, s.chars, sum(s.chars) over (order by c.first_line) - s.chars as first_char
+    from batch_log_chunks c
+    cross join lateral (
+        select coalesce(c.chars, (select coalesce(sum(char_length(l) + 1), 0) from unnest(c.lines) as l)) as chars
+    ) s
+    where c.batch_id = $1
+)
+update batch_log_chunks c set chars = counted.chars, first_char = counted.first_char
+from counted
+where c.batch_id = $1 and c.first_line = counted.first_line and c.first_char is null;
+
+-- name: read_log_chars
+-- The chunks holding characters [$2, $2 + $3) of a batch's counted log, each with the offset of its first
+-- character, in order: the last chunk starting at or before $2 (one index seek), and those after it that
+-- start inside the window. $1 batch id, $2 from, $3 size
+select first_char, lines from batch_log_chunks
+where batch_id = $1 and first_char is not null and first_char < $2::bigint + $3::bigint
+  and first_char >= coalesce((select max(first_char) from batch_log_chunks
+                              where batch_id = $1 and first_char is not null and first_char <= $2::bigint), 0)
+order by first_line;

@@ -612,6 +612,20 @@ class Store:
 
         return await self._run(op)
 
+    async def read_log_chars(self, batch_id: uuid.UUID, start: int, size: int) -> list[tuple[int, list[str]]]:
+        """The chunks holding characters [start, start + size) of a batch's log, as (offset of the chunk's
+        first character, its lines). A log written before the counts existed is counted first, once."""
+
+        async def op(conn: asyncpg.Connection) -> list[tuple[int, list[str]]]:
+            if await conn.fetchval(self._q["log_uncounted"], batch_id):
+                async with conn.transaction():
+                    await conn.execute(self._q["lock_log"], batch_id)
+                    await conn.execute(self._q["count_log_chars"], batch_id)
+            rows = await conn.fetch(self._q["read_log_chars"], batch_id, start, size)
+            return [(row["first_char"], row["lines"]) for row in rows]
+
+        return await self._run(op)
+
     # --- audit ---------------------------------------------------------------------------
 
     async def audit(
