@@ -37,6 +37,7 @@ CONCURRENCY = {"skip": "SKIP", "ignore": "ALLOW", "concurrent": "ALLOW", "pipeli
 RULES = {"SUCCESS": "SUCCEED_WITHIN", "FINISH": "FINISH_WITHIN"}
 RULE_NAMES = {v: k for k, v in RULES.items()}
 MAX_SLAS = 100
+SLA_MARK = "Azkaban SLA setting "  # then its position: slaInfo lists them in the order setSla gave
 
 
 def failed(message: str) -> web.Response:
@@ -217,7 +218,7 @@ async def set_sla(request: web.Request, who: Principal, values: dict[str, str]) 
     emails = [e.strip() for e in re.split(r"[;,]", values.get("slaEmails", "")) if e.strip()]
     specs = []
     keys = sorted((k for k in values if re.fullmatch(r"settings\[\d+\]", k)), key=lambda k: int(k[9:-1]))
-    for key in keys:
+    for index, key in enumerate(keys):
         fields = [f.strip() for f in values[key].split(",")]
         if len(fields) != 5:
             raise BadRequest(f"{key}: {values[key]!r} is not job,SUCCESS|FINISH,hh:mm,emailAction,killAction")
@@ -236,7 +237,8 @@ async def set_sla(request: web.Request, who: Principal, values: dict[str, str]) 
             specs.append(SlaSpec.model_validate({
                 "schedule": str(s.id), "node": parts[name][-1] if name else None, "rule": RULES[rule],
                 "duration": f"{minutes}m", "actions": actions or ["ALERT"],
-                "emails": emails if "ALERT" in actions else [], "description": f"Azkaban SLA {values[key]}"}))
+                "emails": emails if "ALERT" in actions else [],
+                "description": f"{SLA_MARK}{index:04d}: {values[key]}"}))
         except ValidationError as exc:
             raise BadRequest(f"{key}: {exc.errors()[0]['msg']}") from None
     slas = request.app[SLAS]
@@ -253,7 +255,8 @@ async def sla_info(request: web.Request, who: Principal, values: dict[str, str])
     job = await request.app[JOBS].job(who, s.job, "READ")
     parts = job_parts([n["id"] for n in job.definition.get("nodes", [])])
     owner = {node: name for name, nodes in parts.items() for node in nodes}
-    _, slas = await request.app[SLAS].list_slas(who, None, str(s.id), None, 0, MAX_SLAS)
+    _, found = await request.app[SLAS].list_slas(who, None, str(s.id), None, 0, MAX_SLAS)
+    slas = sorted(found, key=lambda sla: (sla.description or "", sla.created_at))  # in the order set
     settings = [{"duration": f"{sla.duration_ms // 60_000}m", "rule": RULE_NAMES.get(sla.rule, sla.rule),
                  "id": owner.get(sla.node, sla.node) if sla.node else "",
                  "actions": [{"ALERT": "EMAIL"}.get(a, a) for a in sla.actions
