@@ -5,6 +5,7 @@ of a run (its batch's log) and for the run itself (its events as text)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -15,14 +16,13 @@ import asyncpg
 from engines.process import LINE_LIMIT
 from gateway.batches.logs import MAX_CHAR_WINDOW, LogStore, char_window
 from gateway.instance.listener import Hub
-from gateway.keys import AUTH, JOBS, STORE
+from gateway.keys import STORE
 from gateway.store import Store
 from gateway.store.migrate import Migrator, load_migrations
 from tests.conftest import MakeDatabase
 from tests.helpers import Api
+from tests.test_azkaban import Azkaban, project_zip
 from tests.test_migrations import first_release_database
-
-TERMINAL_RUN = ("SUCCEEDED", "FAILED", "KILLED")
 
 # What the program writes, and the same as the log store keeps it (docs/architecture.md, "Logs"): a CR
 # before the newline is dropped, other CRs stay; a line over 64 KiB keeps its first 64 KiB (cut at a
@@ -64,46 +64,60 @@ def text_of(lines: list[str]) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-async def start_run(api: Api, name: str, program: str) -> dict[str, Any]:
-    node = {"id": "emit", "dependsOn": [],
-            "request": {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", program]}}
-    await api.call("POST", "/api/v1/jobs", json={"name": name, "nodes": [node]})
-    run: dict[str, Any] = await api.call("POST", f"/api/v1/jobs/{name}/runs", json={})
-    return run
+class Client:
+    """Azkaban's log calls as the `azkaban` client makes them: GET with the parameters in the query and the
+    session in the `azkaban.browser.session.id` cookie."""
+
+    def __init__(self, api: Api, az: Azkaban) -> None:
+        self.api, self.az = api, az
+
+    async def get(self, **params: Any) -> dict[str, Any]:
+        async with self.api.client.get("/executor", params={k: str(v) for k, v in params.items()},
+                                       cookies={"azkaban.browser.session.id": self.az.session_id}) as resp:
+            assert resp.status == 200, await resp.text()
+            body: dict[str, Any] = json.loads(await resp.text())
+            return body
+
+    async def window(self, execid: int, offset: int, length: int, job: str | None = None) -> str:
+        params: dict[str, Any] = {"execid": execid, "offset": offset, "length": length}
+        if job is None:
+            params["ajax"] = "fetchExecFlowLogs"
+        else:
+            params.update(ajax="fetchExecJobLogs", jobId=job)
+        body = await self.get(**params)
+        assert set(body) == {"data", "offset", "length"}, body
+        assert body["offset"] == offset and body["length"] == len(body["data"]) <= length, body
+        data: str = body["data"]
+        return data
+
+    async def read_all(self, execid: int, length: int, job: str | None = None, offset: int = 0) -> tuple[str, int]:
+        """The client's loop: offset += length until the length is 0."""
+        got: list[str] = []
+        while data := await self.window(execid, offset, length, job):
+            got.append(data)
+            offset += len(data)
+        return "".join(got), offset
 
 
-async def wait_run(api: Api, run_id: str, states: tuple[str, ...] = TERMINAL_RUN) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:
-        run: dict[str, Any] = await api.call("GET", f"/api/v1/runs/{run_id}")
-        if run["state"] in states and all(n["batchId"] for n in run["nodes"]):
-            return run
-        assert asyncio.get_running_loop().time() < deadline, run
-        await asyncio.sleep(0.1)
+async def start(api: Api, project: str, flow: str, files: dict[str, str]) -> tuple[Client, int]:
+    az = await Azkaban.login(api)
+    await az.call("/manager", action="create", name=project, description="logs")
+    uploaded = await az.upload(project, project_zip({"p/system.properties": f"py={sys.executable}\n", **files}))
+    assert "error" not in uploaded, uploaded
+    started = await az.call("/executor", ajax="executeFlow", project=project, flow=flow)
+    return Client(api, az), started["execid"]
 
 
-async def node_text(api: Api, run_id: str) -> str:
-    """The node's log by lines, through the native API, as text."""
+async def node_text(api: Api, project: str, flow: str, node: str) -> str:
+    """A node's log by lines, through the native API, as text."""
+    runs = await api.call("GET", f"/api/v1/jobs/{project}.{flow}/runs")
+    run_id = runs["runs"][0]["id"]
     lines: list[str] = []
     while True:
-        page = await api.call("GET", f"/api/v1/runs/{run_id}/nodes/emit/log?from={len(lines)}&size=10000")
+        page = await api.call("GET", f"/api/v1/runs/{run_id}/nodes/{node}/log?from={len(lines)}&size=10000")
         if not page["logRowSet"]:
             return text_of(lines)
         lines += page["logRowSet"]
-
-
-async def read_all(api: Api, run_id: str, size: int, offset: int = 0) -> tuple[str, int]:
-    """As Azkaban's client reads: offset += length until a window comes back empty."""
-    jobs, who = api.app[JOBS], api.app[AUTH].principal("admin")
-    run = await jobs.run(who, run_id)
-    got: list[str] = []
-    while True:
-        window = await jobs.node_log_chars(who, run, "emit", offset, size)
-        if not window:
-            return "".join(got), offset
-        assert len(window) <= size
-        got.append(window)
-        offset += len(window)
 
 
 async def stored_counts(api: Api, batch_id: str) -> list[tuple[int | None, int | None, list[str]]]:
@@ -126,44 +140,45 @@ def check_counts(chunks: list[tuple[int | None, int | None, list[str]]]) -> list
 
 
 async def test_job_log_windows_are_exact_characters(api: Api) -> None:
-    run = await start_run(api, "chars", PROGRAM)
-    final = await wait_run(api, run["id"])
-    assert final["state"] == "SUCCEEDED", final
-    batch_id = final["nodes"][0]["batchId"]
-    full = await node_text(api, run["id"])
+    client, execid = await start(api, "chars", "emit", {"p/emit.job": "type=command\ncommand=${py} emit.py\n",
+                                                "p/emit.py": PROGRAM})
+    done = await client.az.until(execid, ("SUCCEEDED", "FAILED", "KILLED"))
+    assert done["status"] == "SUCCEEDED", done
+    full = await node_text(api, "chars", "emit", "emit")
     assert text_of(PROGRAM_LINES) in full, "the program's output, exactly, between the gateway's lines"
 
+    # The client's loop, at several window sizes, gives the whole log back.
+    for size in (4096, 50_000, MAX_CHAR_WINDOW + 5):
+        assert await client.read_all(execid, size, "emit") == (full, len(full))
+    # A character at a time, and 7 at a time, over the last lines (all of it would be 300,000 calls).
+    assert await client.read_all(execid, 1, "emit", len(full) - 300) == (full[-300:], len(full))
+    assert await client.read_all(execid, 7, "emit", len(full) - 3000) == (full[-3000:], len(full))
+
+    runs = await api.call("GET", "/api/v1/jobs/chars.emit/runs")
+    batch_id = (await api.call("GET", f"/api/v1/runs/{runs['runs'][0]['id']}"))["nodes"][0]["batchId"]
     chunks = await stored_counts(api, batch_id)
     assert len(chunks) >= 5, "gateway notes and engine output make several chunks"
     assert max(len(lines) for _, _, lines in chunks) == 2000, "a big append is cut at CHUNK_LINES"
-    starts = check_counts(chunks)
-
-    # The client's loop, at several window sizes, gives the whole text back.
-    for size in (4096, 50_000, MAX_CHAR_WINDOW + 5):
-        assert await read_all(api, run["id"], size) == (full, len(full))
-    # One character at a time over the last lines (the whole log would take 300,000 calls).
-    assert await read_all(api, run["id"], 1, len(full) - 300) == (full[-300:], len(full))
-    assert await read_all(api, run["id"], 7, len(full) - 3000) == (full[-3000:], len(full))
-
-    jobs, who = api.app[JOBS], api.app[AUTH].principal("admin")
-    record = await jobs.run(who, run["id"])
-    # Windows across every chunk boundary, and inside multi-byte and 4-byte characters' neighbourhoods.
-    for start in starts[1:]:
-        for offset in (start - 2, start - 1, start, start + 1):
-            assert await jobs.node_log_chars(who, record, "emit", offset, 3) == full[offset:offset + 3]
+    # Windows across every chunk boundary.
+    for boundary in check_counts(chunks)[1:]:
+        for offset in (boundary - 2, boundary - 1, boundary, boundary + 1):
+            assert await client.window(execid, offset, 3, "emit") == full[offset:offset + 3]
+    # Characters are code points: of 2, 3 and 4 bytes in UTF-8, a CR inside a line, the truncation marker.
     emoji = full.index("\U0001F600\U0001D11E")
-    assert await jobs.node_log_chars(who, record, "emit", emoji, 1) == "\U0001F600"
-    assert await jobs.node_log_chars(who, record, "emit", emoji + 1, 2) == "\U0001D11E "
-    long_line = full.index("x" * 100)
-    window = await jobs.node_log_chars(who, record, "emit", long_line + LINE_LIMIT - 2, 30)
-    assert window == "xx [truncated: 70000 bytes]\n\U0001F600\U0001F600"
+    assert await client.window(execid, emoji, 1, "emit") == "\U0001F600"
+    assert await client.window(execid, emoji + 1, 2, "emit") == "\U0001D11E "
+    accents = full.index("\u00e9\u20ac\u4e2d")
+    assert await client.window(execid, accents + 1, 2, "emit") == "\u20ac\u4e2d"
     cr = full.index("bar\rprogress")
-    assert await jobs.node_log_chars(who, record, "emit", cr + 3, 2) == "\rp", "a CR inside a line is a character"
-    # The end, and past it.
-    assert await jobs.node_log_chars(who, record, "emit", len(full) - 5, 100) == full[-5:]
-    assert await jobs.node_log_chars(who, record, "emit", len(full), 100) == ""
-    assert await jobs.node_log_chars(who, record, "emit", len(full) + 10_000, 100) == ""
-    assert await jobs.node_log_chars(who, record, "emit", 0, 0) == ""
+    assert await client.window(execid, cr + 3, 2, "emit") == "\rp"
+    long_line = full.index("x" * 100)
+    window = await client.window(execid, long_line + LINE_LIMIT - 2, 30, "emit")
+    assert window == "xx [truncated: 70000 bytes]\n\U0001F600\U0001F600"
+    # The end, and past it: nothing, at the offset asked.
+    assert await client.window(execid, len(full) - 5, 100, "emit") == full[-5:]
+    assert await client.window(execid, len(full), 100, "emit") == ""
+    assert await client.window(execid, len(full) + 10_000, 100, "emit") == ""
+    assert await client.window(execid, 0, 0, "emit") == ""
 
 
 async def test_a_growing_log_is_read_on_from_where_the_reader_stopped(api: Api, tmp_path: Path) -> None:
@@ -174,41 +189,70 @@ async def test_a_growing_log_is_read_on_from_where_the_reader_stopped(api: Api, 
         f"while not os.path.exists({str(gate)!r}): time.sleep(0.05)\n"
         "for i in range(3000): print(f'late {i} \u20ac')\n"
     )
-    run = await start_run(api, "growing", program)
+    client, execid = await start(api, "growing", "emit", {"p/emit.job": "type=command\ncommand=${py} emit.py\n",
+                                                  "p/emit.py": program})
     deadline = asyncio.get_running_loop().time() + 60
     text, offset = "", 0
     while "early 299" not in text:
         assert asyncio.get_running_loop().time() < deadline, text[-200:]
-        more, offset = await read_all(api, run["id"], 1000, offset)
+        more, offset = await client.read_all(execid, 1000, "emit", offset)
         text += more
         await asyncio.sleep(0.05)
-    assert (await api.call("GET", f"/api/v1/runs/{run['id']}"))["state"] == "RUNNING"
+    assert (await client.az.call("/executor", ajax="fetchexecflow", execid=execid))["status"] == "RUNNING"
     gate.touch()
-    final = await wait_run(api, run["id"])
-    assert final["state"] == "SUCCEEDED"
-    more, offset = await read_all(api, run["id"], 1000, offset)
+    assert (await client.az.until(execid, ("SUCCEEDED", "FAILED", "KILLED")))["status"] == "SUCCEEDED"
+    more, offset = await client.read_all(execid, 1000, "emit", offset)
     text += more
-    full = await node_text(api, run["id"])
-    assert text == full and offset == len(full)
-    check_counts(await stored_counts(api, final["nodes"][0]["batchId"]))
+    full = await node_text(api, "growing", "emit", "emit")
+    assert text == full and offset == len(full) and "late 2999 \u20ac\n" in full
 
 
-async def test_flow_log_is_the_runs_events_as_stable_text(api: Api) -> None:
-    run = await start_run(api, "flowlog", "print('hi')")
-    await wait_run(api, run["id"])
-    jobs, who = api.app[JOBS], api.app[AUTH].principal("admin")
-    record = await jobs.run(who, run["id"])
-    full = await jobs.run_log_chars(record, 0, MAX_CHAR_WINDOW)
-    lines = full.splitlines()
-    assert any(line.endswith(f"[batchgate] run {run['id']} of job flowlog SUCCEEDED") for line in lines), lines
-    assert any(line.endswith("[batchgate] job emit RUNNING") for line in lines), lines
-    assert lines[-1].endswith(" SUCCEEDED") and full.endswith("\n")
-    pieces, offset = [], 0
-    while piece := await jobs.run_log_chars(record, offset, 13):
-        pieces.append(piece)
-        offset += len(piece)
-    assert "".join(pieces) == full == await jobs.run_log_chars(record, 0, len(full) + 100)
-    assert await jobs.run_log_chars(record, len(full), 10) == ""
+async def test_a_job_of_several_commands_and_the_flow_log(api: Api) -> None:
+    client, execid = await start(api, "multi", "second", {
+        "p/first.job": "type=command\ncommand=${py} -c \"print('first \u00e9')\"\n",
+        "p/second.job": "type=command\ndependencies=first\ncommand=${py} -c \"print('one')\"\n"
+                        "command.1=${py} -c \"print('two \U0001F600')\"\n",
+    })
+    assert (await client.az.until(execid, ("SUCCEEDED", "FAILED", "KILLED")))["status"] == "SUCCEEDED"
+    second = await node_text(api, "multi", "second", "second")
+    again = await node_text(api, "multi", "second", "second.command.1")
+    assert "one\n" in second and "two \U0001F600\n" in again
+    for size in (1, 10, 1000):
+        assert await client.read_all(execid, size, "second") == (second + again, len(second + again))
+    first, _ = await client.read_all(execid, 100, "first")
+    assert first == await node_text(api, "multi", "second", "first") and "first \u00e9\n" in first
+
+    flow, end = await client.read_all(execid, 50_000)
+    lines = flow.splitlines()
+    assert flow.endswith("\n") and end == len(flow)
+    assert any(line.endswith(" of job multi.second SUCCEEDED") for line in lines), lines
+    for job in ("first", "second", "second.command.1"):
+        assert any(line.endswith(f"[batchgate] job {job} SUCCEEDED") for line in lines), (job, lines)
+    assert await client.read_all(execid, 13) == (flow, end), "the same text however it is cut"
+    assert await client.window(execid, end, 10) == ""
+
+
+async def test_errors_are_azkabans(api: Api) -> None:
+    client, execid = await start(api, "errs", "emit", {"p/emit.job": "type=command\ncommand=${py} -c pass\n"})
+    assert await client.get(ajax="fetchExecJobLogs", execid=execid, jobId="nope", offset=0, length=10) == {
+        "error": f"Job nope doesn't exist in {execid}"}
+    assert await client.get(ajax="fetchExecFlowLogs", execid=999_999, offset=0, length=10) == {
+        "error": "Cannot find execution '999999'"}
+    for params, message in (({"length": 10}, "Missing parameter offset"),
+                            ({"offset": 0}, "Missing parameter length"),
+                            ({"offset": -1, "length": 10}, "Parameter offset: -1 is negative"),
+                            ({"offset": 0, "length": "ten"}, "Parameter length: 'ten' is not a number")):
+        assert await client.get(ajax="fetchExecFlowLogs", execid=execid, **params) == {"error": message}
+    assert await client.get(ajax="fetchExecJobLogs", execid=execid, offset=0, length=5) == {
+        "error": "Missing parameter jobId"}
+    other = await Azkaban.login(api, "mallory")
+    for job in (None, "emit"):
+        refused = await Client(api, other).get(ajax="fetchExecJobLogs" if job else "fetchExecFlowLogs",
+                                               execid=execid, offset=0, length=5, **({"jobId": job} if job else {}))
+        assert list(refused) == ["error"] and "user mallory lacks READ" in refused["error"], refused
+    async with api.client.get("/executor", params={"ajax": "fetchExecFlowLogs", "execid": str(execid),
+                                                   "offset": "0", "length": "5", "session.id": "gone"}) as resp:
+        assert resp.status == 200 and '"error" : "session"' in await resp.text()
 
 
 def test_char_window_over_chunks() -> None:

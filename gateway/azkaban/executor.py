@@ -190,13 +190,17 @@ async def get_running(request: web.Request, who: Principal, values: dict[str, st
     return answer({"execIds": [numbers[str(r.id)] for r in runs]})
 
 
-async def logs_not_available(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
-    """Stands in for fetchExecJobLogs and fetchExecFlowLogs until gateway/azkaban/logs.py lands: it says so.
+async def fetch_exec_job_logs(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    # gateway/azkaban/logs.py imports this module (execution()), so it is imported when first called.
+    from gateway.azkaban import logs
 
-    logs.py's `fetch_exec_job_logs(request)` and `fetch_exec_flow_logs(request)` are called after the
-    session was resolved: `gateway.api.middleware.principal(request)` is the caller, and
-    `gateway.azkaban.models.params(request)` the parameters; `execution(request, who, values)` the run."""
-    return error(400, f"{values.get('ajax')} is not available yet")
+    return await logs.fetch_exec_job_logs(request)
+
+
+async def fetch_exec_flow_logs(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
+    from gateway.azkaban import logs
+
+    return await logs.fetch_exec_flow_logs(request)
 
 
 ACTIONS: dict[str, Any] = {
@@ -207,8 +211,8 @@ ACTIONS: dict[str, Any] = {
     "pauseFlow": pause_flow,
     "resumeFlow": resume_flow,
     "getRunning": get_running,
-    "fetchExecJobLogs": logs_not_available,
-    "fetchExecFlowLogs": logs_not_available,
+    "fetchExecJobLogs": fetch_exec_job_logs,
+    "fetchExecFlowLogs": fetch_exec_flow_logs,
 }
 
 

@@ -85,6 +85,10 @@ class LogStore:
             return ""
         return char_window(await self._store.read_log_chars(batch_id, start, size), start, size)
 
+    async def char_length(self, batch_id: uuid.UUID) -> int:
+        """The log's length in characters, from its last chunk's counts (one index seek)."""
+        return await self._store.log_chars(batch_id)
+
     async def follow(self, batch_id: uuid.UUID, start: int) -> AsyncIterator[tuple[int, list[str]]]:
         """Yield (first line number, lines) from `start` on, until the batch is terminal and read out.
 

@@ -11,7 +11,7 @@ import structlog
 
 from gateway.batches.admission import Admission
 from gateway.batches.logs import MAX_CHAR_WINDOW, LogStore, char_window
-from gateway.contract.jobs import RUN_TERMINAL, JobSpec, NodeState, Permission
+from gateway.contract.jobs import NODE_TERMINAL, RUN_TERMINAL, JobSpec, NodeState, Permission
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.instance.listener import Hub
 from gateway.jobs.graph import check_graph, check_variables, downstream, node_request
@@ -330,13 +330,34 @@ class JobService:
             return []
         return await self._logs.read(node.batch_id, start, size)
 
-    async def node_log_chars(self, who: Principal, run: RunRecord, node_id: str, start: int, size: int) -> str:
-        """Characters [start, start + size) of a node's log (its batch's; empty before it has one). `run`
-        was read through run() by `who`."""
-        node = await self._node(run, node_id)
-        if node.batch_id is None:
+    async def node_log_chars(self, run: RunRecord, node_ids: list[str], start: int, size: int) -> str:
+        """Characters [start, start + size) of the logs of a run's nodes one after the other (their batches';
+        an Azkaban job of several commands is a chain of nodes). A node's log is followed by the next one's
+        once it has ended and the next has a batch, so the text only ever grows at its end. `run` was read
+        through run()."""
+        size = min(size, MAX_CHAR_WINDOW)
+        if size <= 0 or start < 0:
             return ""
-        return await self._logs.read_chars(node.batch_id, start, size)
+        nodes = {n.node_id: n for n in await self._jobs.run_nodes(run.id)}
+        missing = [n for n in node_ids if n not in nodes]
+        if missing:
+            raise NotFound(f"run {run.id} has no node {missing[0]}")
+        parts = [nodes[n] for n in node_ids]
+        pieces: list[str] = []
+        base, end = 0, start + size  # base: where the current node's log starts in the whole text
+        for i, node in enumerate(parts):
+            if node.batch_id is None or base >= end:
+                break
+            last = (i + 1 == len(parts) or node.state not in NODE_TERMINAL or parts[i + 1].batch_id is None)
+            length = None if last else await self._logs.char_length(node.batch_id)
+            lo = max(start - base, 0)
+            if length is None or lo < length:
+                hi = end - base if length is None else min(end - base, length)
+                pieces.append(await self._logs.read_chars(node.batch_id, lo, hi - lo))
+            if length is None:
+                break
+            base += length
+        return "".join(pieces)
 
     async def run_log_chars(self, run: RunRecord, start: int, size: int) -> str:
         """Characters [start, start + size) of the run's own log (gateway/jobs/runlog.py), read whole from

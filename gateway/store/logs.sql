@@ -81,6 +81,14 @@ update batch_log_chunks c set chars = counted.chars, first_char = counted.first_
 from counted
 where c.batch_id = $1 and c.first_line = counted.first_line and c.first_char is null;
 
+-- name: log_char_end
+-- The length in characters of a batch's counted log: where its last chunk ends (one index seek backwards).
+-- $1 batch id
+select first_char + chars from batch_log_chunks
+where batch_id = $1
+order by first_line desc
+limit 1;
+
 -- name: read_log_chars
 -- The chunks holding characters [$2, $2 + $3) of a batch's counted log, each with the offset of its first
 -- character, in order: the last chunk starting at or before $2 (one index seek), and those after it that

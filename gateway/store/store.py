@@ -617,14 +617,26 @@ class Store:
         first character, its lines). A log written before the counts existed is counted first, once."""
 
         async def op(conn: asyncpg.Connection) -> list[tuple[int, list[str]]]:
-            if await conn.fetchval(self._q["log_uncounted"], batch_id):
-                async with conn.transaction():
-                    await conn.execute(self._q["lock_log"], batch_id)
-                    await conn.execute(self._q["count_log_chars"], batch_id)
+            await self._count_log(conn, batch_id)
             rows = await conn.fetch(self._q["read_log_chars"], batch_id, start, size)
             return [(row["first_char"], row["lines"]) for row in rows]
 
         return await self._run(op)
+
+    async def log_chars(self, batch_id: uuid.UUID) -> int:
+        """The length of a batch's log in characters (0: no log)."""
+
+        async def op(conn: asyncpg.Connection) -> int:
+            await self._count_log(conn, batch_id)
+            return int(await conn.fetchval(self._q["log_char_end"], batch_id) or 0)
+
+        return await self._run(op)
+
+    async def _count_log(self, conn: asyncpg.Connection, batch_id: uuid.UUID) -> None:
+        if await conn.fetchval(self._q["log_uncounted"], batch_id):
+            async with conn.transaction():
+                await conn.execute(self._q["lock_log"], batch_id)
+                await conn.execute(self._q["count_log_chars"], batch_id)
 
     # --- audit ---------------------------------------------------------------------------
 
