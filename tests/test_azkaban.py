@@ -228,3 +228,47 @@ async def test_cron_schedule_and_slas(api: Api, python: str) -> None:
     past = await az.call("/schedule", ajax="scheduleFlow", projectName="nightly", flow="second", projectId=pid,
                          scheduleTime="12,00,pm,PDT", scheduleDate="07/22/2014")
     assert past["status"] == "error" and "in the past" in past["message"]
+
+
+async def test_a_script_of_the_zip_reads_another_file_of_it(api: Api, python: str) -> None:
+    """`sh run.sh data.txt`: the script is the artifact resource (run by /bin/sh), the data file its
+    argument as the unpacked copy's path; `${check}` (several words, referring to `${py}`) is replaced
+    before the command is split."""
+    az = await Azkaban.login(api)
+    await az.call("/manager", action="create", name="scripts", description="d")
+    uploaded = await az.upload("scripts", project_zip({
+        "job.properties": f"py={python}\ncheck=${{py}} -c \"print('checked')\"\n",
+        "read.job": "type=command\ncommand=sh run.sh data.txt\n",
+        "after.job": "type=command\ndependencies=read\ncommand=${check}\n",
+        "run.sh": "echo reading; cat \"$1\"\n",
+        "data.txt": "the data line\n",
+    }))
+    assert "error" not in uploaded, uploaded
+    job = await api.call("GET", "/api/v1/jobs/scripts.after")
+    read = next(n for n in job["nodes"] if n["id"] == "read")
+    assert read["request"]["resource"] == "artifact:run.sh@1" and read["request"]["args"] == ["artifact/data.txt"]
+    after = next(n for n in job["nodes"] if n["id"] == "after")
+    assert after["request"]["resource"] == python and after["request"]["args"] == ["-c", "print('checked')"]
+    assert job["variables"] == {}  # `${check}` is several words: replaced before the split, as Azkaban does
+    execid = (await az.call("/executor", ajax="executeFlow", project="scripts", flow="after"))["execid"]
+    done = await az.until(execid, ("SUCCEEDED", "FAILED", "KILLED"))
+    assert done["status"] == "SUCCEEDED", done
+    run = (await api.call("GET", "/api/v1/jobs/scripts.after/runs"))["runs"][0]
+    log = json.dumps(await api.call("GET", f"/api/v1/runs/{run['id']}/nodes/read/log"))
+    assert "reading" in log and "the data line" in log
+
+
+async def test_hostile_zips_are_refused_clearly(api: Api) -> None:
+    az = await Azkaban.login(api)
+    await az.call("/manager", action="create", name="hostile", description="d")
+    doubling = "".join(f"p{i}=${{p{i + 1}}}${{p{i + 1}}}${{p{i + 1}}}${{p{i + 1}}}\n" for i in range(20))
+    bomb = await az.upload("hostile", project_zip({"a.properties": doubling + "p20=xxxxxxxxxxxxxxxx\n",
+                                                   "a.job": "type=command\ncommand=echo ${p0}\n"}))
+    assert "more than 65536 characters" in bomb["error"]
+    nested = await az.upload("hostile", project_zip({
+        "p.project": "azkaban-flow-version: 2.0\n",
+        "f.flow": "nodes:\n  - name: a\n    type: command\n    config:\n      command: [echo, hi]\n"}))
+    assert "must be a single value" in nested["error"]
+    deep = await az.upload("hostile", project_zip({"p.project": "azkaban-flow-version: 2.0\n",
+                                                   "f.flow": "nodes: " + "[" * 5000 + "]" * 5000 + "\n"}))
+    assert "Installation Failed" in deep["error"]

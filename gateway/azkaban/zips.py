@@ -17,6 +17,7 @@ import posixpath
 import re
 import shlex
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,14 @@ from gateway.errors import BadRequest
 
 REFERENCE = re.compile(r"\$\{([^${}]+)\}")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ONE_WORD = re.compile(r"^[^\s'\"\\]+$")  # a value that a shell would not split nor unquote
 TYPES = ("command", "spark")
 INTERPRETERS = {".sh": ("sh", "bash"), ".py": ("python", "python3")}
 SPARK_CONF = {"master": "spark.master", "driver-memory": "spark.driver.memory",
               "executor-memory": "spark.executor.memory", "executor-cores": "spark.executor.cores",
               "num-executors": "spark.executor.instances", "queue": "spark.yarn.queue"}
 MAX_TEXT = 1 << 20  # a .job, .properties or .flow file larger than this is refused
+MAX_VALUE = 1 << 16  # a property whose ${...} references resolve to more characters than this is refused
 ROOT = "\0root:"  # marks the zip's top directory in a file list (no zip entry can hold a NUL)
 
 
@@ -123,10 +126,13 @@ def read_zip(path: Path) -> tuple[list[str], list[AzJob] | dict[str, list[AzJob]
             if project and "2.0" in str(yaml.safe_load(_text(archive, project[0])) or ""):
                 return listed, _flow2(archive, names)
             return listed, _flow1(archive, names)
-    except zipfile.BadZipFile:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error):
+        # damaged, encrypted, or compressed in a way zipfile cannot read
         raise BadRequest("Installation Failed.\nError unzipping file.") from None
     except yaml.YAMLError as exc:
         raise BadRequest(f"Installation Failed.\nBad YAML: {exc}") from None
+    except RecursionError:
+        raise BadRequest("Installation Failed.\nA .flow file nested too deeply") from None
 
 
 def _common_root(files: list[str]) -> str:
@@ -191,7 +197,12 @@ def _flow2(archive: zipfile.ZipFile, names: dict[str, str]) -> dict[str, list[Az
 def _strings(config: Any, where: str) -> dict[str, str]:
     if not isinstance(config, dict):
         raise BadRequest(f"Installation Failed.\n{where}: config must be a map")
-    return {str(k): "true" if v is True else "false" if v is False else str(v) for k, v in config.items()}
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        if not isinstance(value, str | int | float | bool):
+            raise BadRequest(f"Installation Failed.\n{where}: config {key} must be a single value")
+        out[str(key)] = "true" if value is True else "false" if value is False else str(value)
+    return out
 
 
 # --- flows ---------------------------------------------------------------------------------------
@@ -272,29 +283,40 @@ def _proxy(request: dict[str, Any], job: AzJob, resolve: _Resolver) -> None:
 
 
 class _Resolver:
-    """`${name}` in a job's values. A name that is an identifier and set in the job's properties becomes a
-    variable of the flow's job (its value the default, so `flowOverride[name]` can change it at
-    executeFlow) unless another job of the flow sees another value; any other set name is replaced now;
-    a name set nowhere is refused."""
+    """`${name}` in a job's values. A name that is an identifier, set in the job's properties to one word
+    (no space, quote or backslash), becomes a variable of the flow's job (its value the default, so
+    `flowOverride[name]` can change it at executeFlow) unless another job of the flow sees another value;
+    any other set name is replaced now, before the command is split, as Azkaban does; a name set nowhere
+    is refused."""
 
     def __init__(self, job: AzJob, variables: dict[str, str]) -> None:
         self._job = job
         self._variables = variables
 
-    def __call__(self, value: str, depth: int = 0) -> str:
-        def one(match: re.Match[str]) -> str:
+    def __call__(self, value: str, depth: int = 0, keep: bool = True) -> str:
+        """The value with its references replaced; `keep`: leave the identifiers that became variables
+        (only at the top: a variable's default is fully resolved)."""
+        out: list[str] = []
+        size, at = 0, 0
+        for match in REFERENCE.finditer(value):
             name = match.group(1)
             if name not in self._job.props:
                 raise BadRequest(f"Installation Failed.\nJob {self._job.name}: ${{{name}}} is set neither in the "
                                  "job nor in the properties it inherits")
             if depth > 20:
                 raise BadRequest(f"Installation Failed.\nJob {self._job.name}: ${{{name}}} refers to itself")
-            resolved = self(self._job.props[name], depth + 1)
-            if IDENTIFIER.match(name) and self._variables.setdefault(name, resolved) == resolved:
-                return match.group(0)
-            return resolved
-
-        return REFERENCE.sub(one, value)
+            resolved = self(self._job.props[name], depth + 1, keep=False)
+            if (keep and IDENTIFIER.match(name) and ONE_WORD.match(resolved)
+                    and self._variables.setdefault(name, resolved) == resolved):
+                resolved = match.group(0)
+            out += [value[at:match.start()], resolved]
+            at = match.end()
+            size += len(out[-2]) + len(resolved)
+            if size > MAX_VALUE:
+                raise BadRequest(f"Installation Failed.\nJob {self._job.name}: a value resolves to more than "
+                                 f"{MAX_VALUE} characters")
+        out.append(value[at:])
+        return "".join(out)
 
 
 def _in_zip(word: str, files: list[str]) -> str | None:
