@@ -23,7 +23,6 @@ from gateway.azkaban.models import (
     job_parts,
     node_type,
 )
-from gateway.azkaban.sessions import dispatch
 from gateway.contract.jobs import RUN_TERMINAL, FailureAction, RunState
 from gateway.errors import BadRequest, NotFound
 from gateway.jobs.numbers import Kind, named_key
@@ -190,19 +189,6 @@ async def get_running(request: web.Request, who: Principal, values: dict[str, st
     return answer({"execIds": [numbers[str(r.id)] for r in runs]})
 
 
-async def fetch_exec_job_logs(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
-    # gateway/azkaban/logs.py imports this module (execution()), so it is imported when first called.
-    from gateway.azkaban import logs
-
-    return await logs.fetch_exec_job_logs(request)
-
-
-async def fetch_exec_flow_logs(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
-    from gateway.azkaban import logs
-
-    return await logs.fetch_exec_flow_logs(request)
-
-
 ACTIONS: dict[str, Any] = {
     "executeFlow": execute_flow,
     "fetchexecflow": fetch_exec_flow,
@@ -211,10 +197,4 @@ ACTIONS: dict[str, Any] = {
     "pauseFlow": pause_flow,
     "resumeFlow": resume_flow,
     "getRunning": get_running,
-    "fetchExecJobLogs": fetch_exec_job_logs,
-    "fetchExecFlowLogs": fetch_exec_flow_logs,
-}
-
-
-async def executor(request: web.Request) -> web.StreamResponse:
-    return await dispatch(request, ACTIONS)
+}  # and fetchExecJobLogs, fetchExecFlowLogs from gateway/azkaban/logs.py (routes.py puts them together)
