@@ -27,6 +27,7 @@ from engines.base import InvalidRequest, LaunchSpec
 from engines.flink import FlinkEngine
 from engines.flink_cli import CauseScanner, display_argv, free_port
 from engines.flink_rest import app_state, latest_failure, poll_interval
+from engines.flink_state import FlinkFacts, Phase
 from engines.process import ProcessSupervisor
 from gateway.settings import Settings
 from tests.fake_flink_rest import FakeFlinkRest, fake_flink_home, recorded_argv, set_behaviour
@@ -190,6 +191,41 @@ def test_validation(tmp_path: Path, jar: Path, script: Path) -> None:
             engine.validate(spec)
         assert caught.value.field == field_name and words in str(caught.value), (spec, caught.value)
     engine.validate(spec_for(tmp_path, "FLINK", "hdfs:///jobs/app.jar", conf={"execution.target": "yarn-application"}))
+
+
+# Handles as earlier versions stored them (the "flink" part): each reads as a phase, and is written back
+# in the same keys, so that a gateway re-attaches across an upgrade (and a downgrade) either way.
+STORED_FACTS = [
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": False, "submitted": 1.5, "job_ids": [],
+      "app_ids": []}, Phase.LAUNCHING),
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": True, "submitted": 1.5, "job_ids": ["a"],
+      "app_ids": ["a"], "argv": ["flink", "run"]}, Phase.FOLLOWING),
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": True, "submitted": 1.5, "job_ids": ["a"],
+      "app_ids": ["a"], "pausing": {"job": "a", "request": "r1", "dir": "file:///sp"}}, Phase.PAUSING),
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": True, "submitted": 1.5, "job_ids": ["a"],
+      "app_ids": ["a"], "paused": True, "savepoint": "file:///sp/savepoint-a", "paused_job": "a"}, Phase.PAUSED),
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": False, "submitted": 2.5, "job_ids": [],
+      "app_ids": ["a"], "paused": True, "resuming": True, "savepoint": "file:///sp/savepoint-a",
+      "paused_job": "a"}, Phase.RESUMING),
+    ({"target": "remote", "rest_url": "http://jm:8081", "cli_done": True, "submitted": 2.5, "job_ids": ["b"],
+      "app_ids": ["a", "b"], "paused": False, "resuming": False, "savepoint": "file:///sp/savepoint-a",
+      "restored_from": "file:///sp/savepoint-a"}, Phase.FOLLOWING),
+    ({"target": "yarn-application", "rest_url": None, "cli_done": True, "submitted": 1.5, "job_ids": ["c"],
+      "app_ids": ["c"], "yarn_app": "application_1_0001", "tracking_url": "http://rm/proxy/x/", "tracked": True},
+     Phase.FOLLOWING),
+]
+
+
+@pytest.mark.parametrize(("stored", "phase"), STORED_FACTS)
+def test_stored_flink_facts_read_as_a_phase_and_write_back_the_same(stored: dict[str, Any], phase: Phase) -> None:
+    facts = FlinkFacts.from_dict(stored)
+    assert facts.phase is phase
+    written = facts.to_dict()
+    assert {k: v for k, v in written.items() if k not in ("paused", "resuming")} == \
+        {k: v for k, v in stored.items() if k not in ("paused", "resuming")}
+    assert written["paused"] is bool(stored.get("paused")) and written["resuming"] is bool(stored.get("resuming"))
+    assert FlinkFacts.from_dict(written) == facts
+    assert written["cli_done"] is (phase not in (Phase.LAUNCHING, Phase.RESUMING))
 
 
 def test_state_mapping_polling_and_diagnostics() -> None:
