@@ -179,6 +179,7 @@ async def test_job_log_windows_are_exact_characters(api: Api) -> None:
     assert await client.window(execid, len(full), 100, "emit") == ""
     assert await client.window(execid, len(full) + 10_000, 100, "emit") == ""
     assert await client.window(execid, 0, 0, "emit") == ""
+    assert await client.window(execid, 2**63 - 1, 2**63 - 1, "emit") == "", "the largest numbers are past the end"
 
 
 async def test_a_growing_log_is_read_on_from_where_the_reader_stopped(api: Api, tmp_path: Path) -> None:
@@ -230,6 +231,7 @@ async def test_a_job_of_several_commands_and_the_flow_log(api: Api) -> None:
         assert any(line.endswith(f"[batchgate] job {job} SUCCEEDED") for line in lines), (job, lines)
     assert await client.read_all(execid, 13) == (flow, end), "the same text however it is cut"
     assert await client.window(execid, end, 10) == ""
+    assert await client.window(execid, 2**63 - 1, 2**63 - 1) == ""
 
 
 async def test_errors_are_azkabans(api: Api) -> None:

@@ -21,6 +21,8 @@ KEEPALIVE_SECONDS = 15.0
 # The most characters one character window holds; a client asking for more gets this many and moves on
 # by the length it got (as Azkaban's clients do).
 MAX_CHAR_WINDOW = 1 << 20
+# No log reaches this character: a window from here on is empty (and the SQL's sums stay within bigint).
+MAX_CHAR_OFFSET = 1 << 62
 
 
 def char_window(chunks: list[tuple[int, list[str]]], start: int, size: int) -> str:
@@ -81,7 +83,7 @@ class LogStore:
         """Characters [start, start + size) of the log's text (at most MAX_CHAR_WINDOW of them), fewer at its
         end, none past it. The chunk holding `start` is found by an index seek on the stored counts."""
         size = min(size, MAX_CHAR_WINDOW)
-        if size <= 0 or start < 0:
+        if size <= 0 or not 0 <= start < MAX_CHAR_OFFSET:
             return ""
         return char_window(await self._store.read_log_chars(batch_id, start, size), start, size)
 
