@@ -58,6 +58,7 @@ from gateway.jobs.numbers import Numbers
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
 from gateway.keys import (
+    AUDIT,
     AUTH,
     CONTROL,
     ENGINES,
@@ -88,12 +89,14 @@ from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
 from gateway.schedules.ticker import Ticker
+from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator
 from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
 from gateway.security.sessions import SessionService
 from gateway.settings import InstanceSettings, Settings
 from gateway.store import Store
+from gateway.store.audit import AuditRepository
 from gateway.store.database import Database
 from gateway.store.dialects import DialectIdStore
 from gateway.store.jobs import JobStore
@@ -353,6 +356,7 @@ def _build_parts(app: web.Application) -> None:
     hub = Hub()
     logs = LogStore(store, hub, metrics)
     policy = Policy(security)
+    audit = AuditService(AuditRepository(db), policy)
     projects = ProjectService(ProjectStore(db), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
                               max_artifact_files=security.max_artifact_files)
     supervisor = Supervisor(store, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
@@ -360,14 +364,14 @@ def _build_parts(app: web.Application) -> None:
     scheduler = Scheduler(store, logs, supervisor, limits, capacity=queue.max_local_batches, metrics=metrics)
     heartbeat = Heartbeat(store, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
                           lease=me.lease_seconds)
-    takeover = Takeover(store, logs, supervisor, policy, every=me.heartbeat_seconds, metrics=metrics)
+    takeover = Takeover(store, logs, supervisor, policy, audit, every=me.heartbeat_seconds, metrics=metrics)
     retention = Retention(store, days=queue.retention_days, every=queue.retention_check_seconds)
     compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
     bell = QueueBell(store.ring_queue, scheduler.wake)
     # Where SLA webhooks may go: the operator's hosts (and the mail host) by name, else public addresses.
     webhooks = OutboundRule(timers.sla_webhook_hosts, named=[timers.smtp_host])
     # The one admission step every creator of batches calls (docs/architecture.md).
-    admission = Admission(store, policy, engines, projects=projects, webhooks=webhooks,
+    admission = Admission(store, policy, engines, audit, projects=projects, webhooks=webhooks,
                           principal=app[AUTH].principal, rate_per_minute=security.submit_rate_per_minute,
                           metrics=metrics, on_queued=bell.ring)
     job_store = JobStore(db)
@@ -380,13 +384,13 @@ def _build_parts(app: web.Application) -> None:
                      backoff=timers.sla_webhook_backoff_seconds, smtp_host=timers.smtp_host,
                      smtp_port=timers.smtp_port, smtp_from=timers.smtp_from,
                      smtp_timeout=timers.smtp_timeout_seconds, webhook_rule=webhooks)
-    batches = BatchService(store, logs, hub, policy, admission, roles=jobs.batch_roles, projects=projects,
+    batches = BatchService(store, logs, hub, policy, admission, audit, roles=jobs.batch_roles, projects=projects,
                            metrics=metrics)
-    schedules = ScheduleService(schedule_store, jobs, projects, catchup_bound=timers.schedule_catchup_bound)
+    schedules = ScheduleService(schedule_store, jobs, projects, audit, catchup_bound=timers.schedule_catchup_bound)
     ticker = Ticker(schedule_store, jobs, instance, principal=app[AUTH].principal,
                     misfire_seconds=timers.schedule_misfire_seconds, queue_limit=timers.schedule_queue_limit,
                     housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
-    deadlines = DeadlineTimer(schedule_store, alerts, batches, jobs, logs, instance,
+    deadlines = DeadlineTimer(schedule_store, alerts, batches, jobs, logs, audit, instance,
                               housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
 
     hub.on(QUEUE, scheduler.wake)
@@ -409,11 +413,13 @@ def _build_parts(app: web.Application) -> None:
     app[SERVICE] = batches
     app[FEED] = BatchFeed(store, batches, hub)
     app[OVERVIEW] = Overview(StatsStore(db), batches, limits, engines.enabled)
-    app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, supervisor.workdir, projects)
-    app[SESSIONS] = SessionService(store, app[AUTH], default_seconds=security.session_seconds,
+    app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, audit, supervisor.workdir,
+                                projects)
+    app[AUDIT] = audit
+    app[SESSIONS] = SessionService(store, app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
-    app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, webhooks=webhooks)
+    app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
     app[READINESS] = Readiness(store, heartbeat)
     loops: dict[str, Loop] = {
         "scheduler": scheduler, "takeover": takeover, "retention": retention, "compaction": compaction,

@@ -18,6 +18,7 @@ from gateway.jobs.service import JobService
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
+from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator
 from gateway.security.sessions import SessionService
 from gateway.settings import Settings
@@ -35,6 +36,7 @@ SCHEDULES = web.AppKey("schedules", ScheduleService)
 SLAS = web.AppKey("slas", SlaService)
 TAKEOVER = web.AppKey("takeover", Takeover)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+AUDIT = web.AppKey("audit", AuditService)
 ENGINES = web.AppKey("engines", EngineRegistry)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 RETENTION = web.AppKey("retention", Retention)

@@ -6,9 +6,8 @@ from aiohttp import web
 
 from gateway.api.middleware import principal
 from gateway.api.params import MAX_PAGE, int_param, text_param
-from gateway.contract.batches import AuditEntry, AuditList
-from gateway.keys import SERVICE
-from gateway.store.store import AuditFilter
+from gateway.api.responses import model_response
+from gateway.keys import AUDIT
 
 routes = web.RouteTableDef()
 
@@ -16,7 +15,8 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/audit")
 async def audit_log(request: web.Request) -> web.Response:
     q = request.query
-    flt = AuditFilter(
+    return model_response(await request.app[AUDIT].entries(
+        principal(request),
         actor=text_param(q, "actor"),
         action=text_param(q, "action"),
         target=text_param(q, "target"),
@@ -24,12 +24,4 @@ async def audit_log(request: web.Request) -> web.Response:
         until=int_param(q, "until", 0, minimum=0, maximum=2**62),
         offset=int_param(q, "from", 0, minimum=0, maximum=2**31),
         size=int_param(q, "size", 100, minimum=1, maximum=MAX_PAGE),
-    )
-    total, rows = await request.app[SERVICE].audit_log(principal(request), flt)
-    entries = [
-        AuditEntry(id=r.id, time=r.at, actor=r.actor, action=r.action, target=r.target, allowed=r.allowed,
-                   source_ip=r.source_ip, detail=r.detail)
-        for r in rows
-    ]
-    body = AuditList(from_=flt.offset, total=total, entries=entries)
-    return web.json_response(body.model_dump(mode="json", by_alias=True))
+    ))

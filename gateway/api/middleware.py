@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.errors import Forbidden, GatewayError, TooManyRequests, Unauthorized, Unavailable
-from gateway.keys import AUTH, SESSIONS, STORE
+from gateway.keys import AUDIT, AUTH, SESSIONS
 from gateway.security.auth import Principal
 from gateway.security.sessions import COOKIE, CSRF_HEADER, SessionUnauthorized, check_csrf
 from gateway.store.store import SessionRecord
@@ -179,7 +179,7 @@ async def _audit_denied(request: web.Request, exc: GatewayError) -> None:
         return  # an anonymous probe without credentials is not worth a row
     action = "denied" if isinstance(exc, Forbidden) else "auth_failed"
     try:
-        await request.app[STORE].audit(
+        await request.app[AUDIT].record(
             actor, action, request.match_info.get("batch_id") or request.path, allowed=False,
             source_ip=request.remote, detail={"method": request.method, "path": request.path, "reason": exc.message},
         )

@@ -57,6 +57,7 @@ from gateway.contract.batches import CONF_BATCH_ID, CONF_PROXY_USERS, BatchReque
 from gateway.errors import BadRequest, Forbidden, GatewayError, TooManyRequests
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ArtifactLookup, ProjectService
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
@@ -84,10 +85,12 @@ COUNTED = frozenset({Route.SUBMIT, Route.RESTART})
 
 class Admission:
     def __init__(
-        self, store: Store, policy: Policy, engines: EngineRegistry, *, projects: ProjectService | None,
-        webhooks: OutboundRule, principal: Callable[[str], Principal], rate_per_minute: int = 0,
+        self, store: Store, policy: Policy, engines: EngineRegistry, audit: AuditService, *,
+        projects: ProjectService | None, webhooks: OutboundRule, principal: Callable[[str], Principal],
+        rate_per_minute: int = 0,
         metrics: Metrics | None = None, on_queued: Callable[[], None] | None = None,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._principal = principal
         self._policy = policy
@@ -182,7 +185,7 @@ class Admission:
         if not self._rate:
             return
         now = int(time.time() * 1000)
-        count, oldest = await self._store.recent_starts(who.name, now - 60_000)
+        count, oldest = await self._audit.recent_starts(who.name, now - 60_000)
         if count >= self._rate:
             retry = max(1, int(((oldest or now) + 60_000 - now) / 1000) + 1)
             raise TooManyRequests(

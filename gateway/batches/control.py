@@ -24,6 +24,7 @@ from gateway.contract.batches import TERMINAL_STATES, BatchState
 from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.instance.listener import STATE, Hub
 from gateway.projects.service import ProjectService
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
@@ -47,9 +48,10 @@ class BulkResult:
 class BatchControl:
     def __init__(
         self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
-        batches: BatchService, admission: Admission, workdir_of: Callable[[uuid.UUID], Path],
+        batches: BatchService, admission: Admission, audit: AuditService, workdir_of: Callable[[uuid.UUID], Path],
         projects: ProjectService | None = None,
     ) -> None:
+        self._auditor = audit
         self._store = store
         self._logs = logs
         self._engines = engines
@@ -64,8 +66,8 @@ class BatchControl:
         return await self._batches.modifiable(who, batch_id)
 
     async def _audit(self, who: Principal, action: str, batch: BatchRecord, **detail: Any) -> None:
-        await self._store.audit(who.name, action, str(batch.id), source_ip=who.source_ip,
-                                detail={"state": batch.state, **detail})
+        await self._auditor.record(who.name, action, str(batch.id), source_ip=who.source_ip,
+                                   detail={"state": batch.state, **detail})
 
     # --- pause and resume ----------------------------------------------------------------
 
@@ -208,8 +210,8 @@ class BatchControl:
                 result.matched += 1
                 result.failed.append({"id": missing, "message": f"batch {missing} not found"})
         detail = {"matched": result.matched, "succeeded": result.succeeded}
-        await self._store.audit(who.name, f"bulk_{action.lower()}", base.project, source_ip=who.source_ip,
-                                detail=detail)
+        await self._auditor.record(who.name, f"bulk_{action.lower()}", base.project, source_ip=who.source_ip,
+                                   detail=detail)
         if base.project and self._projects is not None:
             await self._projects.record(base.project, who.name, f"bulk_{action.lower()}", detail)
         return result

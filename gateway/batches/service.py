@@ -18,11 +18,10 @@ from gateway.errors import BadRequest, NotFound
 from gateway.instance.listener import STATE, Hub
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ProjectService
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
 from gateway.store import BatchRecord, ListFilter, Store
-from gateway.store.records import AuditRecord
-from gateway.store.store import AuditFilter
 
 log = structlog.get_logger("gateway.service")
 
@@ -33,10 +32,11 @@ __all__ = ["BatchService", "Upload", "parse_batch_id"]
 
 class BatchService:
     def __init__(
-        self, store: Store, logs: LogStore, hub: Hub, policy: Policy, admission: Admission, *,
+        self, store: Store, logs: LogStore, hub: Hub, policy: Policy, admission: Admission, audit: AuditService, *,
         roles: Callable[[Principal, BatchRecord], Awaitable[frozenset[str]]] | None = None,
         projects: ProjectService | None = None, metrics: Metrics | None = None,
     ) -> None:
+        self._audit = audit
         self._store = store
         self._logs = logs
         self._hub = hub
@@ -88,8 +88,8 @@ class BatchService:
         batch = await self.modifiable(principal, batch_id)
         if batch.state in TERMINAL_STATES:
             return False, f"batch {batch.id} is already {batch.state}", batch
-        await self._store.audit(principal.name, "kill", str(batch.id), source_ip=principal.source_ip,
-                                detail={"state": batch.state})
+        await self._audit.record(principal.name, "kill", str(batch.id), source_ip=principal.source_ip,
+                                 detail={"state": batch.state})
         canceled = await self._store.cancel_queued(batch.id)
         if canceled is not None:
             self._metrics.ended(canceled)
@@ -172,10 +172,6 @@ class BatchService:
     ) -> tuple[BatchRecord, AsyncIterator[tuple[int, list[str]]]]:
         batch = await self.readable(principal, batch_id)
         return batch, self._logs.follow(batch.id, start)
-
-    async def audit_log(self, principal: Principal, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
-        self._policy.check_admin(principal, "read the audit log")
-        return await self._store.list_audit(flt)
 
     async def current(self, batch_id: uuid.UUID) -> BatchRecord | None:
         return await self._store.get_batch(batch_id)

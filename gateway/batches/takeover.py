@@ -16,6 +16,7 @@ from gateway.contract.batches import ReassignBatchResponse
 from gateway.errors import Conflict
 from gateway.instance.metrics import Metrics
 from gateway.instance.periodic import Periodic
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
 from gateway.store import BatchRecord, Store
@@ -25,9 +26,10 @@ log = structlog.get_logger("gateway.takeover")
 
 class Takeover:
     def __init__(
-        self, store: Store, logs: LogStore, supervisor: Supervisor, policy: Policy, *, every: float,
-        metrics: Metrics | None = None,
+        self, store: Store, logs: LogStore, supervisor: Supervisor, policy: Policy, audit: AuditService, *,
+        every: float, metrics: Metrics | None = None,
     ) -> None:
+        self._audit = audit
         self._metrics = metrics or Metrics()
         self._policy = policy
         self._store = store
@@ -75,8 +77,8 @@ class Takeover:
             left = max(0.0, (lease_until - time.time() * 1000) / 1000)
             raise Conflict(f"kyuubiInstance: {dead} is alive (its lease runs {left:.0f} s more); "
                            "only a dead instance's batches can be reassigned")
-        await self._store.audit(who.name, "reassign", dead, source_ip=who.source_ip,
-                                detail={"newInstance": me, "batches": len(batches)})
+        await self._audit.record(who.name, "reassign", dead, source_ip=who.source_ip,
+                                 detail={"newInstance": me, "batches": len(batches)})
         log.warning("instance.reassigned", dead_instance=dead, batches=len(batches), user=who.name)
         self._metrics.took_over(len(batches))
         await self._adopt(batches, dead, f"reassigned by {who.name} to {me} from {dead}")

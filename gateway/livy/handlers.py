@@ -15,7 +15,7 @@ from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
 from gateway.api.params import int_param, validation_message
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest, GatewayError, TooLarge
-from gateway.keys import AUTH, SERVICE, SESSIONS, SETTINGS, STORE
+from gateway.keys import AUDIT, AUTH, SERVICE, SESSIONS, SETTINGS
 from gateway.livy.models import (
     BATCH_LOG_LINES,
     LivyBatch,
@@ -184,7 +184,7 @@ def livy_root_app(parent: web.Application) -> web.Application:
     app[SETTINGS] = settings
     app[AUTH] = parent[AUTH]
     app[SERVICE] = parent[SERVICE]
-    app[STORE] = parent[STORE]
+    app[AUDIT] = parent[AUDIT]  # the middleware records denied requests through it
     if SESSIONS in parent:
         app[SESSIONS] = parent[SESSIONS]
     if METRICS in parent:

@@ -26,6 +26,7 @@ from gateway.jobs.service import JobService
 from gateway.schedules.alerts import Alerter
 from gateway.schedules.sla import Outcome, format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
 
@@ -38,9 +39,10 @@ ACTIVE_NODES = frozenset({NodeState.QUEUED, NodeState.RUNNING, NodeState.PAUSED}
 
 class DeadlineTimer:
     def __init__(self, store: ScheduleStore, alerts: Alerter, batches: BatchService, jobs: JobService,
-                 logs: LogStore, instance: str, *, housekeeping_seconds: float, metrics: Metrics | None = None,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 logs: LogStore, audit: AuditService, instance: str, *, housekeeping_seconds: float,
+                 metrics: Metrics | None = None, clock: Callable[[], int] = now_ms) -> None:
         self._store = store
+        self._audit = audit
         self._alerts = alerts
         self._batches = batches
         self._jobs = jobs
@@ -107,7 +109,7 @@ class DeadlineTimer:
             if sla is None:
                 return  # deleted since: its breaches went with it
             with contextlib.suppress(Unavailable):
-                await self._store.audit(SYSTEM.name, "sla_breached", str(sla.id), _describe(breach))
+                await self._audit.record(SYSTEM.name, "sla_breached", str(sla.id), detail=_describe(breach))
             why = (f"SLA {sla.id} breached: {sla.rule} {format_duration(sla.duration_ms)} "
                    f"(due {breach.due_at}, {breach.kind.lower()} {breach.target})")
             results: dict[str, Any] = {}

@@ -22,6 +22,7 @@ from gateway.projects.service import ProjectService
 from gateway.schedules.ticker import tick_variables
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import SECOND, Timing, TimingError, parse_zone, to_instant
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.store.jobs import JobRecord
 from gateway.store.schedules import ScheduleRecord, ScheduleStore, TickRecord
@@ -53,9 +54,10 @@ def _instant(value: int | str | None, field: str, zone_name: str) -> int | None:
 
 
 class ScheduleService:
-    def __init__(self, store: ScheduleStore, jobs: JobService, projects: ProjectService | None, *,
-                 catchup_bound: int, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(self, store: ScheduleStore, jobs: JobService, projects: ProjectService | None,
+                 audit: AuditService, *, catchup_bound: int, clock: Callable[[], int] = now_ms) -> None:
         self._store = store
+        self._audit = audit
         self._jobs = jobs
         self._projects = projects
         self._bound = catchup_bound
@@ -117,8 +119,8 @@ class ScheduleService:
         values.update(id=uuid.uuid4(), job=job.name, owner=who.name)
         await self._check_runs(who, job, values, timing)
         schedule = await self._store.create_schedule(values, who.name)
-        await self._store.audit(who.name, "schedule_create", str(schedule.id),
-                                {"job": job.name, "cron": schedule.cron, "every": schedule.every})
+        await self._audit.record(who.name, "schedule_create", str(schedule.id),
+                                 detail={"job": job.name, "cron": schedule.cron, "every": schedule.every})
         log.info("schedule.created", schedule_id=str(schedule.id), job=job.name, user=who.name,
                  next_fire=schedule.next_fire)
         return schedule
@@ -136,7 +138,8 @@ class ScheduleService:
         updated = await self._store.update_schedule(current.id, values, who.name, changes)
         if updated is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        await self._store.audit(who.name, "schedule_update", str(current.id), {"job": current.job, "changed": changes})
+        await self._audit.record(who.name, "schedule_update", str(current.id),
+                                 detail={"job": current.job, "changed": changes})
         log.info("schedule.updated", schedule_id=str(current.id), job=current.job, user=who.name, changed=changes)
         return updated
 
@@ -152,7 +155,7 @@ class ScheduleService:
         current = await self.get(who, schedule_id, "SCHEDULE")
         if await self._store.delete_schedule(current.id, who.name) is None:
             raise NotFound(f"schedule {schedule_id} not found")
-        await self._store.audit(who.name, "schedule_delete", str(current.id), {"job": current.job})
+        await self._audit.record(who.name, "schedule_delete", str(current.id), detail={"job": current.job})
         log.info("schedule.deleted", schedule_id=str(current.id), job=current.job, user=who.name)
 
     # --- queries -------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService, parse_id
 from gateway.schedules.timer import now_ms
 from gateway.schedules.timing import DURATION_UNITS, TimingError, parse_duration
+from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.outbound import OutboundRule
 from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
@@ -67,8 +68,9 @@ def format_duration(ms: int) -> str:
 
 class SlaService:
     def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
-                 projects: ProjectService | None, batches: BatchService, *,
+                 projects: ProjectService | None, batches: BatchService, audit: AuditService, *,
                  webhooks: OutboundRule | None = None, clock: Callable[[], int] = now_ms) -> None:
+        self._audit = audit
         self._webhooks = webhooks or OutboundRule()
         self._store = store
         self._jobs = jobs
@@ -104,8 +106,8 @@ class SlaService:
             "webhook": spec.webhook, "emails": spec.emails, "description": spec.description,
         }, who.name)
         assert sla is not None  # a fresh uuid4
-        await self._store.audit(who.name, "sla_create", str(sla.id),
-                                {"job": job.name, "rule": sla.rule, "durationMs": duration})
+        await self._audit.record(who.name, "sla_create", str(sla.id),
+                                 detail={"job": job.name, "rule": sla.rule, "durationMs": duration})
         log.info("sla.created", sla_id=str(sla.id), job=job.name, rule=sla.rule, user=who.name)
         return sla
 
@@ -113,7 +115,7 @@ class SlaService:
         sla = await self.get(who, sla_id, "SCHEDULE")
         if await self._store.delete_sla(sla.id, who.name) is None:
             raise NotFound(f"SLA {sla_id} not found")
-        await self._store.audit(who.name, "sla_delete", str(sla.id), {"job": sla.job})
+        await self._audit.record(who.name, "sla_delete", str(sla.id), detail={"job": sla.job})
         log.info("sla.deleted", sla_id=str(sla.id), user=who.name)
 
     # --- queries -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import structlog
 
 from gateway.contract.sessions import SessionInfo, SessionToken
 from gateway.errors import BadRequest, Forbidden, Unauthorized
+from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator, Principal
 from gateway.store.store import SessionRecord, Store
 
@@ -61,7 +62,9 @@ class SessionService:
     """Creates, resolves and revokes sessions. One indexed lookup per request; no cache, so a
     revocation or an expiry takes effect at once on every instance."""
 
-    def __init__(self, store: Store, auth: Authenticator, *, default_seconds: int, max_seconds: int) -> None:
+    def __init__(self, store: Store, auth: Authenticator, audit: AuditService, *, default_seconds: int,
+                 max_seconds: int) -> None:
+        self._audit = audit
         self._store = store
         self._auth = auth
         self._default = default_seconds
@@ -75,8 +78,8 @@ class SessionService:
         token_hash = hash_token(token)
         await self._store.purge_sessions()
         record = await self._store.insert_session(token_hash, principal.name, lifetime * 1000, principal.source_ip)
-        await self._store.audit(principal.name, "login", None, source_ip=principal.source_ip,
-                                detail={"session": session_ref(token_hash), "expiresAt": record.expires_at})
+        await self._audit.record(principal.name, "login", None, source_ip=principal.source_ip,
+                                 detail={"session": session_ref(token_hash), "expiresAt": record.expires_at})
         log.info("session.created", user=principal.name, session=session_ref(token_hash),
                  expires_at=record.expires_at)
         return SessionToken(token=token, expires_at=record.expires_at, expires_in=lifetime,
@@ -94,8 +97,8 @@ class SessionService:
 
     async def revoke(self, principal: Principal, record: SessionRecord) -> bool:
         revoked = await self._store.revoke_session(record.token_hash)
-        await self._store.audit(principal.name, "logout", None, source_ip=principal.source_ip,
-                                detail={"session": session_ref(record.token_hash)})
+        await self._audit.record(principal.name, "logout", None, source_ip=principal.source_ip,
+                                 detail={"session": session_ref(record.token_hash)})
         log.info("session.revoked", user=principal.name, session=session_ref(record.token_hash))
         return revoked
 

@@ -113,3 +113,23 @@ class Database:
             return status
 
         return await self.run(op)
+
+
+class Where:
+    """A WHERE clause assembled from fixed fragments; values only ever travel as $n parameters."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, fragment: str, *values: Any) -> None:
+        """`fragment` names its values {0}, {1}, ... (a name may repeat); each becomes the next $n."""
+        slots = []
+        for value in values:
+            self.params.append(value)
+            slots.append(f"${len(self.params)}")
+        self._parts.append(fragment.format(*slots))
+
+    @property
+    def clause(self) -> str:
+        return ("where " + " and ".join(self._parts)) if self._parts else ""

@@ -241,10 +241,6 @@ class ScheduleStore:
             return (first[0]["total"] if first else 0), []
         return (rows[0]["total"] if rows else 0), [_model(model, r) for r in rows]
 
-    async def audit(self, actor: str, action: str, target: str, detail: dict[str, Any]) -> None:
-        # The audit log's own query (one row, in its own statement, as Store.audit writes it).
-        await self._db.execute(Database.queries("audit.sql")["insert_audit"], actor, action, target, True, None, detail)
-
     async def job_log(self, job: str, actor: str, action: str, detail: dict[str, Any]) -> None:
         await self._db.run(lambda conn: _job_log(conn, self._q, job, actor, action, detail))
 

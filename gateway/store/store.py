@@ -1,5 +1,5 @@
-"""Store: the SQL of batches, their logs, the audit log, sessions and instances, on the Database (the
-repositories of jobs, schedules and projects are beside it)."""
+"""Store: the SQL of batches, their logs, sessions and instances, on the Database (the repositories of
+the audit log, jobs, schedules and projects are beside it)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from gateway.contract.batches import BatchState
-from gateway.store.database import Database, T
+from gateway.store.database import Database, T, Where
 from gateway.store.migrate import SCHEMA_VERSION
-from gateway.store.records import AuditRecord, BatchRecord, NewBatch
+from gateway.store.records import BatchRecord, NewBatch
 
 MAX_LINE_CHARS = 65 * 1024  # above engines.process.LINE_LIMIT and its marker: program lines are cut there
 
@@ -45,26 +45,6 @@ class ListFilter:
     reader_projects: tuple[str, ...] = ()
     # Keyset position (create_time, id): rows strictly after it, for walking a changing match set.
     after: tuple[int, uuid.UUID] | None = None
-
-
-class Where:
-    """A WHERE clause assembled from fixed fragments; values only ever travel as $n parameters."""
-
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-        self.params: list[Any] = []
-
-    def add(self, fragment: str, *values: Any) -> None:
-        """`fragment` names its values {0}, {1}, ... (a name may repeat); each becomes the next $n."""
-        slots = []
-        for value in values:
-            self.params.append(value)
-            slots.append(f"${len(self.params)}")
-        self._parts.append(fragment.format(*slots))
-
-    @property
-    def clause(self) -> str:
-        return ("where " + " and ".join(self._parts)) if self._parts else ""
 
 
 def _counted_only(flt: ListFilter) -> bool:
@@ -106,17 +86,6 @@ def _key_clauses(key: str) -> tuple[str, list[Any]]:
     return "(" + " or ".join(parts) + ")", params
 
 
-@dataclass(frozen=True)
-class AuditFilter:
-    actor: str | None = None
-    action: str | None = None
-    target: str | None = None
-    since: int = 0
-    until: int = 0
-    offset: int = 0
-    size: int = 100
-
-
 @dataclass
 class ClaimCandidate:
     id: uuid.UUID
@@ -145,8 +114,8 @@ class ActiveCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
-# The named queries of the subjects this class still holds (batches, logs, audit, sessions, instances).
-STORE_FILES = ("batches.sql", "logs.sql", "audit.sql", "sessions.sql", "instances.sql")
+# The named queries of the subjects this class still holds (batches, logs, sessions, instances).
+STORE_FILES = ("batches.sql", "logs.sql", "sessions.sql", "instances.sql")
 
 
 async def write_batch(conn: asyncpg.Connection, new: NewBatch) -> asyncpg.Record | None:
@@ -639,41 +608,6 @@ class Store:
                 await conn.execute(self._q["count_log_chars"], batch_id)
 
     # --- audit ---------------------------------------------------------------------------
-
-    async def audit(
-        self, actor: str, action: str, target: str | None, *, allowed: bool = True,
-        source_ip: str | None = None, detail: dict[str, Any] | None = None,
-    ) -> None:
-        await self._run(lambda conn: conn.execute(
-            self._q["insert_audit"], actor, action, target, allowed, source_ip, detail or {}))
-
-    async def list_audit(self, flt: AuditFilter) -> tuple[int, list[AuditRecord]]:
-        w = Where()
-        if flt.actor:
-            w.add("actor = {0}", flt.actor)
-        if flt.action:
-            w.add("action = {0}", flt.action)
-        if flt.target:
-            w.add("target = {0}", flt.target)
-        if flt.since:
-            w.add("at >= {0}", flt.since)
-        if flt.until:
-            w.add("at <= {0}", flt.until)
-        clause, params = w.clause, w.params
-        count_sql = f"select count(*) from audit_log {clause}"
-        page_sql = (f"select * from audit_log {clause} order by at desc, id desc "
-                    f"limit ${len(params) + 1} offset ${len(params) + 2}")
-
-        async def op(conn: asyncpg.Connection) -> tuple[int, list[AuditRecord]]:
-            total: int = await conn.fetchval(count_sql, *params)
-            rows = await conn.fetch(page_sql, *params, flt.size, flt.offset) if total > flt.offset else []
-            return total, [AuditRecord.model_validate(dict(r)) for r in rows]
-
-        return await self._run(op)
-
-    async def recent_starts(self, real_user: str, since_ms: int) -> tuple[int, int | None]:
-        rows = await self._fetch("recent_starts", real_user, since_ms)
-        return rows[0]["n"], rows[0]["oldest"]
 
     # --- instances -----------------------------------------------------------------------
 
