@@ -99,10 +99,12 @@ from gateway.store import Store
 from gateway.store.audit import AuditRepository
 from gateway.store.database import Database
 from gateway.store.dialects import DialectIdStore
+from gateway.store.instances import InstanceRepository
 from gateway.store.jobs import JobStore
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
+from gateway.store.sessions import SessionRepository
 from gateway.store.stats import StatsStore
 
 log = structlog.get_logger("gateway.app")
@@ -362,9 +364,10 @@ def _build_parts(app: web.Application) -> None:
     supervisor = Supervisor(store, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
     limits = Limits(queue.max_running, queue.max_running_per_user, queue.max_running_per_type)
     scheduler = Scheduler(store, logs, supervisor, limits, capacity=queue.max_local_batches, metrics=metrics)
-    heartbeat = Heartbeat(store, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
+    instances = InstanceRepository(db)
+    heartbeat = Heartbeat(instances, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
                           lease=me.lease_seconds)
-    takeover = Takeover(store, logs, supervisor, policy, audit, every=me.heartbeat_seconds, metrics=metrics)
+    takeover = Takeover(instances, logs, supervisor, policy, audit, every=me.heartbeat_seconds, metrics=metrics)
     retention = Retention(store, days=queue.retention_days, every=queue.retention_check_seconds)
     compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
     bell = QueueBell(store.ring_queue, scheduler.wake)
@@ -416,11 +419,11 @@ def _build_parts(app: web.Application) -> None:
     app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, audit, supervisor.workdir,
                                 projects)
     app[AUDIT] = audit
-    app[SESSIONS] = SessionService(store, app[AUTH], audit, default_seconds=security.session_seconds,
+    app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
     app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
-    app[READINESS] = Readiness(store, heartbeat)
+    app[READINESS] = Readiness(instances, heartbeat)
     loops: dict[str, Loop] = {
         "scheduler": scheduler, "takeover": takeover, "retention": retention, "compaction": compaction,
         "coordinator": coordinator, "bell": bell, "ticker": ticker, "deadlines": deadlines,

@@ -11,11 +11,11 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway.contract.sessions import SessionInfo
 from gateway.errors import Forbidden, GatewayError, TooManyRequests, Unauthorized, Unavailable
 from gateway.keys import AUDIT, AUTH, SESSIONS
 from gateway.security.auth import Principal
 from gateway.security.sessions import COOKIE, CSRF_HEADER, SessionUnauthorized, check_csrf
-from gateway.store.store import SessionRecord
 
 log = structlog.get_logger("gateway.api")
 
@@ -29,7 +29,7 @@ class Credentials:
     """How a request was authenticated: basic, open (no credentials, open mode), bearer or cookie."""
 
     via: str
-    session: SessionRecord | None = None
+    session: SessionInfo | None = None
     token: str | None = None
 
 

@@ -36,19 +36,18 @@ async def current(request: web.Request) -> web.Response:
         if creds.via == "open":
             raise SessionUnauthorized("no session: log in with POST /api/v1/sessions")
         raise BadRequest("Authorization: this request was authenticated with Basic credentials, not a session")
-    info = request.app[SESSIONS].info(principal(request), creds.session, creds.token)
-    return web.json_response(info.model_dump(mode="json", by_alias=True), headers=NO_STORE)
+    return web.json_response(creds.session.model_dump(mode="json", by_alias=True), headers=NO_STORE)
 
 
 @routes.delete("/api/v1/sessions/current")
 async def logout(request: web.Request) -> web.Response:
     """Revoke the session this request was authenticated with; the user's other sessions go on."""
     creds = credentials(request)
-    if creds.session is None:
+    if creds.session is None or creds.token is None:
         if creds.via == "open":
             raise SessionUnauthorized("no session: nothing to log out of")
         raise BadRequest("Authorization: this request was authenticated with Basic credentials, not a session")
-    revoked = await request.app[SESSIONS].revoke(principal(request), creds.session)
+    revoked = await request.app[SESSIONS].revoke(principal(request), creds.token)
     body = SessionRevoked(success=revoked, msg="session revoked" if revoked else "session had ended already")
     response = web.json_response(body.model_dump(mode="json", by_alias=True), headers=NO_STORE)
     response.del_cookie(COOKIE, path="/", samesite="Strict")

@@ -19,20 +19,21 @@ from gateway.instance.periodic import Periodic
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
-from gateway.store import BatchRecord, Store
+from gateway.store import BatchRecord
+from gateway.store.instances import InstanceRepository
 
 log = structlog.get_logger("gateway.takeover")
 
 
 class Takeover:
     def __init__(
-        self, store: Store, logs: LogStore, supervisor: Supervisor, policy: Policy, audit: AuditService, *,
-        every: float, metrics: Metrics | None = None,
+        self, instances: InstanceRepository, logs: LogStore, supervisor: Supervisor, policy: Policy,
+        audit: AuditService, *, every: float, metrics: Metrics | None = None,
     ) -> None:
         self._audit = audit
         self._metrics = metrics or Metrics()
         self._policy = policy
-        self._store = store
+        self._instances = instances
         self._logs = logs
         self._supervisor = supervisor
         self.taken_over = 0
@@ -50,14 +51,14 @@ class Takeover:
         moved = 0
         me = self._supervisor.instance
         while True:
-            dead, batches = await self._store.take_over_dead(me)
+            dead, batches = await self._instances.take_over_dead(me)
             if dead is None:
                 break
             log.warning("instance.lease_expired", dead_instance=dead, batches=len(batches))
             self._metrics.took_over(len(batches))
             await self._adopt(batches, dead)
             moved += len(batches)
-        orphans = await self._store.take_over_orphans(me)
+        orphans = await self._instances.take_over_orphans(me)
         if orphans:
             log.warning("instance.orphans", batches=len(orphans))
             await self._adopt(orphans, "unknown")
@@ -72,7 +73,7 @@ class Takeover:
         self._policy.check_admin(who, "reassign batches")
         if dead == me:
             raise Conflict(f"kyuubiInstance: {dead} is this instance; ask another instance to take its batches")
-        lease_until, batches = await self._store.reassign_instance(dead, me)
+        lease_until, batches = await self._instances.reassign(dead, me)
         if lease_until is not None:
             left = max(0.0, (lease_until - time.time() * 1000) / 1000)
             raise Conflict(f"kyuubiInstance: {dead} is alive (its lease runs {left:.0f} s more); "

@@ -8,14 +8,15 @@ import contextlib
 import structlog
 
 from gateway.errors import Unavailable
-from gateway.store import Store
+from gateway.store.instances import InstanceRepository
 
 log = structlog.get_logger("gateway.heartbeat")
 
 
 class Heartbeat:
-    def __init__(self, store: Store, instance: str, address: str, *, every: float, lease: float) -> None:
-        self._store = store
+    def __init__(self, instances: InstanceRepository, instance: str, address: str, *, every: float,
+                 lease: float) -> None:
+        self._instances = instances
         self.instance = instance
         self._address = address
         self._every = every
@@ -24,7 +25,7 @@ class Heartbeat:
         self.healthy = False
 
     async def beat(self) -> None:
-        await self._store.heartbeat(self.instance, self._address, self._lease_ms)
+        await self._instances.renew_lease(self.instance, self._address, self._lease_ms)
         self.healthy = True
 
     async def start(self) -> None:
@@ -46,4 +47,4 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(Unavailable):
-            await self._store.set_draining(self.instance)
+            await self._instances.set_draining(self.instance)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from gateway.errors import Unavailable
 from gateway.instance.heartbeat import Heartbeat
-from gateway.store import Store
+from gateway.store.instances import InstanceRepository
 from gateway.store.migrate import SCHEMA_VERSION, usable
 
 CHECK_SECONDS = 2.0
@@ -17,13 +17,13 @@ CHECK_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class Readiness:
-    store: Store
+    instances: InstanceRepository
     heartbeat: Heartbeat
 
     async def check(self) -> dict[str, bool]:
         """{"database": ..., "schema": ..., "lease": ...}: which conditions hold now."""
         try:
-            version, floor = await asyncio.wait_for(self.store.schema_marks(), CHECK_SECONDS)
+            version, floor = await asyncio.wait_for(self.instances.schema_marks(), CHECK_SECONDS)
             reachable = True
         except (Unavailable, TimeoutError):
             version, floor, reachable = 0, 0, False

@@ -19,7 +19,7 @@ from gateway.contract.sessions import SessionInfo, SessionToken
 from gateway.errors import BadRequest, Forbidden, Unauthorized
 from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator, Principal
-from gateway.store.store import SessionRecord, Store
+from gateway.store.sessions import SessionRepository
 
 log = structlog.get_logger("gateway.sessions")
 
@@ -62,10 +62,10 @@ class SessionService:
     """Creates, resolves and revokes sessions. One indexed lookup per request; no cache, so a
     revocation or an expiry takes effect at once on every instance."""
 
-    def __init__(self, store: Store, auth: Authenticator, audit: AuditService, *, default_seconds: int,
-                 max_seconds: int) -> None:
+    def __init__(self, repository: SessionRepository, auth: Authenticator, audit: AuditService, *,
+                 default_seconds: int, max_seconds: int) -> None:
         self._audit = audit
-        self._store = store
+        self._sessions = repository
         self._auth = auth
         self._default = default_seconds
         self._max = max_seconds
@@ -76,8 +76,8 @@ class SessionService:
             raise BadRequest(f"expiresIn: at most {self._max} seconds on this gateway")
         token = secrets.token_urlsafe(TOKEN_BYTES)
         token_hash = hash_token(token)
-        await self._store.purge_sessions()
-        record = await self._store.insert_session(token_hash, principal.name, lifetime * 1000, principal.source_ip)
+        await self._sessions.purge()
+        record = await self._sessions.insert(token_hash, principal.name, lifetime * 1000, principal.source_ip)
         await self._audit.record(principal.name, "login", None, source_ip=principal.source_ip,
                                  detail={"session": session_ref(token_hash), "expiresAt": record.expires_at})
         log.info("session.created", user=principal.name, session=session_ref(token_hash),
@@ -85,23 +85,24 @@ class SessionService:
         return SessionToken(token=token, expires_at=record.expires_at, expires_in=lifetime,
                             csrf_token=csrf_token(token), user=principal.name)
 
-    async def resolve(self, token: str) -> tuple[Principal, SessionRecord]:
+    async def resolve(self, token: str) -> tuple[Principal, SessionInfo]:
+        """The user a session token stands for, and the session as the API shows it."""
         if not _plausible(token):
             raise SessionUnauthorized("malformed session token")
-        record = await self._store.live_session(hash_token(token))
+        record = await self._sessions.live(hash_token(token))
         if record is None:
             raise SessionUnauthorized("session expired or revoked; log in again")
         if not self._auth.knows(record.user):
             raise SessionUnauthorized(f"user {record.user} no longer exists; log in again")
-        return self._auth.principal(record.user), record
+        principal = self._auth.principal(record.user)
+        return principal, SessionInfo(user=record.user, admin=principal.is_admin, created_at=record.created_at,
+                                      expires_at=record.expires_at, csrf_token=csrf_token(token))
 
-    async def revoke(self, principal: Principal, record: SessionRecord) -> bool:
-        revoked = await self._store.revoke_session(record.token_hash)
+    async def revoke(self, principal: Principal, token: str) -> bool:
+        """End the session of this token (False: it had ended already)."""
+        token_hash = hash_token(token)
+        revoked = await self._sessions.revoke(token_hash)
         await self._audit.record(principal.name, "logout", None, source_ip=principal.source_ip,
-                                 detail={"session": session_ref(record.token_hash)})
-        log.info("session.revoked", user=principal.name, session=session_ref(record.token_hash))
+                                 detail={"session": session_ref(token_hash)})
+        log.info("session.revoked", user=principal.name, session=session_ref(token_hash))
         return revoked
-
-    def info(self, principal: Principal, record: SessionRecord, token: str) -> SessionInfo:
-        return SessionInfo(user=record.user, admin=principal.is_admin, created_at=record.created_at,
-                           expires_at=record.expires_at, csrf_token=csrf_token(token))

@@ -161,23 +161,6 @@ with b as (
 )
 select * from b;
 
--- name: take_over_batches
--- Move a dead instance's active batches to me. $1 dead instance, $2 my id
-update batches set instance = $2, update_time = bg_now_ms()
-where instance = $1 and state in ('PENDING', 'RUNNING', 'PAUSED')
-returning *;
-
--- name: orphaned_batches
--- Active batches whose owner has no instance row at all (it was removed, or never registered).
--- $1 my id
-update batches b set instance = $1, update_time = bg_now_ms()
-where b.state in ('PENDING', 'RUNNING', 'PAUSED')
-  and b.instance is not null and b.instance <> $1
-  and not exists (select 1 from instances i where i.id = b.instance)
-  and b.id in (select id from batches where state in ('PENDING', 'RUNNING', 'PAUSED') and instance is not null
-               limit 500 for update skip locked)
-returning *;
-
 -- name: purge_terminal
 -- Delete up to $2 terminal batches that ended before $1 (epoch ms); logs and files go by cascade.
 delete from batches

@@ -1,4 +1,4 @@
--- Instances: leases, draining, takeover of the dead.
+-- Instances: leases, draining, takeover of the dead and of orphaned batches, the schema marks /readyz reads.
 -- Named queries (gateway/store/queries.py loads each file once); $n are parameters.
 
 -- name: upsert_instance
@@ -36,3 +36,24 @@ select lease_until >= bg_now_ms() as live, lease_until from instances where id =
 -- name: remove_instance
 -- Forget an instance whose batches were reassigned. $1 id
 delete from instances where id = $1;
+
+-- name: take_over_batches
+-- Move a dead instance's active batches to me. $1 dead instance, $2 my id
+update batches set instance = $2, update_time = bg_now_ms()
+where instance = $1 and state in ('PENDING', 'RUNNING', 'PAUSED')
+returning *;
+
+-- name: orphaned_batches
+-- Active batches whose owner has no instance row at all (it was removed, or never registered).
+-- $1 my id
+update batches b set instance = $1, update_time = bg_now_ms()
+where b.state in ('PENDING', 'RUNNING', 'PAUSED')
+  and b.instance is not null and b.instance <> $1
+  and not exists (select 1 from instances i where i.id = b.instance)
+  and b.id in (select id from batches where state in ('PENDING', 'RUNNING', 'PAUSED') and instance is not null
+               limit 500 for update skip locked)
+returning *;
+
+-- name: schema_marks
+-- The newest version and the floor of the database, for /readyz: one index-only read of a few rows.
+select max(version) as version, max(code_floor) as code_floor from schema_version;

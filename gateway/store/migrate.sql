@@ -25,10 +25,6 @@ order by version;
 -- Mark a schema version as applied. $1 version, $2 name, $3 code floor
 insert into schema_version (version, name, code_floor) values ($1, $2, $3);
 
--- name: schema_marks
--- The newest version and the floor of the database, for /readyz: one index-only read of a few rows.
-select max(version) as version, max(code_floor) as code_floor from schema_version;
-
 -- name: live_instances
 -- Instances other than $1 whose lease has not run out, and the newest schema version each one knows.
 -- A versioned instance that stopped cleanly is draining and gone; a draining row of the first release may

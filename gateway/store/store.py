@@ -1,5 +1,5 @@
-"""Store: the SQL of batches, their logs, sessions and instances, on the Database (the repositories of
-the audit log, jobs, schedules and projects are beside it)."""
+"""Store: the SQL of batches and their logs, on the Database (the repositories of the audit log, sessions,
+instances, jobs, schedules and projects are beside it)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import asyncpg
 
 from gateway.contract.batches import BatchState
 from gateway.store.database import Database, T, Where
-from gateway.store.migrate import SCHEMA_VERSION
 from gateway.store.records import BatchRecord, NewBatch
 
 MAX_LINE_CHARS = 65 * 1024  # above engines.process.LINE_LIMIT and its marker: program lines are cut there
@@ -93,20 +92,6 @@ class ClaimCandidate:
     batch_type: str
 
 
-@dataclass(frozen=True)
-class SessionRecord:
-    """A live login session. The token itself is never stored, only its hash."""
-
-    token_hash: bytes
-    user: str
-    created_at: int
-    expires_at: int
-
-
-def _session(row: asyncpg.Record) -> SessionRecord:
-    return SessionRecord(row["token_hash"], row["user_name"], row["created_at"], row["expires_at"])
-
-
 @dataclass
 class ActiveCounts:
     total: int = 0
@@ -114,8 +99,8 @@ class ActiveCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
-# The named queries of the subjects this class still holds (batches, logs, sessions, instances).
-STORE_FILES = ("batches.sql", "logs.sql", "sessions.sql", "instances.sql")
+# The named queries of the subjects this class still holds (batches, logs).
+STORE_FILES = ("batches.sql", "logs.sql")
 
 
 async def write_batch(conn: asyncpg.Connection, new: NewBatch) -> asyncpg.Record | None:
@@ -186,7 +171,6 @@ class Store:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._q = {name: sql for file in STORE_FILES for name, sql in Database.queries(file).items()}
-        self._marks = Database.queries("migrate.sql")["schema_marks"]
 
     @classmethod
     async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 10) -> Store:
@@ -206,15 +190,6 @@ class Store:
 
     async def _run(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         return await self._db.run(op)
-
-    async def schema_marks(self) -> tuple[int, int]:
-        """The database's newest schema version and its floor (gateway.store.migrate)."""
-
-        async def op(conn: asyncpg.Connection) -> tuple[int, int]:
-            row = await conn.fetchrow(self._marks)
-            return row["version"] or 0, row["code_floor"] or 0
-
-        return await self._run(op)
 
     # --- batches -------------------------------------------------------------------------
 
@@ -442,37 +417,6 @@ class Store:
         """The launch intent, with `note` appended to the log (None: not the owner, nothing written)."""
         return await self._one("set_launching", batch_id, instance, handle, note)
 
-    async def take_over_dead(self, instance: str) -> tuple[str | None, list[BatchRecord]]:
-        """Claim one expired instance and its active batches, in one transaction."""
-
-        async def op(conn: asyncpg.Connection) -> tuple[str | None, list[BatchRecord]]:
-            async with conn.transaction():
-                dead: str | None = await conn.fetchval(self._q["claim_dead_instance"], instance)
-                if dead is None:
-                    return None, []
-                rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
-                return dead, [_record(r) for r in rows]
-
-        return await self._run(op)
-
-    async def reassign_instance(self, dead: str, instance: str) -> tuple[int | None, list[BatchRecord]]:
-        """Move the active batches of `dead` to `instance`, in one transaction, unless `dead` still holds
-        its lease: then nothing moves and its lease end (epoch ms) is returned instead."""
-
-        async def op(conn: asyncpg.Connection) -> tuple[int | None, list[BatchRecord]]:
-            async with conn.transaction():
-                lease = await conn.fetchrow(self._q["lock_instance"], dead)
-                if lease is not None and lease["live"]:
-                    return int(lease["lease_until"]), []
-                await conn.execute(self._q["remove_instance"], dead)
-                rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
-                return None, [_record(r) for r in rows]
-
-        return await self._run(op)
-
-    async def take_over_orphans(self, instance: str) -> list[BatchRecord]:
-        return [_record(r) for r in await self._fetch("orphaned_batches", instance)]
-
     async def purge(self, before_ms: int, chunk: int) -> tuple[int, int]:
         """One small step of retention: (log chunks deleted, batches deleted)."""
 
@@ -607,37 +551,5 @@ class Store:
                 await conn.execute(self._q["lock_log"], batch_id)
                 await conn.execute(self._q["count_log_chars"], batch_id)
 
-    # --- audit ---------------------------------------------------------------------------
-
-    # --- instances -----------------------------------------------------------------------
-
     async def ring_queue(self) -> None:
         await self._run(lambda conn: conn.execute(self._q["ring_queue"]))
-
-    async def heartbeat(self, instance: str, address: str, lease_ms: int) -> int:
-        async def op(conn: asyncpg.Connection) -> int:
-            value: int = await conn.fetchval(self._q["upsert_instance"], instance, address, lease_ms, SCHEMA_VERSION)
-            return value
-
-        return await self._run(op)
-
-    async def set_draining(self, instance: str) -> None:
-        await self._run(lambda conn: conn.execute(self._q["set_draining"], instance))
-
-    # --- sessions ------------------------------------------------------------------------
-
-    async def insert_session(
-        self, token_hash: bytes, user: str, lifetime_ms: int, source_ip: str | None
-    ) -> SessionRecord:
-        rows = await self._fetch("insert_session", token_hash, user, lifetime_ms, source_ip)
-        return _session(rows[0])
-
-    async def live_session(self, token_hash: bytes) -> SessionRecord | None:
-        rows = await self._fetch("live_session", token_hash)
-        return _session(rows[0]) if rows else None
-
-    async def revoke_session(self, token_hash: bytes) -> bool:
-        return bool(await self._fetch("revoke_session", token_hash))
-
-    async def purge_sessions(self, limit: int = 100) -> None:
-        await self._run(lambda conn: conn.execute(self._q["purge_sessions"], limit))
