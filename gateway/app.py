@@ -101,6 +101,7 @@ from gateway.store.database import Database
 from gateway.store.dialects import DialectIdStore
 from gateway.store.instances import InstanceRepository
 from gateway.store.jobs import JobStore
+from gateway.store.logs import LogRepository
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
@@ -356,7 +357,8 @@ def _build_parts(app: web.Application) -> None:
     me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()
-    logs = LogStore(store, hub, metrics)
+    log_repository = LogRepository(db)
+    logs = LogStore(log_repository, store, hub, metrics)
     policy = Policy(security)
     audit = AuditService(AuditRepository(db), policy)
     projects = ProjectService(ProjectStore(db), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
@@ -368,7 +370,7 @@ def _build_parts(app: web.Application) -> None:
     heartbeat = Heartbeat(instances, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
                           lease=me.lease_seconds)
     takeover = Takeover(instances, logs, supervisor, policy, audit, every=me.heartbeat_seconds, metrics=metrics)
-    retention = Retention(store, days=queue.retention_days, every=queue.retention_check_seconds)
+    retention = Retention(store, log_repository, days=queue.retention_days, every=queue.retention_check_seconds)
     compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
     bell = QueueBell(store.ring_queue, scheduler.wake)
     # Where SLA webhooks may go: the operator's hosts (and the mail host) by name, else public addresses.

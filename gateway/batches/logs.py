@@ -13,6 +13,7 @@ from gateway.contract.batches import TERMINAL_STATES
 from gateway.instance.listener import LOG, STATE, Hub
 from gateway.instance.metrics import Metrics
 from gateway.store import Store
+from gateway.store.logs import LogRepository
 from gateway.store.records import mask_text
 
 CHUNK_LINES = 2000
@@ -49,8 +50,9 @@ def gateway_line(text: str) -> str:
 
 
 class LogStore:
-    def __init__(self, store: Store, hub: Hub, metrics: Metrics | None = None) -> None:
-        self._store = store
+    def __init__(self, repository: LogRepository, batches: Store, hub: Hub, metrics: Metrics | None = None) -> None:
+        self._repository = repository
+        self._batches = batches
         self._hub = hub
         self._metrics = metrics or Metrics()
 
@@ -61,13 +63,13 @@ class LogStore:
         for start in range(0, len(lines), CHUNK_LINES):
             part = lines[start:start + CHUNK_LINES]
             last = start + CHUNK_LINES >= len(lines)
-            if await self._store.append_log(batch_id, part, offset if last else None, owner) < 0:
+            if await self._repository.append(batch_id, part, offset if last else None, owner) < 0:
                 return False
             self._metrics.logged(len(part))
         return True
 
     async def note(self, batch_id: uuid.UUID, text: str) -> None:
-        await self._store.append_log(batch_id, [self.note_line(text)])
+        await self._repository.append(batch_id, [self.note_line(text)])
 
     def note_line(self, text: str) -> str:
         """The log line of a note, for a store write that appends it along with a state change."""
@@ -77,7 +79,11 @@ class LogStore:
         return gateway_line(flat)
 
     async def read(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
-        return await self._store.read_log(batch_id, start, size)
+        return await self._repository.read(batch_id, start, size)
+
+    async def tails(self, batch_ids: list[uuid.UUID], lines: int) -> dict[uuid.UUID, list[str]]:
+        """The last `lines` lines of each batch's log, in one query."""
+        return await self._repository.tails(batch_ids, lines)
 
     async def read_chars(self, batch_id: uuid.UUID, start: int, size: int) -> str:
         """Characters [start, start + size) of the log's text (at most MAX_CHAR_WINDOW of them), fewer at its
@@ -85,11 +91,11 @@ class LogStore:
         size = min(size, MAX_CHAR_WINDOW)
         if size <= 0 or not 0 <= start < MAX_CHAR_OFFSET:
             return ""
-        return char_window(await self._store.read_log_chars(batch_id, start, size), start, size)
+        return char_window(await self._repository.read_chars(batch_id, start, size), start, size)
 
     async def char_length(self, batch_id: uuid.UUID) -> int:
         """The log's length in characters, from its last chunk's counts (one index seek)."""
-        return await self._store.log_chars(batch_id)
+        return await self._repository.chars(batch_id)
 
     async def follow(self, batch_id: uuid.UUID, start: int) -> AsyncIterator[tuple[int, list[str]]]:
         """Yield (first line number, lines) from `start` on, until the batch is terminal and read out.
@@ -104,12 +110,12 @@ class LogStore:
                 # Clear before reading, so that a notification during the read is not lost.
                 grew.clear()
                 changed.clear()
-                lines = await self._store.read_log(batch_id, position, FOLLOW_PAGE)
+                lines = await self._repository.read(batch_id, position, FOLLOW_PAGE)
                 if lines:
                     yield position, lines
                     position += len(lines)
                     continue
-                batch = await self._store.get_batch(batch_id)
+                batch = await self._batches.get_batch(batch_id)
                 if batch is None or (batch.state in TERMINAL_STATES and position >= batch.log_lines):
                     return
                 waited = time.monotonic()

@@ -9,6 +9,7 @@ import structlog
 
 from gateway.instance.periodic import Periodic
 from gateway.store import Store
+from gateway.store.logs import LogRepository
 
 log = structlog.get_logger("gateway.retention")
 
@@ -17,8 +18,9 @@ PAUSE_BETWEEN_CHUNKS = 0.05  # let other work use the pool between two deletes
 
 
 class Retention:
-    def __init__(self, store: Store, *, days: float, every: float) -> None:
-        self._store = store
+    def __init__(self, batches: Store, logs: LogRepository, *, days: float, every: float) -> None:
+        self._batches = batches
+        self._logs = logs
         self._max_age_ms = int(days * 86_400_000)
         self._loop = Periodic("retention", every, self.purge_once)
 
@@ -34,7 +36,10 @@ class Retention:
         cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - self._max_age_ms
         removed = 0
         while True:
-            chunks, batches = await self._store.purge(cutoff, CHUNK)
+            # The logs first, in small deletes, so that purging a batch with a huge log is never one long
+            # statement; then the batches (their files go by cascade).
+            chunks = await self._logs.purge(cutoff, CHUNK * 10)
+            batches = 0 if chunks else await self._batches.purge_terminal(cutoff, CHUNK)
             removed += batches
             if not chunks and not batches:
                 break

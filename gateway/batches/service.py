@@ -139,7 +139,7 @@ class BatchService:
 
     async def log_tails(self, batches: list[BatchRecord], lines: int) -> dict[uuid.UUID, list[str]]:
         """The last lines of the logs of batches the caller already read (through get or list)."""
-        return await self._store.log_tails([b.id for b in batches], lines)
+        return await self._logs.tails([b.id for b in batches], lines)
 
     async def list_batches(self, principal: Principal, flt: ListFilter) -> tuple[int, list[BatchRecord]]:
         return await self._store.list_batches(await self.scoped(principal, flt))

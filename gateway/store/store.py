@@ -1,4 +1,4 @@
-"""Store: the SQL of batches and their logs, on the Database (the repositories of the audit log, sessions,
+"""Store: the SQL of batches, on the Database (the repositories of logs, the audit log, sessions,
 instances, jobs, schedules and projects are beside it)."""
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import asyncpg
 from gateway.contract.batches import BatchState
 from gateway.store.database import Database, T, Where
 from gateway.store.records import BatchRecord, NewBatch
-
-MAX_LINE_CHARS = 65 * 1024  # above engines.process.LINE_LIMIT and its marker: program lines are cut there
 
 
 @dataclass(frozen=True)
@@ -99,8 +97,8 @@ class ActiveCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
-# The named queries of the subjects this class still holds (batches, logs).
-STORE_FILES = ("batches.sql", "logs.sql")
+# The named queries of the subject this class still holds (batches).
+STORE_FILES = ("batches.sql",)
 
 
 async def write_batch(conn: asyncpg.Connection, new: NewBatch) -> asyncpg.Record | None:
@@ -235,23 +233,6 @@ class Store:
     async def get_batch_by_seq(self, seq: int) -> BatchRecord | None:
         """A batch by its sequence number (the Livy API's integer id)."""
         return await self._one("get_batch_by_seq", seq)
-
-    async def log_tails(self, batch_ids: list[uuid.UUID], lines: int) -> dict[uuid.UUID, list[str]]:
-        """The last `lines` log lines of each batch, in one query."""
-        if not batch_ids or lines <= 0:
-            return {}
-        chunks: dict[uuid.UUID, list[list[str]]] = {}
-        for row in await self._fetch("log_tails", batch_ids, lines):  # newest chunk first
-            chunks.setdefault(row["batch_id"], []).append(row["lines"])
-        tails: dict[uuid.UUID, list[str]] = {}
-        for batch_id, parts in chunks.items():
-            tail: list[str] = []
-            for part in parts:
-                tail[:0] = part
-                if len(tail) >= lines:
-                    break
-            tails[batch_id] = tail[-lines:]
-        return tails
 
     async def count_batches_by_state(self) -> dict[tuple[str, str], int]:
         """(batch type, state) -> number of batches, for the metrics."""
@@ -417,18 +398,10 @@ class Store:
         """The launch intent, with `note` appended to the log (None: not the owner, nothing written)."""
         return await self._one("set_launching", batch_id, instance, handle, note)
 
-    async def purge(self, before_ms: int, chunk: int) -> tuple[int, int]:
-        """One small step of retention: (log chunks deleted, batches deleted)."""
-
-        async def op(conn: asyncpg.Connection) -> tuple[int, int]:
-            status = await conn.execute(self._q["purge_log_chunks"], before_ms, chunk * 10)
-            chunks = int(status.split()[-1])
-            if chunks:
-                return chunks, 0
-            rows = await conn.fetch(self._q["purge_terminal"], before_ms, chunk)
-            return 0, len(rows)
-
-        return await self._run(op)
+    async def purge_terminal(self, before_ms: int, limit: int) -> int:
+        """Delete up to `limit` terminal batches that ended before `before_ms` (their logs are purged
+        first, by the log repository); how many went."""
+        return len(await self._fetch("purge_terminal", before_ms, limit))
 
     async def set_launched(
         self, batch_id: uuid.UUID, instance: str, handle: dict[str, Any]
@@ -487,69 +460,6 @@ class Store:
     async def kill_requested_owned(self, instance: str) -> list[uuid.UUID]:
         rows = await self._fetch("kill_requested_owned", instance)
         return [r["id"] for r in rows]
-
-    # --- logs ----------------------------------------------------------------------------
-
-    async def append_log(
-        self, batch_id: uuid.UUID, lines: list[str], offset: int | None = None, owner: str | None = None
-    ) -> int:
-        """Store lines after the batch's last one; returns the number of the first.
-
-        -1 means nothing was written: no such batch, or `owner` no longer owns it.
-        """
-        clipped = [ln if len(ln) <= MAX_LINE_CHARS else ln[:MAX_LINE_CHARS] + " [truncated]" for ln in lines]
-        clipped = [ln.replace("\x00", "\ufffd") for ln in clipped]
-
-        async def op(conn: asyncpg.Connection) -> int:
-            first: int | None = await conn.fetchval(self._q["append_log"], batch_id, clipped, offset, owner)
-            return -1 if first is None else first
-
-        return await self._run(op)
-
-    async def read_log(self, batch_id: uuid.UUID, start: int, size: int) -> list[str]:
-        if size <= 0:
-            return []
-
-        async def op(conn: asyncpg.Connection) -> list[str]:
-            rows = await conn.fetch(self._q["read_log"], batch_id, start, size)
-            out: list[str] = []
-            end = start + size
-            for row in rows:
-                first: int = row["first_line"]
-                lines: list[str] = row["lines"]
-                lo = max(start - first, 0)
-                hi = min(end - first, len(lines))
-                if hi > lo:
-                    out.extend(lines[lo:hi])
-            return out
-
-        return await self._run(op)
-
-    async def read_log_chars(self, batch_id: uuid.UUID, start: int, size: int) -> list[tuple[int, list[str]]]:
-        """The chunks holding characters [start, start + size) of a batch's log, as (offset of the chunk's
-        first character, its lines). A log written before the counts existed is counted first, once."""
-
-        async def op(conn: asyncpg.Connection) -> list[tuple[int, list[str]]]:
-            await self._count_log(conn, batch_id)
-            rows = await conn.fetch(self._q["read_log_chars"], batch_id, start, size)
-            return [(row["first_char"], row["lines"]) for row in rows]
-
-        return await self._run(op)
-
-    async def log_chars(self, batch_id: uuid.UUID) -> int:
-        """The length of a batch's log in characters (0: no log)."""
-
-        async def op(conn: asyncpg.Connection) -> int:
-            await self._count_log(conn, batch_id)
-            return int(await conn.fetchval(self._q["log_char_end"], batch_id) or 0)
-
-        return await self._run(op)
-
-    async def _count_log(self, conn: asyncpg.Connection, batch_id: uuid.UUID) -> None:
-        if await conn.fetchval(self._q["log_uncounted"], batch_id):
-            async with conn.transaction():
-                await conn.execute(self._q["lock_log"], batch_id)
-                await conn.execute(self._q["count_log_chars"], batch_id)
 
     async def ring_queue(self) -> None:
         await self._run(lambda conn: conn.execute(self._q["ring_queue"]))
