@@ -95,8 +95,10 @@ from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
 from gateway.security.sessions import SessionService
 from gateway.settings import InstanceSettings, Settings
-from gateway.store import Store
+from gateway.store import BatchRepository
 from gateway.store.audit import AuditRepository
+from gateway.store.claims import ClaimRepository
+from gateway.store.control import ControlRepository
 from gateway.store.database import Database
 from gateway.store.dialects import DialectIdStore
 from gateway.store.instances import InstanceRepository
@@ -241,15 +243,15 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].open_mode:
         log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
     db = await Database.connect(app[_DSN])
-    store = Store(db)
+    store = BatchRepository(db)
     app[_DB] = db
     app[STORE] = store
-    app[METRICS].bind_store(store)
+    app[METRICS].bind_store(store, db.pool)
     try:
         app[_SCHEMA_VERSION] = await _migrate(app)
         yield
     finally:
-        await store.close()
+        await db.close()
 
 
 async def _migrate(app: web.Application) -> int:
@@ -358,14 +360,16 @@ def _build_parts(app: web.Application) -> None:
     instance = app[INSTANCE]
     hub = Hub()
     log_repository = LogRepository(db)
+    controls = ControlRepository(db)
     logs = LogStore(log_repository, store, hub, metrics)
     policy = Policy(security)
     audit = AuditService(AuditRepository(db), policy)
     projects = ProjectService(ProjectStore(db), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
                               max_artifact_files=security.max_artifact_files)
-    supervisor = Supervisor(store, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
+    supervisor = Supervisor(store, controls, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
     limits = Limits(queue.max_running, queue.max_running_per_user, queue.max_running_per_type)
-    scheduler = Scheduler(store, logs, supervisor, limits, capacity=queue.max_local_batches, metrics=metrics)
+    scheduler = Scheduler(ClaimRepository(db), logs, supervisor, limits, capacity=queue.max_local_batches,
+                          metrics=metrics)
     instances = InstanceRepository(db)
     heartbeat = Heartbeat(instances, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
                           lease=me.lease_seconds)
@@ -400,7 +404,7 @@ def _build_parts(app: web.Application) -> None:
 
     hub.on(QUEUE, scheduler.wake)
     hub.on(KILL, kill_handler(supervisor, store))
-    hub.on(CONTROL_CHANNEL, control_handler(supervisor, store))
+    hub.on(CONTROL_CHANNEL, control_handler(supervisor, controls))
     hub.on(RUN_BATCH, coordinator.on_batch_change)
     hub.on(SCHEDULE, ticker.on_notify)
     hub.on(DEADLINE, deadlines.on_notify)
@@ -418,8 +422,8 @@ def _build_parts(app: web.Application) -> None:
     app[SERVICE] = batches
     app[FEED] = BatchFeed(store, batches, hub)
     app[OVERVIEW] = Overview(StatsStore(db), batches, limits, engines.enabled)
-    app[CONTROL] = BatchControl(store, logs, engines, hub, policy, batches, admission, audit, supervisor.workdir,
-                                projects)
+    app[CONTROL] = BatchControl(store, controls, logs, engines, hub, policy, batches, admission, audit,
+                                supervisor.workdir, projects)
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

@@ -22,10 +22,10 @@ from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator
 from gateway.security.sessions import SessionService
 from gateway.settings import Settings
-from gateway.store import Store
+from gateway.store import BatchRepository
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
+STORE = web.AppKey("store", BatchRepository)
 SERVICE = web.AppKey("service", BatchService)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)

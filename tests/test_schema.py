@@ -9,7 +9,8 @@ from pathlib import Path
 
 import asyncpg
 
-from gateway.store import Store
+from gateway.store import BatchRepository
+from gateway.store.database import Database
 
 
 def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
@@ -20,7 +21,8 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "gateway/schema.sql" in names
-        for subject in ("batches", "logs", "audit", "sessions", "instances", "jobs", "projects", "schedules"):
+        for subject in ("batches", "claims", "control", "logs", "audit", "sessions", "instances", "jobs", "projects",
+                        "schedules"):
             assert f"gateway/store/{subject}.sql" in names, "each repository's named queries ship with it"
         assert "gateway/store/migrate.sql" in names
         assert archive.read("gateway/schema.sql") == (root / "schema.sql").read_bytes()
@@ -30,7 +32,8 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
 
 
 async def test_batch_counts_follow_inserts_updates_and_deletes(database_url: str) -> None:
-    store = await Store.connect(database_url, min_size=1, max_size=2)
+    db = await Database.connect(database_url, min_size=1, max_size=2)
+    store = BatchRepository(db)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("""
@@ -54,4 +57,4 @@ async def test_batch_counts_follow_inserts_updates_and_deletes(database_url: str
         assert [tuple(r) for r in await conn.fetch(by_minute[0])] == [tuple(r) for r in await conn.fetch(by_minute[1])]
     finally:
         await conn.close()
-        await store.close()
+        await db.close()

@@ -17,8 +17,8 @@ import asyncpg
 
 from benchmarks import harness
 from benchmarks.report import Figure
-from gateway.store import Store
-from gateway.store.store import ListFilter
+from gateway.store import BatchRepository, ListFilter
+from gateway.store.database import Database
 
 TARGET_P99_MS = 20.0
 TARGET_KINDS = ("user", "state", "name", "time range", "deep paging")
@@ -103,11 +103,12 @@ def store_cases(rows: int, t0: int) -> dict[str, ListFilter]:
 
 
 async def store_split(url: str, rows: int, t0: int) -> str:
-    """Median time of Store.list_batches itself (total and page, no HTTP), for each kind of request.
+    """Median time of BatchRepository.list_batches itself (total and page, no HTTP), for each kind of request.
 
     The store is imported from the working tree, which is the benchmarked source unless --ref says otherwise.
     """
-    store = await Store.connect(url, min_size=1, max_size=2)
+    db = await Database.connect(url, min_size=1, max_size=2)
+    store = BatchRepository(db)
     parts = []
     try:
         for tag, flt in store_cases(rows, t0).items():
@@ -118,7 +119,7 @@ async def store_split(url: str, rows: int, t0: int) -> str:
                 times.append((time.perf_counter() - t) * 1000)
             parts.append(f"{tag} {harness.percentile(times, 50):.1f} ms")
     finally:
-        await store.close()
+        await db.close()
     return "; ".join(parts)
 
 
@@ -144,7 +145,7 @@ async def run(ctx: harness.Context) -> list[Figure]:
         "list", f"filters over {rows:,} rows, p99 ({', '.join(TARGET_KINDS)})", p99, "ms", target="< 20 ms",
         ok=p99 < TARGET_P99_MS,
         detail=(f"{len(requests)} requests, one at a time; p50/p99 ms by kind: {per_kind}. "
-                f"Store alone (median): {split}. Filled in {fill_seconds:.0f} s; {harness.machine_share(meter)}"))]
+                f"The repository alone (median): {split}. Filled in {fill_seconds:.0f} s; {harness.machine_share(meter)}"))]
     for tag in result.latencies_ms:
         targeted_kind = tag in TARGET_KINDS
         figures.append(harness.figure(

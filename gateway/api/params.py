@@ -9,7 +9,7 @@ from gateway.contract.batches import BatchState
 from gateway.contract.batches import validation_message as validation_message  # re-exported for handlers
 from gateway.errors import BadRequest
 from gateway.store import ListFilter
-from gateway.store.store import SORT_COLUMNS
+from gateway.store.batch_list import SORT_COLUMNS
 
 MAX_PAGE = 10_000
 LAST_EVENT_ID = "Last-Event-ID"  # the header a reconnecting EventSource sends: checked like a parameter

@@ -61,7 +61,7 @@ from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.outbound import OutboundRule
 from gateway.security.policy import Policy
-from gateway.store import BatchRecord, Store
+from gateway.store import BatchRecord, BatchRepository
 from gateway.store.records import NewBatch, mask_conf, mask_text
 
 log = structlog.get_logger("gateway.admission")
@@ -85,7 +85,7 @@ COUNTED = frozenset({Route.SUBMIT, Route.RESTART})
 
 class Admission:
     def __init__(
-        self, store: Store, policy: Policy, engines: EngineRegistry, audit: AuditService, *,
+        self, store: BatchRepository, policy: Policy, engines: EngineRegistry, audit: AuditService, *,
         projects: ProjectService | None, webhooks: OutboundRule, principal: Callable[[str], Principal],
         rate_per_minute: int = 0,
         metrics: Metrics | None = None, on_queued: Callable[[], None] | None = None,

@@ -27,7 +27,8 @@ from gateway.projects.service import ProjectService
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
-from gateway.store import BatchRecord, ListFilter, Store
+from gateway.store import BatchRecord, BatchRepository, ListFilter
+from gateway.store.control import ControlRepository
 
 log = structlog.get_logger("gateway.control")
 
@@ -47,12 +48,14 @@ class BulkResult:
 
 class BatchControl:
     def __init__(
-        self, store: Store, logs: LogStore, engines: EngineRegistry, hub: Hub, policy: Policy,
-        batches: BatchService, admission: Admission, audit: AuditService, workdir_of: Callable[[uuid.UUID], Path],
+        self, store: BatchRepository, controls: ControlRepository, logs: LogStore, engines: EngineRegistry,
+        hub: Hub, policy: Policy, batches: BatchService, admission: Admission, audit: AuditService,
+        workdir_of: Callable[[uuid.UUID], Path],
         projects: ProjectService | None = None,
     ) -> None:
         self._auditor = audit
         self._store = store
+        self._controls = controls
         self._logs = logs
         self._engines = engines
         self._hub = hub
@@ -78,7 +81,7 @@ class BatchControl:
         if batch.state in TERMINAL_STATES:
             raise Conflict(f"batch {batch.id} is {batch.state}; only a queued or running batch can be paused")
         if batch.state is BatchState.INITIALIZED:
-            paused = await self._store.pause_queued(batch.id)
+            paused = await self._controls.pause_queued(batch.id)
             if paused is None:
                 return await self.pause(who, batch_id)  # it was claimed meanwhile: pause the launched one
             await self._logs.note(batch.id, f"paused in the queue by {who.name}")
@@ -97,7 +100,7 @@ class BatchControl:
         if batch.state is not BatchState.PAUSED:
             raise Conflict(f"batch {batch.id} is {batch.state}, not PAUSED")
         if batch.paused_from is BatchState.INITIALIZED:
-            resumed = await self._store.resume_queued(batch.id)
+            resumed = await self._controls.resume_queued(batch.id)
             if resumed is None:
                 raise Conflict(f"batch {batch.id} changed while resuming; try again")
             await self._logs.note(batch.id, f"resumed by {who.name}: back in the queue")
@@ -110,7 +113,7 @@ class BatchControl:
     ) -> BatchRecord:
         """Record the request; the owner instance acts on it. Wait for the outcome."""
         with self._hub.subscribe(STATE, str(batch.id)) as changed:
-            requested = await self._store.request_control(batch.id, action, states)
+            requested = await self._controls.request_control(batch.id, action, states)
             if requested is None:
                 raise Conflict(f"batch {batch.id} changed meanwhile; it is no longer {'/'.join(states)}")
             await self._logs.note(batch.id, f"{action.lower()} requested by {who.name}")
@@ -156,7 +159,7 @@ class BatchControl:
         batch = await self._modifiable(who, batch_id)
         if batch.state not in TERMINAL_STATES:
             raise Conflict(f"batch {batch.id} is {batch.state}; kill it before dropping it")
-        if not await self._store.drop_batch(batch.id):
+        if not await self._controls.drop_batch(batch.id):
             raise Conflict(f"batch {batch.id} changed meanwhile; try again")
         await self._audit(who, "drop", batch)
         workdir = self._workdir_of(batch.id)
@@ -247,7 +250,7 @@ class BatchControl:
                 "peakRssKb": local.get("max_rss_kb"),
             })
         root = str(batch.batch_info.get("restartRoot") or batch.id)
-        attempts = [a for a in await self._store.attempts(root)
+        attempts = [a for a in await self._controls.attempts(root)
                     if self._policy.may_read(who, a, await self._batches.roles(who, a))]
         return batch, steps, counters, attempts
 

@@ -23,7 +23,7 @@ from gateway.batches.service import BatchService
 from gateway.contract.batches import BatchState
 from gateway.instance.listener import QUEUE, STATE, Hub
 from gateway.security.auth import Principal
-from gateway.store import BatchRecord, ListFilter, Store
+from gateway.store import BatchRecord, BatchRepository, ListFilter
 
 ACTIVE = (BatchState.INITIALIZED, BatchState.PAUSED, BatchState.PENDING, BatchState.RUNNING)
 SNAPSHOT_LIMIT = 1000
@@ -77,7 +77,7 @@ def _signature(batch: BatchRecord) -> tuple[str, str | None, str | None]:
 
 
 class BatchFeed:
-    def __init__(self, store: Store, service: BatchService, hub: Hub) -> None:
+    def __init__(self, store: BatchRepository, service: BatchService, hub: Hub) -> None:
         self._store = store
         self._service = service
         self._subscriptions: set[_Subscription] = set()

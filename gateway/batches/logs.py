@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from gateway.contract.batches import TERMINAL_STATES
 from gateway.instance.listener import LOG, STATE, Hub
 from gateway.instance.metrics import Metrics
-from gateway.store import Store
+from gateway.store import BatchRepository
 from gateway.store.logs import LogRepository
 from gateway.store.records import mask_text
 
@@ -50,7 +50,8 @@ def gateway_line(text: str) -> str:
 
 
 class LogStore:
-    def __init__(self, repository: LogRepository, batches: Store, hub: Hub, metrics: Metrics | None = None) -> None:
+    def __init__(self, repository: LogRepository, batches: BatchRepository, hub: Hub,
+                 metrics: Metrics | None = None) -> None:
         self._repository = repository
         self._batches = batches
         self._hub = hub

@@ -8,10 +8,11 @@ import uuid
 from collections.abc import Callable
 
 from gateway.batches.supervisor import Supervisor
-from gateway.store import Store
+from gateway.store import BatchRepository
+from gateway.store.control import ControlRepository
 
 
-def kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
+def kill_handler(supervisor: Supervisor, store: BatchRepository) -> Callable[[str | None], None]:
     pending: set[asyncio.Task[None]] = set()
 
     def handle(payload: str | None) -> None:
@@ -27,11 +28,11 @@ def kill_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None],
     return handle
 
 
-def control_handler(supervisor: Supervisor, store: Store) -> Callable[[str | None], None]:
+def control_handler(supervisor: Supervisor, controls: ControlRepository) -> Callable[[str | None], None]:
     pending: set[asyncio.Task[None]] = set()
 
     async def resync() -> None:
-        for batch_id, action in await store.pending_controls(supervisor.instance):
+        for batch_id, action in await controls.pending_controls(supervisor.instance):
             supervisor.control(batch_id, action)
 
     def handle(payload: str | None) -> None:
@@ -47,6 +48,6 @@ def control_handler(supervisor: Supervisor, store: Store) -> Callable[[str | Non
     return handle
 
 
-async def _resync_kills(supervisor: Supervisor, store: Store) -> None:
+async def _resync_kills(supervisor: Supervisor, store: BatchRepository) -> None:
     for batch_id in await store.kill_requested_owned(supervisor.instance):
         supervisor.kill(batch_id)

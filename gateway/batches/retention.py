@@ -8,7 +8,7 @@ import time
 import structlog
 
 from gateway.instance.periodic import Periodic
-from gateway.store import Store
+from gateway.store import BatchRepository
 from gateway.store.logs import LogRepository
 
 log = structlog.get_logger("gateway.retention")
@@ -18,7 +18,7 @@ PAUSE_BETWEEN_CHUNKS = 0.05  # let other work use the pool between two deletes
 
 
 class Retention:
-    def __init__(self, batches: Store, logs: LogRepository, *, days: float, every: float) -> None:
+    def __init__(self, batches: BatchRepository, logs: LogRepository, *, days: float, every: float) -> None:
         self._batches = batches
         self._logs = logs
         self._max_age_ms = int(days * 86_400_000)

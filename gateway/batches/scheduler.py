@@ -17,8 +17,7 @@ from gateway.batches.logs import LogStore
 from gateway.batches.supervisor import Supervisor
 from gateway.errors import Unavailable
 from gateway.instance.metrics import Metrics
-from gateway.store import Store
-from gateway.store.store import ActiveCounts, ClaimCandidate
+from gateway.store.claims import ActiveCounts, ClaimCandidate, ClaimRepository
 
 log = structlog.get_logger("gateway.scheduler")
 
@@ -72,7 +71,7 @@ def choose(
 class Scheduler:
     def __init__(
         self,
-        store: Store,
+        claims: ClaimRepository,
         logs: LogStore,
         supervisor: Supervisor,
         limits: Limits,
@@ -81,7 +80,7 @@ class Scheduler:
         metrics: Metrics | None = None,
     ) -> None:
         self._metrics = metrics or Metrics()
-        self._store = store
+        self._claims = claims
         self._logs = logs
         self._supervisor = supervisor
         self._limits = limits
@@ -125,7 +124,7 @@ class Scheduler:
         room = self._capacity - self._supervisor.active
         if room <= 0:
             return 0
-        async with self._store.claim_session() as session:
+        async with self._claims.session() as session:
             candidates = await session.candidates(SCAN)
             if not candidates:
                 return 0

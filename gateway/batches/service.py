@@ -21,7 +21,7 @@ from gateway.projects.service import ProjectService
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.policy import Policy
-from gateway.store import BatchRecord, ListFilter, Store
+from gateway.store import BatchRecord, BatchRepository, ListFilter
 
 log = structlog.get_logger("gateway.service")
 
@@ -32,7 +32,8 @@ __all__ = ["BatchService", "Upload", "parse_batch_id"]
 
 class BatchService:
     def __init__(
-        self, store: Store, logs: LogStore, hub: Hub, policy: Policy, admission: Admission, audit: AuditService, *,
+        self, store: BatchRepository, logs: LogStore, hub: Hub, policy: Policy, admission: Admission,
+        audit: AuditService, *,
         roles: Callable[[Principal, BatchRecord], Awaitable[frozenset[str]]] | None = None,
         projects: ProjectService | None = None, metrics: Metrics | None = None,
     ) -> None:

@@ -39,7 +39,8 @@ from gateway.contract.batches import AppState, BatchState
 from gateway.errors import GatewayError, Unavailable
 from gateway.instance.metrics import Metrics
 from gateway.projects.service import ARTIFACT_PREFIX, ProjectService
-from gateway.store import BatchRecord, Store
+from gateway.store import BatchRecord, BatchRepository
+from gateway.store.control import ControlRepository
 
 log = structlog.get_logger("gateway.supervisor")
 T = TypeVar("T")
@@ -54,7 +55,8 @@ def _launched_in(workdir: Path) -> bool:
 class Supervisor:
     def __init__(
         self,
-        store: Store,
+        store: BatchRepository,
+        controls: ControlRepository,
         logs: LogStore,
         engines: EngineRegistry,
         instance: str,
@@ -68,6 +70,7 @@ class Supervisor:
         self._metrics = metrics or Metrics()
         self._projects = projects
         self._store = store
+        self._controls = controls
         self._logs = logs
         self._engines = engines
         self.instance = instance
@@ -260,7 +263,7 @@ class Supervisor:
                     blog.info("batch.running", app_id=event.app_id)
             elif isinstance(event, Details):
                 await self._retry(partial(
-                    self._store.save_details, batch.id, self.instance,
+                    self._controls.save_details, batch.id, self.instance,
                     {"steps": event.steps, "counters": event.counters},
                 ))
             elif isinstance(event, Exited):
@@ -310,15 +313,16 @@ class Supervisor:
             info = await (run.pause() if action == "PAUSE" else run.resume())
         except NotSupported as exc:
             blog.info("batch.control_refused", reason=str(exc))
-            await self._retry(partial(self._store.clear_control, batch_id, self.instance, {"controlError": str(exc)}))
+            await self._retry(partial(self._controls.clear_control, batch_id, self.instance,
+                                      {"controlError": str(exc)}))
             return
         except Exception as exc:
             blog.exception("batch.control_failed")
             error = {"controlError": f"{action.lower()} failed: {exc}"}
-            await self._retry(partial(self._store.clear_control, batch_id, self.instance, error))
+            await self._retry(partial(self._controls.clear_control, batch_id, self.instance, error))
             return
         info = {**info, "controlError": None}
-        setter = self._store.set_paused if action == "PAUSE" else self._store.set_resumed
+        setter = self._controls.set_paused if action == "PAUSE" else self._controls.set_resumed
         await self._retry(partial(setter, batch_id, self.instance, info))
         await self._retry(partial(self._logs.note, batch_id, "paused" if action == "PAUSE" else "resumed"))
         blog.info("batch.paused" if action == "PAUSE" else "batch.resumed")

@@ -26,7 +26,7 @@ from gateway.errors import Unavailable
 if TYPE_CHECKING:
     import asyncpg
 
-    from gateway.store import BatchRecord, Store
+    from gateway.store import BatchRecord, BatchRepository
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 STATES = tuple(BatchState)
@@ -109,14 +109,13 @@ class Metrics:
         self._state_ttl = state_ttl
         self._states_read_at = -1e9
         self._refresh_lock = asyncio.Lock()
-        self._store: Store | None = None
+        self._store: BatchRepository | None = None
 
     # --- wiring --------------------------------------------------------------------------
 
-    def bind_store(self, store: Store) -> None:
-        """The database behind batch counts and pool gauges."""
+    def bind_store(self, store: BatchRepository, pool: asyncpg.Pool) -> None:
+        """The batch counts' repository and the pool behind the pool gauges."""
         self._store = store
-        pool: asyncpg.Pool = store.pool
         self.pool_in_use.set_function(lambda: pool.get_size() - pool.get_idle_size())
         self.pool_size.set_function(lambda: pool.get_size())
         self.pool_max.set_function(lambda: pool.get_max_size())

@@ -1,4 +1,4 @@
--- Batches: queue, claims, launch and state, job control, files, takeover, retention, counts.
+-- Batches: queue, launch and state, files, retention, counts, the list's deep pages.
 -- Named queries (gateway/store/queries.py loads each file once); $n are parameters.
 
 -- name: insert_batch
@@ -42,38 +42,6 @@ select * from b;
 -- name: get_batch
 -- One batch by id. $1 id
 select * from batches where id = $1;
-
--- name: claim_candidates
--- Queued batches in claim order, locked for this transaction, skipping ones another claimer holds.
--- $1 how many to look at
-select id, batch_user, batch_type from batches
-where state = 'INITIALIZED'
-order by priority desc, create_time, id
-limit $1
-for update skip locked;
-
--- name: active_counts
--- Running batches per user and type, for the limits. Call under the claim lock.
-select batch_user, batch_type, count(*)::int as n from batches
-where state in ('PENDING', 'RUNNING') or (state = 'PAUSED' and instance is not null)
-group by batch_user, batch_type;
-
--- name: lock_claims
--- Claimers take this lock so that limit checks and claims are one atomic step across instances.
-select pg_advisory_xact_lock(8317000002);
-
--- name: claim_batches
--- Take ownership of the chosen batches. $1 ids, $2 instance
-update batches
-set state = 'PENDING', instance = $2, claim_time = bg_now_ms(), update_time = bg_now_ms(), wait_reason = null
-where id = any($1::uuid[]) and state = 'INITIALIZED'
-returning *;
-
--- name: set_wait_reason
--- Remember why queued batches wait, so the reason is logged once. $1 ids, $2 reason
-update batches set wait_reason = $2
-where id = any($1::uuid[]) and state = 'INITIALIZED' and wait_reason is distinct from $2
-returning id;
 
 -- name: set_launched
 -- The engine accepted the batch: store its re-attach handle. $1 id, $2 instance, $3 handle
@@ -173,73 +141,10 @@ where id in (
 )
 returning id;
 
--- name: pause_queued
--- Hold a queued batch: no instance claims it until it is resumed. $1 id
-update batches set state = 'PAUSED', paused_from = 'INITIALIZED', update_time = bg_now_ms()
-where id = $1 and state = 'INITIALIZED'
-returning *;
-
--- name: resume_queued
--- Put a held batch back in the queue. $1 id
-update batches set state = 'INITIALIZED', paused_from = null, update_time = bg_now_ms()
-where id = $1 and state = 'PAUSED' and paused_from = 'INITIALIZED'
-returning *;
-
--- name: request_control
--- Ask the owner of a launched batch to pause or resume it; the trigger tells the owner.
--- $1 id, $2 PAUSE or RESUME, $3 the states it may be in
-update batches set control = $2, update_time = bg_now_ms()
-where id = $1 and instance is not null and state = any($3::text[])
-returning *;
-
--- name: set_paused
--- The owner paused the application. $1 id, $2 instance, $3 batch_info to merge
-update batches set state = 'PAUSED', paused_from = 'RUNNING', control = null, update_time = bg_now_ms(),
-                   batch_info = batch_info || $3
-where id = $1 and instance = $2 and state = 'RUNNING'
-returning *;
-
--- name: set_resumed
--- The owner resumed the application. $1 id, $2 instance, $3 batch_info to merge
-update batches set state = 'RUNNING', paused_from = null, control = null, update_time = bg_now_ms(),
-                   batch_info = batch_info || $3
-where id = $1 and instance = $2 and state = 'PAUSED'
-returning *;
-
--- name: clear_control
--- A control request was handled (or refused). $1 id, $2 instance, $3 diagnostic for the batch info
-update batches set control = null, batch_info = batch_info || $3
-where id = $1 and instance = $2
-returning *;
-
--- name: pending_controls
--- Pause/resume requests for this instance's batches (missed while disconnected). $1 instance
-select id, control from batches where instance = $1 and control is not null;
-
--- name: merge_info
--- Merge facts into batch_info (owner only). $1 id, $2 instance, $3 info
-update batches set batch_info = batch_info || $3, update_time = bg_now_ms()
-where id = $1 and instance = $2
-returning *;
-
--- name: save_details
--- Snapshot the engine's steps and counters, so they outlive the application. $1 id, $2 instance, $3 details
-update batches set details = $3 where id = $1 and instance = $2;
-
--- name: drop_batch
--- Remove a terminal batch; its log and files go by cascade, the audit log keeps its entries. $1 id
-delete from batches where id = $1 and state in ('FINISHED', 'ERROR', 'CANCELED')
-returning id;
-
 -- name: copy_files
 -- Copy a batch's uploaded files to its restart. $1 from, $2 to
 insert into batch_files (batch_id, name, chunk, data)
 select $2, name, chunk, data from batch_files where batch_id = $1;
-
--- name: attempts
--- Every attempt of a batch: the original and its restarts, oldest first. $1 root id (text)
-select * from batches where id = ($1::text)::uuid or batch_info ->> 'restartRoot' = $1::text
-order by create_time, id;
 
 -- name: get_batch_by_seq
 -- One batch by its sequence number (the Livy id). $1 seq

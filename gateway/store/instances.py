@@ -8,11 +8,7 @@ import asyncpg
 
 from gateway.store.database import Database
 from gateway.store.migrate import SCHEMA_VERSION
-from gateway.store.records import BatchRecord
-
-
-def _record(row: asyncpg.Record) -> BatchRecord:
-    return BatchRecord.model_validate(dict(row))
+from gateway.store.records import BatchRecord, batch_record
 
 
 class InstanceRepository:
@@ -43,7 +39,7 @@ class InstanceRepository:
                 if dead is None:
                     return None, []
                 rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
-                return dead, [_record(r) for r in rows]
+                return dead, [batch_record(r) for r in rows]
 
         return await self._db.run(op)
 
@@ -58,10 +54,10 @@ class InstanceRepository:
                     return int(lease["lease_until"]), []
                 await conn.execute(self._q["remove_instance"], dead)
                 rows = await conn.fetch(self._q["take_over_batches"], dead, instance)
-                return None, [_record(r) for r in rows]
+                return None, [batch_record(r) for r in rows]
 
         return await self._db.run(op)
 
     async def take_over_orphans(self, instance: str) -> list[BatchRecord]:
         """Active batches whose owner has no instance row at all, now this instance's (a few hundred a step)."""
-        return [_record(r) for r in await self._db.fetch(self._q["orphaned_batches"], instance)]
+        return [batch_record(r) for r in await self._db.fetch(self._q["orphaned_batches"], instance)]

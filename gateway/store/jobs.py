@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from gateway.contract.batches import BatchState
 from gateway.contract.jobs import FailureAction, NodeState, RunState
+from gateway.store.batches import write_batch
 from gateway.store.database import Database, Where
 from gateway.store.projects import ArtifactRecord
 from gateway.store.records import NewBatch
-from gateway.store.store import write_batch
 
 
 class JobRecord(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,11 @@ class BatchRecord(BaseModel):
             end_time=self.end_time,
             batch_info=wire_info(info),
         )
+
+
+def batch_record(row: Mapping[str, Any]) -> BatchRecord:
+    """A batches row (an asyncpg record) as a BatchRecord."""
+    return BatchRecord.model_validate(dict(row))
 
 
 def wire_info(info: dict[str, Any]) -> dict[str, str | None]:
