@@ -61,6 +61,7 @@ from gateway.keys import (
     AUDIT,
     AUTH,
     CONTROL,
+    DATABASE,
     ENGINES,
     FEED,
     INSTANCE,
@@ -134,7 +135,6 @@ class Loop(Protocol):
 
 # The parts create_app() wires, for the entries below (the handlers' keys are in gateway/keys.py).
 _DSN = web.AppKey("dsn", str)
-_DB = web.AppKey("database", Database)
 _EMBEDDED = web.AppKey("embedded", bool)
 _SCHEMA_VERSION = web.AppKey("schema_version", int)
 _PROCESSES = web.AppKey("processes", ProcessSupervisor)
@@ -244,7 +244,7 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
     db = await Database.connect(app[_DSN])
     store = BatchRepository(db)
-    app[_DB] = db
+    app[DATABASE] = db
     app[STORE] = store
     app[METRICS].bind_store(store, db.pool)
     try:
@@ -355,7 +355,7 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
 
 
 def _build_parts(app: web.Application) -> None:
-    settings, db, store, engines, metrics = app[SETTINGS], app[_DB], app[STORE], app[ENGINES], app[METRICS]
+    settings, db, store, engines, metrics = app[SETTINGS], app[DATABASE], app[STORE], app[ENGINES], app[METRICS]
     me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()

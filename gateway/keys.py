@@ -23,8 +23,10 @@ from gateway.security.auth import Authenticator
 from gateway.security.sessions import SessionService
 from gateway.settings import Settings
 from gateway.store import BatchRepository
+from gateway.store.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
 STORE = web.AppKey("store", BatchRepository)
 SERVICE = web.AppKey("service", BatchService)
 CONTROL = web.AppKey("control", BatchControl)

@@ -16,8 +16,10 @@ import asyncpg
 from engines.process import LINE_LIMIT
 from gateway.batches.logs import MAX_CHAR_WINDOW, LogStore, char_window
 from gateway.instance.listener import Hub
-from gateway.keys import STORE
-from gateway.store import Store
+from gateway.keys import DATABASE
+from gateway.store import BatchRepository
+from gateway.store.database import Database
+from gateway.store.logs import LogRepository
 from gateway.store.migrate import Migrator, load_migrations
 from tests.conftest import MakeDatabase
 from tests.helpers import Api
@@ -121,7 +123,7 @@ async def node_text(api: Api, project: str, flow: str, node: str) -> str:
 
 
 async def stored_counts(api: Api, batch_id: str) -> list[tuple[int | None, int | None, list[str]]]:
-    async with api.app[STORE].pool.acquire() as conn:
+    async with api.app[DATABASE].pool.acquire() as conn:
         rows = await conn.fetch("select first_char, chars, lines from batch_log_chunks where batch_id = $1 "
                                 "order by first_line", uuid.UUID(batch_id))
     return [(r["first_char"], r["chars"], r["lines"]) for r in rows]
@@ -288,10 +290,11 @@ async def test_an_upgrade_counts_logs_written_before_the_counts(empty_database: 
         await conn.close()
 
     await Migrator(url).upgrade()
-    store = await Store.connect(url)
+    db = await Database.connect(url)
     try:
-        logs = LogStore(store, Hub())
-        assert await store.append_log(batch_id, ["after the upgrade \u20ac"]) == 5
+        repository = LogRepository(db)
+        logs = LogStore(repository, BatchRepository(db), Hub())
+        assert await repository.append(batch_id, ["after the upgrade \u20ac"]) == 5
         conn = await asyncpg.connect(url)
         try:
             counts = await conn.fetch("select first_char, chars from batch_log_chunks order by first_line")
@@ -309,4 +312,4 @@ async def test_an_upgrade_counts_logs_written_before_the_counts(empty_database: 
         finally:
             await conn.close()
     finally:
-        await store.close()
+        await db.close()
