@@ -272,3 +272,19 @@ async def test_hostile_zips_are_refused_clearly(api: Api) -> None:
     deep = await az.upload("hostile", project_zip({"p.project": "azkaban-flow-version: 2.0\n",
                                                    "f.flow": "nodes: " + "[" * 5000 + "]" * 5000 + "\n"}))
     assert "Installation Failed" in deep["error"]
+
+
+async def test_the_local_allow_list_governs_the_program_that_runs(start_gateway: Any) -> None:
+    """Only /bin/sh is allowed: `sh run.sh` is saved (the script runs with /bin/sh), `echo` and a Python
+    script are refused at upload, naming the program."""
+    api: Api = await start_gateway(admin=["admin"], local_programs=["/bin/sh"])
+    az = await Azkaban.login(api)
+    await az.call("/manager", action="create", name="guarded", description="d")
+    allowed = await az.upload("guarded", project_zip({"a.job": "type=command\ncommand=sh run.sh\n",
+                                                      "run.sh": "echo fine\n"}))
+    assert "error" not in allowed, allowed
+    echo = await az.upload("guarded", project_zip({"a.job": "type=command\ncommand=echo hi\n"}))
+    assert "program 'echo' is not in the LOCAL allow-list" in echo["error"]
+    script = await az.upload("guarded", project_zip({"a.job": "type=command\ncommand=python3 x.py\n",
+                                                     "x.py": "print(1)\n"}))
+    assert "not in the LOCAL allow-list" in script["error"] and "x.py" in script["error"]

@@ -123,7 +123,7 @@ def read_zip(path: Path) -> tuple[list[str], list[AzJob] | dict[str, list[AzJob]
             names = {n: n[len(root):] for n in files}
             project = [n for n, rel in names.items() if rel.endswith(".project")]
             listed = [ROOT + root, *names.values()] if root else list(names.values())
-            if project and "2.0" in str(yaml.safe_load(_text(archive, project[0])) or ""):
+            if project and _flow_version(yaml.safe_load(_text(archive, project[0]))) == "2.0":
                 return listed, _flow2(archive, names)
             return listed, _flow1(archive, names)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, zlib.error):
@@ -133,6 +133,12 @@ def read_zip(path: Path) -> tuple[list[str], list[AzJob] | dict[str, list[AzJob]
         raise BadRequest(f"Installation Failed.\nBad YAML: {exc}") from None
     except RecursionError:
         raise BadRequest("Installation Failed.\nA .flow file nested too deeply") from None
+
+
+def _flow_version(document: Any) -> str:
+    """A `.project` file's `azkaban-flow-version` (`2.0`: Flow 2.0), or "" without one."""
+    version = document.get("azkaban-flow-version") if isinstance(document, dict) else None
+    return f"{version:.1f}" if isinstance(version, float) else str(version or "")
 
 
 def _common_root(files: list[str]) -> str:
