@@ -34,6 +34,7 @@ import aiohttp
 
 from engines.base import EngineError, mark_launched
 from engines.process import clean_env
+from engines.spark_state import AppIds
 from engines.spark_status import StatusUnavailable, YarnApi
 from engines.spark_submit import SubmitPlan
 
@@ -154,7 +155,7 @@ class LauncherJvm:
             await proc.wait()
 
 
-async def submit_in_jvm(jvm: LauncherJvm, plan: SubmitPlan, workdir: Path, api: YarnApi, ids: dict[str, Any]
+async def submit_in_jvm(jvm: LauncherJvm, plan: SubmitPlan, workdir: Path, api: YarnApi, ids: AppIds
                         ) -> tuple[str | None, list[str]]:
     """Submit a batch through the long-lived launcher: (YARN's application id, or None if nothing reached
     YARN and spark-submit, the fallback, should submit it and say in its output what went wrong; the batch

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from engines.spark_state import AppIds
 from engines.spark_submit import K8S_LABEL, Master, yarn_tag
 from engines.yarn import ContainerLog, ResourceManager, RmUnavailable, YarnApp
 
@@ -48,13 +49,13 @@ NOT_FOUND = ClusterStatus(found=False)
 
 
 class ClusterApi(Protocol):
-    """What the Spark run asks a cluster. `ids` is the `spark` part of the batch's handle."""
+    """What the Spark run asks a cluster, about the application `ids` name."""
 
     name: str
 
-    async def status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus: ...
+    async def status(self, session: aiohttp.ClientSession, ids: AppIds) -> ClusterStatus: ...
 
-    async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str: ...
+    async def kill(self, session: aiohttp.ClientSession, ids: AppIds) -> str: ...
 
 
 async def _request(
@@ -141,10 +142,10 @@ class StandaloneApi:
             errors.append(f"{method} {rest}{path}: HTTP {status} {body.get('message', '') if body else ''}")
         raise StatusUnavailable("; ".join(errors) or "no REST submission server")
 
-    async def status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus:
+    async def status(self, session: aiohttp.ClientSession, ids: AppIds) -> ClusterStatus:
         if self.cluster:
             return await self._driver_status(session, ids)
-        app_id = ids.get("appId")
+        app_id = ids.app_id
         if not app_id or not str(app_id).startswith("app-"):
             return NOT_FOUND
         info = await self.master_json(session)
@@ -154,8 +155,8 @@ class StandaloneApi:
                 return ClusterStatus(True, state, terminal, app_id=app_id)
         return NOT_FOUND
 
-    async def _driver_status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus:
-        driver_id = ids.get("driverId")
+    async def _driver_status(self, session: aiohttp.ClientSession, ids: AppIds) -> ClusterStatus:
+        driver_id = ids.driver_id
         if not driver_id:
             return NOT_FOUND
         driver_state: str | None = None
@@ -196,8 +197,8 @@ class StandaloneApi:
         return ClusterStatus(True, state, terminal, app_id=driver_id, app_url=url, diagnostic=diagnostic,
                              ids={"worker": worker_id} if worker_id else {})
 
-    async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str:
-        driver_id = ids.get("driverId")
+    async def kill(self, session: aiohttp.ClientSession, ids: AppIds) -> str:
+        driver_id = ids.driver_id
         if not self.cluster or not driver_id:
             return ""
         try:
@@ -239,8 +240,8 @@ class YarnApi:
         self.cluster = cluster
         self.last: YarnApp | None = None  # the last report, for the AM container's logs at the end
 
-    async def find(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> YarnApp | None:
-        app_id = ids.get("appId")
+    async def find(self, session: aiohttp.ClientSession, ids: AppIds) -> YarnApp | None:
+        app_id = ids.app_id
         try:
             if app_id and str(app_id).startswith("application_"):
                 return await self.rm.app(session, str(app_id))
@@ -248,7 +249,7 @@ class YarnApi:
         except RmUnavailable as exc:
             raise StatusUnavailable(str(exc)) from None
 
-    async def status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus:
+    async def status(self, session: aiohttp.ClientSession, ids: AppIds) -> ClusterStatus:
         app = await self.find(session, ids)
         if app is None:
             return NOT_FOUND
@@ -261,8 +262,8 @@ class YarnApi:
         return ClusterStatus(True, state, app.terminal, app_id=app.app_id, app_url=app.tracking_url,
                              diagnostic=app.diagnostic, ids=ids_kept, ui_url=ui)
 
-    async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str:
-        app_id = ids.get("appId")
+    async def kill(self, session: aiohttp.ClientSession, ids: AppIds) -> str:
+        app_id = ids.app_id
         if not app_id or not str(app_id).startswith("application_"):
             found = await self.find(session, ids)
             if found is None:
@@ -328,8 +329,8 @@ class K8sApi:
     def pod_url(self, namespace: str, pod: str) -> str:
         return f"{self.api_url}/api/v1/namespaces/{quote(namespace)}/pods/{quote(pod)}"
 
-    async def status(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> ClusterStatus:
-        namespace = str(ids.get("namespace") or self.namespace)
+    async def status(self, session: aiohttp.ClientSession, ids: AppIds) -> ClusterStatus:
+        namespace = str(ids.namespace or self.namespace)
         selector = quote(f"{K8S_LABEL}={self.batch_id},spark-role=driver")
         url = f"{self.api_url}/api/v1/namespaces/{quote(namespace)}/pods?labelSelector={selector}"
         status, body = await _request(session, "GET", url, **self._kwargs())
@@ -350,8 +351,8 @@ class K8sApi:
             ids={"pod": name, "namespace": namespace},
         )
 
-    async def kill(self, session: aiohttp.ClientSession, ids: dict[str, Any]) -> str:
-        pod, namespace = ids.get("pod"), str(ids.get("namespace") or self.namespace)
+    async def kill(self, session: aiohttp.ClientSession, ids: AppIds) -> str:
+        pod, namespace = ids.pod, str(ids.namespace or self.namespace)
         if not pod:
             found = await self.status(session, ids)
             pod = found.ids.get("pod")

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from engines.base import InvalidRequest, LaunchSpec
-from engines.spark_submit import LauncherOutput, SparkSubmit, SubmitConfig, parse_master
+from engines.spark_output import LauncherOutput
+from engines.spark_state import AppIds, SparkFacts
+from engines.spark_submit import SparkSubmit, SubmitConfig, parse_master
 from gateway.settings import Settings
 from tests.helpers import Api, info
 from tests.spark_cluster import (
@@ -224,6 +226,29 @@ def test_command_line_for_a_jar_with_proxy_user_on_standalone_cluster(tmp_path: 
     assert not any(c.startswith(("spark.master=", "spark.submit.deployMode=", "spark.eventLog", "spark.local.dir"))
                    for c in confs), "a driver on the cluster must not get the gateway's paths"
     assert argv[-2:] == [str(jar), "7"]
+
+
+# Handles as earlier versions stored them (the "spark" part), read as typed facts and written back the same.
+STORED_SPARK = [
+    {"batchId": "b1", "master": "local[2]", "deployMode": "client", "launcherWaits": True, "restSubmission": False,
+     "appId": "local-1", "appUrl": "http://h:4040", "appState": "RUNNING"},
+    {"batchId": "b2", "master": "yarn", "deployMode": "cluster", "launcherWaits": False, "restSubmission": False,
+     "appId": "application_1_0001", "launcher": "jvm", "uiUrl": "http://rm/proxy/application_1_0001/",
+     "amContainerLogs": "http://nm/logs"},
+    {"batchId": "b3", "master": "k8s://https://api:6443", "deployMode": "cluster", "launcherWaits": True,
+     "restSubmission": False, "namespace": "jobs", "pod": "drv-1", "appId": "spark-0123456789abcdef"},
+    {"batchId": "b4", "master": "spark://m:7077", "deployMode": "cluster", "launcherWaits": True,
+     "restSubmission": True, "driverId": "driver-1-0001", "worker": "w1", "someLaterKey": {"kept": True}},
+]
+
+
+@pytest.mark.parametrize("stored", STORED_SPARK)
+def test_stored_spark_facts_are_written_back_the_same(stored: dict[str, Any]) -> None:
+    facts = SparkFacts.from_dict(stored)
+    assert facts.to_dict() == stored
+    assert facts.cluster is (stored["deployMode"] == "cluster")
+    assert facts.ids == AppIds(app_id=stored.get("appId"), driver_id=stored.get("driverId"), pod=stored.get("pod"),
+                               namespace=stored.get("namespace"))
 
 
 def test_launcher_output_facts_and_diagnostics() -> None:

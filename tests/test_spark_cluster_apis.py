@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from engines.spark_state import AppIds
 from engines.spark_status import K8sApi, StatusUnavailable, YarnApi
 from engines.spark_submit import SparkSubmit, SubmitConfig
 from engines.yarn import YarnApp
@@ -269,11 +270,11 @@ async def test_yarn_api_tries_the_next_rm_and_reports_when_none_answers(rm: Fake
     dead = f"http://127.0.0.1:{free_port()}"
     app_id = rm.add_app(tags=f"batchgate-{BATCH}", state="RUNNING")
     async with aiohttp.ClientSession() as session:
-        status = await YarnApi([dead, rm.url], batch_id=BATCH, cluster=True).status(session, {})
+        status = await YarnApi([dead, rm.url], batch_id=BATCH, cluster=True).status(session, AppIds())
         assert status.app_id == app_id
         rm.down = True
         with pytest.raises(StatusUnavailable, match="503"):
-            await YarnApi([dead, rm.url], batch_id=BATCH, cluster=True).status(session, {"appId": app_id})
+            await YarnApi([dead, rm.url], batch_id=BATCH, cluster=True).status(session, AppIds(app_id=app_id))
 
 
 # --- the Kubernetes client ----------------------------------------------------------------------
@@ -282,29 +283,29 @@ async def test_yarn_api_tries_the_next_rm_and_reports_when_none_answers(rm: Fake
 async def test_k8s_api_finds_the_driver_pod_by_label_and_deletes_it(k8s: FakeKubernetesApi, token_file: Path) -> None:
     api = K8sApi(k8s.url, batch_id=BATCH, namespace="jobs", token_file=token_file)
     async with aiohttp.ClientSession() as session:
-        assert not (await api.status(session, {})).found
+        assert not (await api.status(session, AppIds())).found
         k8s.add_pod("jobs", "exec-1", {"batchgate-batch-id": BATCH, "spark-role": "executor"})
         k8s.add_pod("other", "drv-0", {"batchgate-batch-id": BATCH, "spark-role": "driver"})
         k8s.add_pod("jobs", "drv-1", {"batchgate-batch-id": BATCH, "spark-role": "driver",
                                       "spark-app-selector": "spark-0123456789abcdef0123"})
-        status = await api.status(session, {})
+        status = await api.status(session, AppIds())
         assert status.found and status.state == "PENDING" and status.ids == {"pod": "drv-1", "namespace": "jobs"}
         assert status.app_id == "spark-0123456789abcdef0123"
         assert status.app_url == f"{k8s.url}/api/v1/namespaces/jobs/pods/drv-1/log"
         k8s.set_phase("jobs", "drv-1", "Running")
-        assert (await api.status(session, {})).state == "RUNNING"
+        assert (await api.status(session, AppIds())).state == "RUNNING"
         k8s.set_phase("jobs", "drv-1", "Failed", exit_code=1, reason="Error", message="boom")
-        status = await api.status(session, {})
+        status = await api.status(session, AppIds())
         assert (status.state, status.terminal) == ("FAILED", True)
         assert status.diagnostic == "driver container Error boom (exit code 1)"
         k8s.set_phase("jobs", "drv-1", "Succeeded", exit_code=0, reason="Completed")
-        assert (await api.status(session, {})).state == "FINISHED"
-        assert await api.kill(session, {"pod": "drv-1", "namespace": "jobs"}) == "driver pod jobs/drv-1 deleted"
+        assert (await api.status(session, AppIds())).state == "FINISHED"
+        assert await api.kill(session, AppIds(pod="drv-1", namespace="jobs")) == "driver pod jobs/drv-1 deleted"
         assert k8s.deleted == ["drv-1"] and ("other", "drv-0") in k8s.pods
-        assert not (await api.status(session, {})).found
+        assert not (await api.status(session, AppIds())).found
         token_file.write_text("wrong")
         with pytest.raises(StatusUnavailable, match="401"):
-            await api.status(session, {})
+            await api.status(session, AppIds())
 
 
 # --- end to end: the gateway, a fake spark-submit, and the fake cluster APIs ----------------------

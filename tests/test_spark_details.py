@@ -20,15 +20,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from engines.spark import PAUSE_REFUSAL, SparkConfig, SparkRun
-from engines.spark_details import (
-    MAX_JOB_STEPS,
-    MAX_STAGE_STEPS,
-    EventLogParser,
-    SparkUi,
-    read_event_log,
-    snapshot_from_rest,
-)
+from engines.spark import PAUSE_REFUSAL
+from engines.spark_context import RunContext, SparkTimings
+from engines.spark_details import MAX_JOB_STEPS, MAX_STAGE_STEPS, SparkUi, snapshot_from_rest
+from engines.spark_eventlog import EventLogParser, read_event_log
+from engines.spark_state import LauncherState, SparkFacts
 from tests.helpers import Api
 from tests.spark_cluster import pi_py, reap_batch_processes
 
@@ -273,21 +269,21 @@ def test_very_many_jobs_keep_the_latest_steps_and_count_them_all() -> None:
 def test_running_is_reported_with_the_application_id() -> None:
     """The UI shows up a moment before the driver names its application: RUNNING waits for the id, and
     a change of state alone still carries the id (the supervisor logs batch.running with it)."""
-    run = SparkRun(SparkConfig(), process=None, handle={"spark": {"deployMode": "client"}}, api=None, notes=[])
-    run._launcher_done = False  # as if its launcher were running
-    run._parser.feed(["26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4040 for SparkUI",
+    run = RunContext(SparkTimings(), process=None, base={}, facts=SparkFacts(deploy_mode="client"), api=None)
+    run.launcher = LauncherState.RUNNING  # as if its launcher were running
+    run.parser.feed(["26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4040 for SparkUI",
                       "26/01/01 10:00:00 INFO Utils: Successfully started service 'SparkUI' on port 4040.",
                       "26/01/01 10:00:00 INFO BlockManagerMaster: Registering BlockManager "
                       "BlockManagerId(driver, 10.1.2.3, 4, None)"])
-    first = run._from_launcher()
+    first = run.from_launcher()
     assert first is not None and first.app_url == "http://10.1.2.3:4040" and not first.running
-    run._parser.feed(["26/01/01 10:00:01 INFO RollingEventLogFilesWriter: Logging events to "
+    run.parser.feed(["26/01/01 10:00:01 INFO RollingEventLogFilesWriter: Logging events to "
                       "file:/w/eventlog/eventlog_v2_local-1767261600000/events_1_local-1767261600000"])
-    second = run._from_launcher()
+    second = run.from_launcher()
     assert second is not None and second.running and second.app_id == "local-1767261600000"
-    cluster = SparkRun(SparkConfig(), process=None, api=None, notes=[],
-                       handle={"spark": {"deployMode": "cluster", "appId": "application_1_0001"}})
-    moved = cluster._report(app_id=None, state="RUNNING")
+    cluster = RunContext(SparkTimings(), process=None, base={}, api=None,
+                         facts=SparkFacts.from_dict({"deployMode": "cluster", "appId": "application_1_0001"}))
+    moved = cluster.report(app_id=None, state="RUNNING")
     assert moved is not None and moved.running and moved.app_id == "application_1_0001"
 
 
