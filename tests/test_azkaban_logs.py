@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from engines.process import LINE_LIMIT
 from gateway.batches.logs import MAX_CHAR_WINDOW, LogStore, char_window
@@ -23,6 +26,7 @@ from gateway.store.logs import LogRepository
 from gateway.store.migrate import Migrator, load_migrations
 from tests.conftest import MakeDatabase
 from tests.helpers import Api
+from tests.live_gateway import in_thread, live_gateway
 from tests.test_azkaban import Azkaban, project_zip
 from tests.test_migrations import first_release_database
 
@@ -257,6 +261,55 @@ async def test_errors_are_azkabans(api: Api) -> None:
     async with api.client.get("/executor", params={"ajax": "fetchExecFlowLogs", "execid": str(execid),
                                                    "offset": "0", "length": "5", "session.id": "gone"}) as resp:
         assert resp.status == 200 and '"error" : "session"' in await resp.text()
+
+
+def client_reads(url: str, zip_path: Path) -> dict[str, Any]:
+    """The `azkaban` library (PyPI) runs the flow and reads both logs as its Execution.logs does: offset +=
+    length until length is 0 (blocking: run it in a thread)."""
+    from azkaban.remote import Session
+
+    session = Session(url=url)
+    session.create_project("clientlogs", "logs read by the azkaban client")
+    session.upload_project("clientlogs", str(zip_path))
+    execid = session.run_workflow("clientlogs", "emit")["execid"]
+    deadline = time.monotonic() + 60
+    while session.get_execution_status(execid)["status"] not in ("SUCCEEDED", "FAILED", "KILLED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    seen: dict[str, Any] = {"status": session.get_execution_status(execid)["status"]}
+    for name, limit in (("job", 50_000), ("job_small", 997), ("flow", 50_000)):
+        offset, pieces = 0, []
+        while True:
+            logs = (session.get_execution_logs(execid, offset, limit) if name == "flow"
+                    else session.get_job_logs(execid, "emit", offset, limit))
+            if not logs["length"]:
+                break
+            pieces.append(logs["data"])
+            offset += logs["length"]
+        seen[name] = "".join(pieces)
+    return seen
+
+
+@pytest.mark.slow
+async def test_the_azkaban_client_reads_the_programs_output_exactly(tmp_path: Path, database_url: str) -> None:
+    zip_path = tmp_path / "clientlogs.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        archive.writestr("emit.job", f"type=command\ncommand={sys.executable} emit.py\n")
+        archive.writestr("emit.py", PROGRAM)
+    async with live_gateway(tmp_path, database_url, users={"alice": "a-pass"}, admins=()) as gw:
+        seen: dict[str, Any] = {}
+
+        def scenario() -> None:
+            seen.update(client_reads(f"http://alice:a-pass@127.0.0.1:{gw.port}", zip_path))
+
+        await in_thread(scenario)
+    assert seen["status"] == "SUCCEEDED"
+    program = text_of(PROGRAM_LINES)
+    assert program in seen["job"], "the program's output, exactly, between batchgate's lines"
+    before, _, after = seen["job"].partition(program)
+    assert all("[batchgate]" in line for line in (before + after).splitlines())
+    assert seen["job_small"] == seen["job"]
+    assert "[batchgate] job emit SUCCEEDED\n" in seen["flow"] and seen["flow"].endswith(" SUCCEEDED\n")
 
 
 def test_char_window_over_chunks() -> None:
