@@ -21,7 +21,9 @@ from benchmarks import harness
 from benchmarks.report import Figure
 from gateway.batches.logs import LogStore
 from gateway.instance.listener import Hub
-from gateway.store import Store
+from gateway.store import BatchRepository
+from gateway.store.database import Database
+from gateway.store.logs import LogRepository
 
 CHUNK = 2000
 DEEP = 10_000_000
@@ -68,9 +70,9 @@ async def char_windows(url: str, batch_id: str, reads: int) -> tuple[float, floa
 
     The store is imported from the working tree, which is the benchmarked source unless --ref says otherwise.
     """
-    store = await Store.connect(url, min_size=1, max_size=2)
+    db = await Database.connect(url, min_size=1, max_size=2)
     try:
-        logs = LogStore(store, Hub())
+        logs = LogStore(LogRepository(db), BatchRepository(db), Hub())
         bid = uuid.UUID(batch_id)
         started = time.perf_counter()
         total = await logs.char_length(bid)
@@ -85,7 +87,7 @@ async def char_windows(url: str, batch_id: str, reads: int) -> tuple[float, floa
                 await logs.read_chars(bid, offset, CHAR_WINDOW)
                 times[offset].append((time.perf_counter() - t) * 1000)
     finally:
-        await store.close()
+        await db.close()
     return counted, harness.percentile(times[NEAR_CHAR], 50), harness.percentile(times[deep], 50), total
 
 
