@@ -23,8 +23,10 @@ pytestmark = pytest.mark.slow
 FAST_LEASES = {"BATCHGATE_HEARTBEAT_SECONDS": "0.5", "BATCHGATE_LEASE_SECONDS": "2"}
 
 
-def chain_node(node_id: str, marker: Path, deps: list[str]) -> dict[str, Any]:
-    program = (f"import time\ntime.sleep(0.8)\nopen({str(marker)!r}, 'a').write({node_id!r} + '\\n')\n")
+def chain_node(node_id: str, marker: Path, deps: list[str], gate: Path | None = None) -> dict[str, Any]:
+    """A node that sleeps, waits for `gate` to exist if given, and appends its id to `marker`."""
+    wait = f"import os\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n" if gate else ""
+    program = (f"import time\ntime.sleep(0.8)\n{wait}open({str(marker)!r}, 'a').write({node_id!r} + '\\n')\n")
     return {"id": node_id, "dependsOn": deps,
             "request": {"batchType": "LOCAL", "resource": sys.executable, "args": ["-c", program]}}
 
@@ -54,9 +56,10 @@ async def wait_lines(marker: Path, count: int, timeout: float = 60) -> None:
 async def test_kill_9_restart_and_takeover_mid_run(database_url: str, tmp_path: Path,
                                                    http: aiohttp.ClientSession) -> None:
     marker = tmp_path / "nodes.txt"
+    gate = tmp_path / "second-instance-up"  # d ends only once g2 is the instance left, whatever the load
     # A fan-out, a join and a chain: a -> (b1, b2, b3) -> c -> d -> e
     nodes = [chain_node("a", marker, []), *(chain_node(f"b{i}", marker, ["a"]) for i in range(1, 4)),
-             chain_node("c", marker, ["b1", "b2", "b3"]), chain_node("d", marker, ["c"]),
+             chain_node("c", marker, ["b1", "b2", "b3"]), chain_node("d", marker, ["c"], gate),
              chain_node("e", marker, ["d"])]
     g1 = await GatewayProcess(tmp_path / "g1", database_url=database_url, instance_id="g1",
                               env=FAST_LEASES).start()
@@ -78,6 +81,7 @@ async def test_kill_9_restart_and_takeover_mid_run(database_url: str, tmp_path: 
                                   env=FAST_LEASES).start()
         g1.send(signal.SIGKILL)
         await g1.proc.wait()  # type: ignore[union-attr]
+        gate.touch()
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 90

@@ -338,31 +338,32 @@ async def test_spark_jar_on_local_master_finishes(api: Api, test_jar: Path) -> N
 
 @pytest.mark.slow
 async def test_app_url_names_the_port_spark_bound_when_4040_is_taken(api: Api, scripts: dict[str, Path]) -> None:
-    """Another application holds 4040: Spark binds its UI to the next free port, and appUrl (and Livy's
-    sparkUiUrl) must name that one, not 4040, which is the other application's UI."""
-    taken = socket.socket()
-    try:
-        taken.bind(("0.0.0.0", 4040))
+    """Another application holds the UI port Spark asks for (4040 by default): Spark binds its UI to the next
+    free port, and appUrl (and Livy's sparkUiUrl) must name that one, not the one asked for, which is the
+    other application's UI. The port held is one this test binds and names as spark.ui.port, so that no
+    other program on the machine can take it or give it back while the test runs."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
         taken.listen()
-    except OSError:
-        pass  # someone else's application holds it already: the case this test is about
-    with taken:
-        batch = await api.submit("PYSPARK", str(scripts["sleep"]), conf={"spark.master": "local[1]"})
+        asked = taken.getsockname()[1]
+        batch = await api.submit("PYSPARK", str(scripts["sleep"]),
+                                 conf={"spark.master": "local[1]", "spark.ui.port": str(asked)})
         running = await running_with_line(api, batch["id"], "sleeping now")
         log = await api.full_log(batch["id"])
         bound = [int(m.group(1)) for line in log
                  if (m := re.search(r"Successfully started service 'SparkUI' on port (\d+)", line))]
-        assert bound and bound[-1] != 4040, log[:60]
-        await wait_until(lambda: _app_url_port(api, batch["id"], bound[-1]), "appUrl to name the bound port", 30)
+        assert bound and bound[-1] != asked, log[:60]
+        await wait_until(lambda: _app_url_port(api, batch["id"], bound[-1], asked), "appUrl to name the bound port",
+                         30)
         livy = await api.call("GET", f"/livy/batches/{running['batchInfo']['livyId']}")
         await api.kill(batch["id"])
         await api.wait_for(batch["id"], timeout=30)
     assert livy["appInfo"]["sparkUiUrl"].endswith(f":{bound[-1]}"), livy
 
 
-async def _app_url_port(api: Api, batch_id: str, port: int) -> bool:
+async def _app_url_port(api: Api, batch_id: str, port: int, asked: int) -> bool:
     url = (await api.get(batch_id))["appUrl"] or ""
-    assert not url.endswith(":4040"), url
+    assert not url.endswith(f":{asked}"), url
     return url.endswith(f":{port}")
 
 

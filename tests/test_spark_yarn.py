@@ -286,7 +286,11 @@ async def test_a_killed_gateways_applications_are_found_reported_and_killable_by
             for bid in (ends, killed):
                 await _wait_http(two, bid, ("RUNNING",))
             unnamed = await _post(one, "PYSPARK", pi_py(), ["2"])
-            await _eventually(_pids_of(tmp_path / "g1", unnamed), "the third launch", 30)
+
+            async def third_launch_noted() -> bool:  # the runner started and its note is in the log
+                return any("[batchgate] launching:" in line for line in await _log_http(g1, unnamed))
+
+            await _eventually(third_launch_noted, "the third launch", 60)
             g1.send(signal.SIGKILL)  # the third batch's application is being submitted right now
             await g1.proc.wait()  # type: ignore[union-attr]
             assert (await _get(two, unnamed))["appId"] is None, "the dead instance had not learned its id"
@@ -380,9 +384,3 @@ async def _log_http(gateway: GatewayProcess, batch_id: str) -> list[str]:
         rows: list[str] = (await resp.json())["logRowSet"]
         return rows
 
-
-def _pids_of(data_dir: Path, batch_id: str) -> Callable[[], Awaitable[bool]]:
-    async def launched() -> bool:
-        return (data_dir / "batches" / batch_id / "pids.json").exists()
-
-    return launched
