@@ -57,6 +57,7 @@ from gateway.instance.readiness import Readiness
 from gateway.jobs.numbers import Numbers
 from gateway.jobs.runs import RunCoordinator
 from gateway.jobs.service import JobService
+from gateway.jobs.views import JobViews
 from gateway.keys import (
     AUDIT,
     AUTH,
@@ -65,6 +66,7 @@ from gateway.keys import (
     ENGINES,
     FEED,
     INSTANCE,
+    JOB_VIEWS,
     JOBS,
     LIVY_PORT,
     NUMBERS,
@@ -418,6 +420,7 @@ def _build_parts(app: web.Application) -> None:
     app[TAKEOVER] = takeover
     app[PROJECTS] = projects
     app[JOBS] = jobs
+    app[JOB_VIEWS] = JobViews(jobs)
     app[NUMBERS] = Numbers(DialectIdStore(db))
     app[SERVICE] = batches
     app[FEED] = BatchFeed(store, batches, hub)

@@ -15,6 +15,7 @@ from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
 from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
+from gateway.jobs.views import JobViews
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
@@ -31,6 +32,7 @@ STORE = web.AppKey("store", BatchRepository)
 SERVICE = web.AppKey("service", BatchService)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)
+JOB_VIEWS = web.AppKey("job_views", JobViews)
 PROJECTS = web.AppKey("projects", ProjectService)
 AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)
