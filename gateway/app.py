@@ -73,11 +73,13 @@ from gateway.keys import (
     OVERVIEW,
     PROJECTS,
     RETENTION,
+    SCHEDULE_VIEWS,
     SCHEDULER,
     SCHEDULES,
     SERVICE,
     SESSIONS,
     SETTINGS,
+    SLA_VIEWS,
     SLAS,
     STORE,
     SUPERVISOR,
@@ -92,6 +94,7 @@ from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
 from gateway.schedules.ticker import Ticker
+from gateway.schedules.views import ScheduleViews, SlaViews
 from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator
 from gateway.security.outbound import OutboundRule
@@ -431,7 +434,9 @@ def _build_parts(app: web.Application) -> None:
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
+    app[SCHEDULE_VIEWS] = ScheduleViews(schedules)
     app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
+    app[SLA_VIEWS] = SlaViews(app[SLAS])
     app[READINESS] = Readiness(instances, heartbeat)
     loops: dict[str, Loop] = {
         "scheduler": scheduler, "takeover": takeover, "retention": retention, "compaction": compaction,

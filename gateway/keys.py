@@ -19,6 +19,7 @@ from gateway.jobs.views import JobViews
 from gateway.projects.service import ProjectService
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
+from gateway.schedules.views import ScheduleViews, SlaViews
 from gateway.security.audit import AuditService
 from gateway.security.auth import Authenticator
 from gateway.security.sessions import SessionService
@@ -38,6 +39,8 @@ AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)
 SCHEDULES = web.AppKey("schedules", ScheduleService)
 SLAS = web.AppKey("slas", SlaService)
+SCHEDULE_VIEWS = web.AppKey("schedule_views", ScheduleViews)
+SLA_VIEWS = web.AppKey("sla_views", SlaViews)
 TAKEOVER = web.AppKey("takeover", Takeover)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 AUDIT = web.AppKey("audit", AuditService)
