@@ -71,6 +71,7 @@ from gateway.keys import (
     LIVY_PORT,
     NUMBERS,
     OVERVIEW,
+    PROJECT_VIEWS,
     PROJECTS,
     RETENTION,
     SCHEDULE_VIEWS,
@@ -89,6 +90,7 @@ from gateway.kylin.handlers import DIALECT as KYLIN
 from gateway.kylin.handlers import kylin_routes
 from gateway.livy.handlers import livy_routes, start_livy_site
 from gateway.projects.service import ProjectService
+from gateway.projects.views import ProjectViews
 from gateway.schedules.alerts import Alerter
 from gateway.schedules.deadlines import DeadlineTimer
 from gateway.schedules.service import ScheduleService
@@ -422,6 +424,7 @@ def _build_parts(app: web.Application) -> None:
     app[RETENTION] = retention
     app[TAKEOVER] = takeover
     app[PROJECTS] = projects
+    app[PROJECT_VIEWS] = ProjectViews(projects)
     app[JOBS] = jobs
     app[JOB_VIEWS] = JobViews(jobs)
     app[NUMBERS] = Numbers(DialectIdStore(db))

@@ -17,6 +17,7 @@ from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
 from gateway.projects.service import ProjectService
+from gateway.projects.views import ProjectViews
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService
 from gateway.schedules.views import ScheduleViews, SlaViews
@@ -35,6 +36,7 @@ CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)
 JOB_VIEWS = web.AppKey("job_views", JobViews)
 PROJECTS = web.AppKey("projects", ProjectService)
+PROJECT_VIEWS = web.AppKey("project_views", ProjectViews)
 AUTH = web.AppKey("auth", Authenticator)
 SESSIONS = web.AppKey("sessions", SessionService)
 SCHEDULES = web.AppKey("schedules", ScheduleService)
