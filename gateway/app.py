@@ -45,6 +45,7 @@ from gateway.batches.scheduler import Limits, Scheduler
 from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
+from gateway.batches.views import BatchViews
 from gateway.datameer.handlers import DIALECT as DATAMEER
 from gateway.datameer.handlers import datameer_routes
 from gateway.instance.embedded import EmbeddedPostgres
@@ -61,6 +62,7 @@ from gateway.jobs.views import JobViews
 from gateway.keys import (
     AUDIT,
     AUTH,
+    BATCH_VIEWS,
     CONTROL,
     DATABASE,
     ENGINES,
@@ -429,6 +431,7 @@ def _build_parts(app: web.Application) -> None:
     app[JOB_VIEWS] = JobViews(jobs)
     app[NUMBERS] = Numbers(DialectIdStore(db))
     app[SERVICE] = batches
+    app[BATCH_VIEWS] = BatchViews(batches)
     app[FEED] = BatchFeed(store, batches, hub)
     app[OVERVIEW] = Overview(StatsStore(db), batches, limits, engines.enabled)
     app[CONTROL] = BatchControl(store, controls, logs, engines, hub, policy, batches, admission, audit,

@@ -13,6 +13,7 @@ from gateway.batches.scheduler import Scheduler
 from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
+from gateway.batches.views import BatchViews
 from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
@@ -32,6 +33,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 STORE = web.AppKey("store", BatchRepository)
 SERVICE = web.AppKey("service", BatchService)
+BATCH_VIEWS = web.AppKey("batch_views", BatchViews)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)
 JOB_VIEWS = web.AppKey("job_views", JobViews)

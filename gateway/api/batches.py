@@ -18,27 +18,16 @@ from gateway.api.responses import model_response
 from gateway.batches.uploads import Upload, safe_file_name
 from gateway.contract.batches import (
     BATCH_TYPES,
-    Batch,
-    BatchList,
     BatchRequest,
     CloseBatchResponse,
     Count,
-    LocalLog,
     ReassignBatchRequest,
 )
 from gateway.errors import BadRequest, TooLarge
-from gateway.keys import SERVICE, SETTINGS, TAKEOVER
+from gateway.keys import BATCH_VIEWS, SERVICE, SETTINGS, TAKEOVER
 from gateway.settings import Settings
-from gateway.store import BatchRecord
 
 routes = web.RouteTableDef()
-
-def _batch(record: BatchRecord, duplicated: bool = False) -> Batch:
-    batch = record.to_api()
-    if duplicated:
-        batch.batch_info["kyuubi.batch.duplicated"] = "true"
-    return batch
-
 
 @dataclass
 class _Form:
@@ -123,7 +112,7 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
 
 @routes.post("/api/v1/batches")
 async def submit(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    views = request.app[BATCH_VIEWS]
     settings = request.app[SETTINGS]
     who = principal(request)
     if request.content_type.startswith("multipart/"):
@@ -132,7 +121,7 @@ async def submit(request: web.Request) -> web.Response:
         with tempfile.TemporaryDirectory(dir=spool_root) as spool:
             form = await _read_multipart(request, Path(spool))
             assert form.request is not None
-            record, duplicated = await service.submit(who, form.request, form.resource_file, form.extras)
+            batch = await views.submit(who, form.request, form.resource_file, form.extras)
     else:
         if request.content_length is not None and request.content_length > settings.security.max_body_bytes:
             raise TooLarge(f"body: larger than {settings.security.max_body_bytes} bytes")
@@ -140,15 +129,14 @@ async def submit(request: web.Request) -> web.Response:
         if not raw:
             raise BadRequest("body: empty; send a JSON BatchRequest")
         body = parse_json(raw, BatchRequest, context={BATCH_TYPES: settings.batch_types})
-        record, duplicated = await service.submit(who, body)
-    return model_response(_batch(record, duplicated))
+        batch = await views.submit(who, body)
+    return model_response(batch)
 
 
 @routes.get("/api/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
     flt = list_filter(request.query, request.app[SETTINGS].batch_types)
-    total, records = await request.app[SERVICE].list_batches(principal(request), flt)
-    return model_response(BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records]))
+    return model_response(await request.app[BATCH_VIEWS].list_batches(principal(request), flt))
 
 
 @routes.get("/api/v1/batches/reassign")
@@ -174,8 +162,7 @@ async def count_batches(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/batches/{batch_id}")
 async def get_batch(request: web.Request) -> web.Response:
-    record = await request.app[SERVICE].get(principal(request), request.match_info["batch_id"])
-    return model_response(record.to_api())
+    return model_response(await request.app[BATCH_VIEWS].get(principal(request), request.match_info["batch_id"]))
 
 
 @routes.delete("/api/v1/batches/{batch_id}")
@@ -188,14 +175,9 @@ async def kill_batch(request: web.Request) -> web.Response:
 async def local_log(request: web.Request) -> web.Response:
     size = int_param(request.query, "size", 100, minimum=0, maximum=MAX_PAGE)
     start = int_param(request.query, "from", 0, minimum=-1, maximum=2**62)
-    service = request.app[SERVICE]
-    who = principal(request)
-    if start < 0:
-        # Kyuubi's -1: the last `size` lines.
-        record = await service.get(who, request.match_info["batch_id"])
-        start = max(record.log_lines - size, 0)
-    rows = await service.read_log(who, request.match_info["batch_id"], start, size)
-    return model_response(LocalLog(log_row_set=rows, row_count=len(rows)))
+    # Kyuubi's from=-1: the last `size` lines.
+    return model_response(await request.app[BATCH_VIEWS].local_log(principal(request), request.match_info["batch_id"],
+                                                                   start, size))
 
 
 @routes.get("/api/v1/batches/{batch_id}/log/follow")
@@ -206,8 +188,8 @@ async def follow_log(request: web.Request) -> web.StreamResponse:
     last_id = int_param(request.headers, LAST_EVENT_ID, -1, minimum=0, maximum=2**62)
     if last_id >= 0:
         start = last_id + 1
-    service = request.app[SERVICE]
-    batch, lines = await service.follow_log(principal(request), request.match_info["batch_id"], start)
+    views = request.app[BATCH_VIEWS]
+    batch_id, lines = await views.follow_log(principal(request), request.match_info["batch_id"], start)
     response = await open_stream(request)
     async for first, chunk in lines:
         if not chunk:
@@ -217,9 +199,9 @@ async def follow_log(request: web.Request) -> web.StreamResponse:
         for number, line in enumerate(chunk, first):
             out.append(f"id: {number}\nevent: log\ndata: {line.replace(chr(13), '')}\n\n")
         await response.write("".join(out).encode())  # awaiting the write is the backpressure
-    final = await service.current(batch.id)
+    final = await views.current(batch_id)
     if final is not None:
-        end = json.dumps(final.to_api().model_dump(mode="json", by_alias=True))
+        end = json.dumps(final.model_dump(mode="json", by_alias=True))
         await response.write(f"event: end\ndata: {end}\n\n".encode())
     await response.write_eof()
     return response
