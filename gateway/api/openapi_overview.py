@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api.openapi import BATCH_ID, COMMON, _errors, _json, _query
+from gateway.api.openapi_parts import BATCH_ID, COMMON, _errors, _json, _query
 from gateway.contract.batches import BatchSnapshot
 from gateway.contract.overview import BatchStats, LimitsView
 
