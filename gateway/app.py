@@ -118,6 +118,7 @@ from gateway.store.migrate import InstanceLease, Migrator, SchemaError
 from gateway.store.projects import ProjectStore
 from gateway.store.schedules import ScheduleStore
 from gateway.store.sessions import SessionRepository
+from gateway.store.slas import SlaRepository
 from gateway.store.stats import StatsStore
 
 log = structlog.get_logger("gateway.app")
@@ -398,6 +399,7 @@ def _build_parts(app: web.Application) -> None:
 
     # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
     schedule_store = ScheduleStore(db)
+    sla_store = SlaRepository(db)
     alerts = Alerter(timeout=timers.sla_webhook_timeout_seconds, retries=timers.sla_webhook_retries,
                      backoff=timers.sla_webhook_backoff_seconds, smtp_host=timers.smtp_host,
                      smtp_port=timers.smtp_port, smtp_from=timers.smtp_from,
@@ -408,7 +410,7 @@ def _build_parts(app: web.Application) -> None:
     ticker = Ticker(schedule_store, jobs, instance, principal=app[AUTH].principal,
                     misfire_seconds=timers.schedule_misfire_seconds, queue_limit=timers.schedule_queue_limit,
                     housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
-    deadlines = DeadlineTimer(schedule_store, alerts, batches, jobs, logs, audit, instance,
+    deadlines = DeadlineTimer(schedule_store, sla_store, alerts, batches, jobs, logs, audit, instance,
                               housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
 
     hub.on(QUEUE, scheduler.wake)
@@ -441,7 +443,7 @@ def _build_parts(app: web.Application) -> None:
                                    max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
     app[SCHEDULE_VIEWS] = ScheduleViews(schedules)
-    app[SLAS] = SlaService(schedule_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
+    app[SLAS] = SlaService(sla_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
     app[SLA_VIEWS] = SlaViews(app[SLAS])
     app[READINESS] = Readiness(instances, heartbeat)
     loops: dict[str, Loop] = {

@@ -97,8 +97,8 @@ def test_each_repository_has_its_own_named_queries() -> None:
         for name in names:
             assert name not in homes, f"query {name} is in both {homes[name]} and {path.name}"
             homes[name] = path.name
-    for subject in ("batches", "claims", "control", "logs", "audit", "sessions", "instances", "jobs", "projects",
-                        "schedules"):
+    for subject in ("batches", "claims", "control", "logs", "audit", "sessions", "instances", "jobs",
+                    "projects", "schedules", "slas"):
         assert f"{subject}.sql" in homes.values()
     outside = [str(p.relative_to(ROOT)) for p in (ROOT / "gateway").rglob("*.py")
                if "store" not in p.parts and "load_queries" in p.read_text()]

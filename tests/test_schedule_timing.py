@@ -14,7 +14,8 @@ from gateway.schedules.sla import format_duration, judge
 from gateway.schedules.ticker import decide
 from gateway.schedules.timing import Timing, TimingError, parse_duration, parse_every, plan_due
 from gateway.security.outbound import OutboundRule
-from gateway.store.schedules import Busy, Progress
+from gateway.store.schedules import Busy
+from gateway.store.slas import Progress
 
 
 def ms(text: str) -> int:

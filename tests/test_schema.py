@@ -21,8 +21,8 @@ def test_schema_ships_inside_the_package(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
         assert "gateway/schema.sql" in names
-        for subject in ("batches", "claims", "control", "logs", "audit", "sessions", "instances", "jobs", "projects",
-                        "schedules"):
+        for subject in ("batches", "claims", "control", "logs", "audit", "sessions", "instances", "jobs",
+                        "projects", "schedules", "slas"):
             assert f"gateway/store/{subject}.sql" in names, "each repository's named queries ship with it"
         assert "gateway/store/migrate.sql" in names
         assert archive.read("gateway/schema.sql") == (root / "schema.sql").read_bytes()

@@ -28,7 +28,8 @@ from gateway.schedules.sla import Outcome, format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
-from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
+from gateway.store.schedules import ScheduleStore
+from gateway.store.slas import BreachRecord, Progress, SlaRecord, SlaRepository
 
 log = structlog.get_logger("gateway.sla")
 
@@ -38,10 +39,11 @@ ACTIVE_NODES = frozenset({NodeState.QUEUED, NodeState.RUNNING, NodeState.PAUSED}
 
 
 class DeadlineTimer:
-    def __init__(self, store: ScheduleStore, alerts: Alerter, batches: BatchService, jobs: JobService,
-                 logs: LogStore, audit: AuditService, instance: str, *, housekeeping_seconds: float,
+    def __init__(self, store: ScheduleStore, slas: SlaRepository, alerts: Alerter, batches: BatchService,
+                 jobs: JobService, logs: LogStore, audit: AuditService, instance: str, *, housekeeping_seconds: float,
                  metrics: Metrics | None = None, clock: Callable[[], int] = now_ms) -> None:
         self._store = store
+        self._slas = slas
         self._audit = audit
         self._alerts = alerts
         self._batches = batches
@@ -51,7 +53,7 @@ class DeadlineTimer:
         self._metrics = metrics or Metrics()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
-        self._loop = DueLoop("sla.timer", store.next_deadline, self.fire_due, housekeeping=self.housekeeping,
+        self._loop = DueLoop("sla.timer", slas.next_deadline, self.fire_due, housekeeping=self.housekeeping,
                              housekeeping_seconds=housekeeping_seconds, clock=clock)
 
     def start(self) -> None:
@@ -78,7 +80,7 @@ class DeadlineTimer:
 
     async def fire_due(self, now: int) -> bool:
         breaches: list[BreachRecord] = []
-        async with self._store.deadlines() as tx:
+        async with self._slas.deadlines() as tx:
             due = await tx.due(now, DUE_BATCH)
             for deadline in due:
                 try:
@@ -105,7 +107,7 @@ class DeadlineTimer:
     async def _act(self, breach: BreachRecord) -> None:
         bound = log.bind(sla_id=str(breach.sla_id), breach_id=breach.id, target=breach.target)
         try:
-            sla = await self._store.get_sla(breach.sla_id)
+            sla = await self._slas.get(breach.sla_id)
             if sla is None:
                 return  # deleted since: its breaches went with it
             with contextlib.suppress(Unavailable):
@@ -123,7 +125,7 @@ class DeadlineTimer:
                 await self._note(breach.batch_id, why + ("; killing the batch" if "KILL" in sla.actions else ""))
             if "KILL" in sla.actions:
                 results["kill"] = await self._kill(breach, why)
-            await self._store.finish_breach(breach.id, results)
+            await self._slas.finish_breach(breach.id, results)
             self._metrics.sla_event("actions_done")
             bound.info("sla.actions_done", results=results)
         except Unavailable:
@@ -167,7 +169,7 @@ class DeadlineTimer:
     # --- what dead instances left --------------------------------------------------------
 
     async def housekeeping(self) -> None:
-        for breach in await self._store.orphaned_breaches(self._instance, not self._started):
+        for breach in await self._slas.orphaned_breaches(self._instance, not self._started):
             log.info("sla.breach_taken_over", breach_id=breach.id, sla_id=str(breach.sla_id))
             self._spawn(self._act(breach))
         self._started = True

@@ -26,7 +26,7 @@ from gateway.schedules.timing import DURATION_UNITS, TimingError, parse_duration
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.security.outbound import OutboundRule
-from gateway.store.schedules import BreachRecord, Progress, ScheduleStore, SlaRecord
+from gateway.store.slas import BreachRecord, Progress, SlaRecord, SlaRepository
 
 log = structlog.get_logger("gateway.sla")
 
@@ -67,7 +67,7 @@ def format_duration(ms: int) -> str:
 
 
 class SlaService:
-    def __init__(self, store: ScheduleStore, jobs: JobService, schedules: ScheduleService,
+    def __init__(self, store: SlaRepository, jobs: JobService, schedules: ScheduleService,
                  projects: ProjectService | None, batches: BatchService, audit: AuditService, *,
                  webhooks: OutboundRule | None = None, clock: Callable[[], int] = now_ms) -> None:
         self._audit = audit
@@ -100,7 +100,7 @@ class SlaService:
             raise BadRequest(f"node: job {job.name} has no node {spec.node!r}")
         if spec.webhook and (problem := self._webhooks.problem(spec.webhook)):
             raise BadRequest(problem)
-        sla = await self._store.create_sla({
+        sla = await self._store.create({
             "id": uuid.uuid4(), "owner": who.name, "job": job.name, "schedule_id": schedule_id, "node": spec.node,
             "rule": spec.rule.value, "duration_ms": duration, "actions": sorted({a.value for a in spec.actions}),
             "webhook": spec.webhook, "emails": spec.emails, "description": spec.description,
@@ -113,7 +113,7 @@ class SlaService:
 
     async def delete(self, who: Principal, sla_id: str) -> None:
         sla = await self.get(who, sla_id, "SCHEDULE")
-        if await self._store.delete_sla(sla.id, who.name) is None:
+        if await self._store.delete(sla.id, who.name) is None:
             raise NotFound(f"SLA {sla_id} not found")
         await self._audit.record(who.name, "sla_delete", str(sla.id), detail={"job": sla.job})
         log.info("sla.deleted", sla_id=str(sla.id), user=who.name)
@@ -121,7 +121,7 @@ class SlaService:
     # --- queries -------------------------------------------------------------------------
 
     async def get(self, who: Principal, sla_id: str, permission: str = "READ") -> SlaRecord:
-        sla = await self._store.get_sla(parse_id(sla_id, "slaId"))
+        sla = await self._store.get(parse_id(sla_id, "slaId"))
         if sla is None:
             raise NotFound(f"SLA {sla_id} not found")
         if sla.job is not None:

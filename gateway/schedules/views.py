@@ -20,7 +20,8 @@ from gateway.contract.schedules import (
 from gateway.schedules.service import ScheduleService
 from gateway.schedules.sla import SlaService, format_duration
 from gateway.security.auth import Principal
-from gateway.store.schedules import BreachRecord, ScheduleRecord, SlaRecord, TickRecord
+from gateway.store.schedules import ScheduleRecord, TickRecord
+from gateway.store.slas import BreachRecord, SlaRecord
 
 
 def tick_view(tick: TickRecord) -> TickOut:

@@ -20,8 +20,8 @@ async def write_batch(conn: asyncpg.Connection, new: NewBatch) -> asyncpg.Record
     """The batch row with its audit row, and its SLAs with their deadlines, on a connection whose
     transaction the caller holds (several statements only when the batch has SLAs or was refused).
     None: a batch with this id exists, and nothing was written. The admission step's one write: the SLA
-    rows use the schedules' named queries, so that they commit with the batch."""
-    q = {**Database.queries("batches.sql"), **Database.queries("schedules.sql")}
+    rows use the SLAs' named queries, so that they commit with the batch."""
+    q = {**Database.queries("batches.sql"), **Database.queries("slas.sql")}
     if new.refusal is None:
         row: asyncpg.Record | None = await conn.fetchrow(
             q["insert_batch"], new.id, new.batch_type, new.user, new.real_user, new.name, new.resource,
