@@ -92,6 +92,7 @@ class RunContext:
         self.launcher: dict[str, Any] = {}  # the launcher's exit, for batchInfo
         self.notes: list[str] = []
         self.killing = False
+        self.kill_sent = asyncio.Event()  # a kill through the RM has been answered (or failed)
         self.cancel_sent = 0.0
         self.wake = asyncio.Event()
         self.detached = asyncio.Event()

@@ -129,6 +129,8 @@ class FlinkRun:
                     run.notes.append(text)
             except RmUnavailable as exc:
                 run.notes.append(f"kill through the {run.yarn.name} failed: {exc}")
+            finally:
+                run.kill_sent.set()  # the end seen on YARN waits for this, so that the note precedes it
             if launcher_running:
                 assert run.process is not None
                 await run.process.terminate(grace)

@@ -6,6 +6,8 @@ while the job is in a transitional state or being canceled; on YARN also what th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -30,6 +32,7 @@ from engines.flink_yarn import rest_url_of
 from engines.yarn import RmUnavailable, YarnApp
 
 CANCEL_RETRY_SECONDS = 5.0
+KILL_ANSWER_SECONDS = 30.0  # how long an end seen on YARN waits for the answer to our own kill
 ORPHANED_PAUSE_SECONDS = 120.0  # a recovered, half-done pause that no pause request picks up is dropped
 
 
@@ -126,7 +129,11 @@ class JobWatcher:
         """The application ended on YARN: the JobManager's log, then the end with YARN's diagnostics."""
         run = self.run
         assert run.yarn is not None
-        events: list[Event] = [*await run.yarn.jobmanager_log(app)]
+        if run.killing:
+            # The RM may report the application killed before it answered our PUT: the kill's note goes first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(run.kill_sent.wait(), KILL_ANSWER_SECONDS)
+        events: list[Event] = [*run.drain_notes(), *await run.yarn.jobmanager_log(app)]
         details = run.details.due(force=True)
         if details is not None:
             events.append(details)
