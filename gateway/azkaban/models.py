@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from enum import StrEnum
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -80,8 +81,10 @@ def answer(body: Any, status: int = 200) -> web.Response:
 
 def error(status: int, message: str) -> web.Response:
     """Azkaban's failure answer: `{"error": ...}`, with status 200 as Azkaban gives it for what the request
-    asked (its clients read the body, not the status); an outage of batchgate's own keeps its 5xx."""
-    return answer({"error": message}, status=status if status >= 500 else 200)
+    asked (its clients read the body, not the status); an outage of batchgate's own keeps its 5xx, and a
+    method the path does not take keeps its 405 (HTTP's answer, as Azkaban's web server gives it)."""
+    kept = status >= 500 or status == HTTPStatus.METHOD_NOT_ALLOWED
+    return answer({"error": message}, status=status if kept else 200)
 
 
 def session_error() -> web.Response:
