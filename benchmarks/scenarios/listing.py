@@ -145,7 +145,8 @@ async def run(ctx: harness.Context) -> list[Figure]:
         "list", f"filters over {rows:,} rows, p99 ({', '.join(TARGET_KINDS)})", p99, "ms", target="< 20 ms",
         ok=p99 < TARGET_P99_MS,
         detail=(f"{len(requests)} requests, one at a time; p50/p99 ms by kind: {per_kind}. "
-                f"The repository alone (median): {split}. Filled in {fill_seconds:.0f} s; {harness.machine_share(meter)}"))]
+                f"The repository alone (median): {split}. Filled in {fill_seconds:.0f} s; "
+                f"{harness.machine_share(meter)}"))]
     for tag in result.latencies_ms:
         targeted_kind = tag in TARGET_KINDS
         figures.append(harness.figure(
