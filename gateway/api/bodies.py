@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pydantic_core
@@ -17,11 +18,26 @@ M = TypeVar("M", bound=BaseModel)
 MAX_JSON_DEPTH = 200  # pydantic-core's parser limit
 
 
-async def parse_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
-    """The JSON body as `model`; bad JSON or a bad field is a 400 naming it. Empty is allowed if optional."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, at most the configured size (a 400 beyond it)."""
     raw = await request.read()
     if len(raw) > request.app[SETTINGS].security.max_body_bytes:
         raise BadRequest("body: too large")
+    return raw
+
+
+def validate_body(raw: bytes, model: type[M], load: Callable[[bytes], Any] | None = None) -> M:
+    """A body as `model`, read by `load` (default: load_json; empty reads as null); a bad field is a 400
+    naming it."""
+    try:
+        return model.model_validate((load or load_json)(raw or b"null"))
+    except ValidationError as exc:
+        raise BadRequest(validation_message(exc)) from None
+
+
+async def parse_body(request: web.Request, model: type[M], *, optional: bool = False) -> M:
+    """The JSON body as `model`; bad JSON or a bad field is a 400 naming it. Empty is allowed if optional."""
+    raw = await read_body(request)
     if optional and not raw.strip():
         return model()
     return parse_json(raw, model)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from gateway.api.bodies import load_json
+from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import principal
 from gateway.api.params import list_filter
 from gateway.api.responses import model_response
@@ -16,7 +15,6 @@ from gateway.contract.batches import (
     BulkResponse,
     DropResponse,
     Step,
-    validation_message,
 )
 from gateway.errors import BadRequest
 from gateway.keys import CONTROL, SETTINGS
@@ -61,13 +59,7 @@ async def status_not_allowed(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/batches/status")
 async def bulk(request: web.Request) -> web.Response:
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
-        raise BadRequest("body: too large")
-    try:
-        body = BulkRequest.model_validate(load_json(raw or b"null"))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
+    body = validate_body(await read_body(request), BulkRequest)
     flt = None
     if body.filter is not None or body.project:
         query = {k: str(v) for k, v in (body.filter.model_dump(by_alias=True, exclude_none=True)

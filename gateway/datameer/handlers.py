@@ -9,11 +9,10 @@ from typing import Any
 
 import json5
 from aiohttp import web
-from pydantic import ValidationError
 
-from gateway.api.bodies import MAX_JSON_DEPTH, load_json
+from gateway.api.bodies import MAX_JSON_DEPTH, load_json, read_body, validate_body
 from gateway.api.middleware import Dialect, principal
-from gateway.api.params import int_param, validation_message
+from gateway.api.params import int_param
 from gateway.contract.jobs import RUN_TERMINAL
 from gateway.datameer.models import (
     NOT_ACCESSIBLE,
@@ -35,7 +34,7 @@ from gateway.datameer.models import (
 )
 from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.jobs.numbers import Kind, named_key, parse_named_key
-from gateway.keys import CONTROL, JOBS, NUMBERS, SETTINGS
+from gateway.keys import CONTROL, JOBS, NUMBERS
 from gateway.store.jobs import JobRecord, RunRecord
 
 ACTIVE = ["PREPARING", "RUNNING", "PAUSED"]
@@ -173,15 +172,7 @@ async def sequential_trigger(request: web.Request) -> web.Response:
     """The jobs named in fileIds run one after the other, each with the variables it declares; the answer
     is the execution plan. (Datameer also triggers the data-driven workbooks downstream of them; batchgate
     jobs have no data lineage, so the plan is exactly the jobs given.)"""
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
-        raise BadRequest("body: too large")
-    try:
-        body = SequentialTrigger.model_validate(lenient_json(raw or b"null"))
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"body: not JSON ({exc})") from None
+    body = validate_body(await read_body(request), SequentialTrigger, lenient_json)
     chain = [await _job(request, str(ref), "EXECUTE") for ref in body.file_ids]
     runs = await request.app[JOBS].trigger_sequence(principal(request), [job.name for job in chain],
                                                     body.variables)
@@ -204,6 +195,8 @@ def lenient_json(raw: bytes) -> Any:
         return json5.loads(raw.decode())
     except RecursionError:
         raise BadRequest(f"body: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body: not JSON ({exc})") from None
 
 
 # --- the /rest calls -----------------------------------------------------------------------------

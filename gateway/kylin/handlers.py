@@ -8,13 +8,12 @@ import time
 import uuid
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from gateway.api.bodies import load_json
+from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import Dialect, principal
-from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param, validation_message
+from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.keys import CONTROL, JOBS, SERVICE, SETTINGS
+from gateway.keys import CONTROL, JOBS, SERVICE
 from gateway.kylin.models import (
     BATCH_STATES,
     BULK_ACTIONS,
@@ -252,15 +251,10 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def change_status(request: web.Request) -> web.Response:
     """PUT /kylin/api/jobs/status: one action on jobs by id, or on a project's jobs, filtered by status."""
-    raw = await request.read()
-    if len(raw) > request.app[SETTINGS].security.max_body_bytes:
-        raise BadRequest("body: too large")
+    body = validate_body(await read_body(request), JobStatusRequest)
     try:
-        body = JobStatusRequest.model_validate(load_json(raw or b"null"))
         statuses = parse_statuses(body.statuses, "statuses")
-    except ValidationError as exc:
-        raise BadRequest(validation_message(exc)) from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise BadRequest(f"body: invalid JSON ({exc})") from None
     if not body.job_ids and not body.project:
         raise BadRequest("project and job_ids cannot be empty at the same time")
