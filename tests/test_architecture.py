@@ -26,6 +26,7 @@ def test_the_import_contracts_hold() -> None:
     for contract in ("engines never import gateway", "the client never imports the server",
                      "infrastructure rooms (instance, security, store) import no domain",
                      "handlers never import the storage layer",
+                     "domains reach storage only through their repositories",
                      "the wire contract imports neither the client nor the server"):
         assert f"{contract} KEPT" in result.stdout
 
@@ -42,6 +43,10 @@ VIOLATIONS = [
     ("infrastructure", "gateway/store/records.py", "import gateway.projects.service"),
     ("api", "gateway/api/health.py", "from gateway.store.batches import BatchRepository"),
     ("api", "gateway/livy/handlers.py", "import asyncpg"),
+    ("repositories", "gateway/jobs/plan.py", "from gateway.store.database import Database"),
+    ("repositories", "gateway/batches/scheduler.py", "import asyncpg"),
+    ("repositories", "gateway/security/sessions.py", "from gateway.store.queries import load_queries"),
+    ("repositories", "gateway/schedules/timing.py", "from gateway.store.rows import QueryRepository"),
 ]
 
 
