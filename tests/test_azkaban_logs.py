@@ -45,9 +45,9 @@ w("crlf ends here\r\n")
 w("bar\rprogress\r100%\n")
 w("x" * 70000 + "\n")
 w("\U0001F600" * 20000 + "\n")
-for i in range(4500):
-    sys.stdout.write(f"line {i} \u00fc\U0001F600\n")
-sys.stdout.flush()
+# One write, so that the tailer finds all 4,500 lines at once (line by line, a reader that keeps up on a
+# loaded machine sees them in small pieces, and no append reaches CHUNK_LINES).
+w("".join(f"line {i} \u00fc\U0001F600\n" for i in range(4500)))
 time.sleep(0.3)
 w("after a pause\n")
 w("last line without newline")

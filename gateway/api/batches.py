@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from gateway.api.bodies import parse_body, parse_json
+from gateway.api.bodies import multipart_framing, parse_body, parse_json, part_chunks
 from gateway.api.middleware import open_stream, principal
 from gateway.api.params import LAST_EVENT_ID, MAX_PAGE, int_param, list_filter
 from gateway.api.responses import model_response
@@ -24,6 +23,7 @@ from gateway.contract.batches import (
     ReassignBatchRequest,
 )
 from gateway.errors import BadRequest, TooLarge
+from gateway.instance.spool import bounded, write_chunks
 from gateway.keys import BATCH_VIEWS, SERVICE, SETTINGS, TAKEOVER
 from gateway.settings import Settings
 
@@ -39,32 +39,19 @@ class _Form:
     total_bytes: int = 0
 
 
-@contextlib.contextmanager
-def _framing() -> Iterator[None]:
-    """aiohttp's multipart reader says that a body breaks the multipart framing (no starting boundary, a body
-    that ends inside a part, reading past its end) with ValueError: that is the client's fault, a 400."""
-    try:
-        yield
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: an unknown Content-Transfer-Encoding
-        raise BadRequest(f"multipart: {exc}") from None
-
-
 async def _spool(part: BodyPartReader, target: Path, label: str, form: _Form, settings: Settings) -> None:
-    size = 0
-    with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks, spooled as they arrive
-        while True:
-            with _framing():
-                chunk = await part.read_chunk(1 << 16)
-            if not chunk:
-                break
-            size += len(chunk)
+    limits = settings.security
+
+    async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
             form.total_bytes += len(chunk)
-            if size > settings.security.max_upload_bytes:
-                raise TooLarge(f"{label}: larger than {settings.security.max_upload_bytes} bytes")
-            if form.total_bytes > settings.security.max_upload_total_bytes:
-                raise TooLarge(f"multipart: the files are larger than {settings.security.max_upload_total_bytes} bytes "
-                               "together")
-            f.write(chunk)
+            if form.total_bytes > limits.max_upload_total_bytes:
+                raise TooLarge(f"multipart: the files are larger than {limits.max_upload_total_bytes} bytes together")
+            yield chunk
+
+    too_large = f"{label}: larger than {limits.max_upload_bytes} bytes"
+    file_bound = bounded(part_chunks(part), limits.max_upload_bytes, too_large)
+    await write_chunks(counted(file_bound), target)  # each file's bound first, then all files' together
 
 
 async def _read_multipart(request: web.Request, spool: Path) -> _Form:
@@ -78,14 +65,14 @@ async def _read_multipart(request: web.Request, spool: Path) -> _Form:
     form = _Form()
     (spool / "extra").mkdir()
     while True:
-        with _framing():
+        with multipart_framing():
             part = await reader.next()
         if part is None:
             break
         if not isinstance(part, BodyPartReader):
             raise BadRequest("multipart: nested multipart is not supported")
         if part.name == "batchRequest":
-            with _framing():
+            with multipart_framing():
                 raw = await part.read(decode=True)
             if len(raw) > settings.security.max_body_bytes:
                 raise TooLarge(f"batchRequest: larger than {settings.security.max_body_bytes} bytes")

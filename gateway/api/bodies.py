@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import pydantic_core
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
 from gateway.api.params import MAX_PAGE, int_param
@@ -16,6 +17,26 @@ from gateway.keys import SETTINGS
 
 M = TypeVar("M", bound=BaseModel)
 MAX_JSON_DEPTH = 200  # pydantic-core's parser limit
+
+
+@contextlib.contextmanager
+def multipart_framing() -> Iterator[None]:
+    """aiohttp's multipart reader says that a body breaks the multipart framing (no starting boundary, a body
+    that ends inside a part, reading past its end) with ValueError: that is the client's fault, a 400."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: an unknown Content-Transfer-Encoding
+        raise BadRequest(f"multipart: {exc}") from None
+
+
+async def part_chunks(part: BodyPartReader, size: int = 1 << 16) -> AsyncIterator[bytes]:
+    """A multipart part's bytes as they arrive, a broken framing a 400."""
+    while True:
+        with multipart_framing():
+            chunk = await part.read_chunk(size)
+        if not chunk:
+            return
+        yield chunk
 
 
 async def read_body(request: web.Request) -> bytes:

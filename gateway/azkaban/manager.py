@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import structlog
 from aiohttp import BodyPartReader, web
 from pydantic import ValidationError
 
+from gateway.api.bodies import part_chunks
 from gateway.api.middleware import PRINCIPAL
 from gateway.azkaban.executor import flow, node_types, project_id
 from gateway.azkaban.models import OF_RUN, answer, error, flow_job, flow_of, job_parts, session_error
@@ -25,7 +25,8 @@ from gateway.azkaban.sessions import dispatch, principal_of
 from gateway.azkaban.zips import FlowSpec, flows_of, read_zip
 from gateway.contract.jobs import JobSpec
 from gateway.contract.projects import ProjectSpec
-from gateway.errors import BadRequest, Conflict, GatewayError, NotFound, TooLarge
+from gateway.errors import BadRequest, Conflict, GatewayError, NotFound
+from gateway.instance.spool import bounded, read_chunks, write_chunks
 from gateway.jobs.numbers import Kind
 from gateway.keys import JOBS, NUMBERS, PROJECTS, SETTINGS
 from gateway.security.auth import Principal
@@ -185,7 +186,7 @@ async def upload(request: web.Request) -> web.Response:
             return answer({"error": f"Installation Failed.\nProject '{name}' doesn't exist."})
         files, jobs = await asyncio.to_thread(read_zip, zip_path)
         flows_of(jobs, files, 0)  # a zip that cannot make flows is refused before anything is stored
-        record = await projects.upload(who, name, _chunks(zip_path))
+        record = await projects.upload(who, name, read_chunks(zip_path))
     flows = flows_of(jobs, files, record.version)
     try:
         await _save_flows(request, who, name, flows)
@@ -206,25 +207,13 @@ async def _read_upload(request: web.Request, target: Path, limit: int) -> dict[s
         if not isinstance(part, BodyPartReader) or not part.name:
             continue
         if part.name == "file":
-            size = 0
-            with open(target, "wb") as f:  # noqa: ASYNC230 - small chunks as they arrive
-                while chunk := await part.read_chunk(1 << 16):
-                    size += len(chunk)
-                    if size > limit:
-                        raise TooLarge(f"file: larger than {limit} bytes")
-                    f.write(chunk)
+            await write_chunks(bounded(part_chunks(part), limit, f"file: larger than {limit} bytes"), target)
         else:
             raw = await part.read_chunk(1 << 16)
             if await part.read_chunk(1):
                 raise BadRequest(f"{part.name}: a form value longer than 64 KiB")
             values[part.name] = raw.decode(errors="replace")
     return values
-
-
-async def _chunks(path: Path) -> AsyncIterator[bytes]:
-    with open(path, "rb") as f:  # noqa: ASYNC230 - each read goes through a thread
-        while chunk := await asyncio.to_thread(f.read, 1 << 20):
-            yield chunk
 
 
 async def _save_flows(request: web.Request, who: Principal, project: str, flows: list[FlowSpec]) -> None:

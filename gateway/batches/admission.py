@@ -28,11 +28,10 @@ SLA rows are written in one transaction.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from gateway.batches.uploads import (
 from gateway.contract.batches import CONF_BATCH_ID, CONF_PROXY_USERS, BatchRequest, validation_message
 from gateway.errors import BadRequest, Forbidden, GatewayError, TooManyRequests
 from gateway.instance.metrics import Metrics
+from gateway.instance.spool import read_chunks
 from gateway.projects.service import ARTIFACT_PREFIX, ArtifactLookup, ProjectService
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
@@ -66,7 +66,6 @@ from gateway.store.records import NewBatch, mask_conf, mask_text
 
 log = structlog.get_logger("gateway.admission")
 
-UPLOAD_CHUNK = 1 << 20
 PROXY_FIELD = f"conf.{CONF_PROXY_USERS[0]}"
 # Where an artifact resource lies in the batch's working dir once unpacked (ProjectService.materialize).
 ARTIFACT_DIR = "artifact"
@@ -231,7 +230,7 @@ class Admission:
         """A client's submit, in any dialect, with its uploaded files. Returns (batch, created)."""
         new = await self.decide(who, request, route=route, upload=upload.name if upload else None, extras=extras)
         uploads = {**(extras or {}), **({upload.name: upload} if upload else {})}
-        files = [(name, _file_chunks(uploads[name].path)) for name in stored_files(new.info)]
+        files = [(name, read_chunks(uploads[name].path)) for name in stored_files(new.info)]
         batch, created = await self._store.insert_new_batch(new, files)
         if not created and not self._policy.may_read(who, batch):
             raise Forbidden(f"{CONF_BATCH_ID}: batch {new.id} belongs to another user")
@@ -316,10 +315,3 @@ def _raw_type(raw: dict[str, Any]) -> str:
     return str(value).strip().upper()[:32] if isinstance(value, str) and value.strip() else "UNKNOWN"
 
 
-async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
-    with open(path, "rb") as f:  # noqa: ASYNC230 - reads go through a thread below
-        while True:
-            chunk = await asyncio.to_thread(f.read, UPLOAD_CHUNK)
-            if not chunk:
-                return
-            yield chunk

@@ -11,7 +11,8 @@ from typing import Any
 import structlog
 
 from gateway.contract.projects import ProjectSpec
-from gateway.errors import BadRequest, Conflict, Forbidden, NotFound, TooLarge
+from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
+from gateway.instance.spool import bounded, read_chunks, write_chunks
 from gateway.projects import zipcheck
 from gateway.security.auth import Principal
 from gateway.store.projects import ArtifactRecord, ProjectRecord, ProjectStore
@@ -158,16 +159,11 @@ class ProjectService:
         self._spool.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self._spool) as tmp:
             path = Path(tmp) / "upload.zip"
-            size = 0
-            with open(path, "wb") as f:  # noqa: ASYNC230 - streamed in small chunks as they arrive
-                async for chunk in body:
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise TooLarge(f"artifact: larger than {self.max_bytes} bytes")
-                    f.write(chunk)
+            too_large = f"artifact: larger than {self.max_bytes} bytes"
+            await write_chunks(bounded(body, self.max_bytes, too_large), path)
             files = await asyncio.to_thread(zipcheck.inspect_zip, path, max_files=self.max_files,
                                             max_bytes=self.max_bytes)
-            record = await self._store.add_artifact(name, who.name, files, _read_chunks(path))
+            record = await self._store.add_artifact(name, who.name, files, read_chunks(path))
         log.info("project.artifact_uploaded", project=name, version=record.version, user=who.name)
         return record
 
@@ -221,7 +217,3 @@ class ProjectService:
         return str(target / path)
 
 
-async def _read_chunks(path: Path) -> AsyncIterator[bytes]:
-    with open(path, "rb") as f:  # noqa: ASYNC230 - each read goes through a thread
-        while chunk := await asyncio.to_thread(f.read, 1 << 20):
-            yield chunk
