@@ -209,7 +209,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(datameer_routes())
     app.add_routes(azkaban_routes())
     app.cleanup_ctx.extend([
-        _lifetime, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
+        _lifetime, _users_file, _embedded_postgres, _store, _engines, _parts, _listener, _heartbeat, _supervisor,
         *(_loop(name) for name in LOOPS), _livy, _started,
     ])
     app.on_shutdown.append(_end_streams)
@@ -229,6 +229,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     app[INSTANCE] = instance_id(settings.instance)
     yield
     log.info("gateway.stopped")
+
+
+async def _users_file(app: web.Application) -> AsyncIterator[None]:
+    """The users file, re-read as an operator changes it."""
+    app[AUTH].start()
+    try:
+        yield
+    finally:
+        await app[AUTH].stop()
 
 
 async def _embedded_postgres(app: web.Application) -> AsyncIterator[None]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import bcrypt
@@ -113,3 +115,54 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.instance.port == 12345 and settings.security.admin == ["ann", "ben"]
     assert settings.enabled_engines == {"SPARK", "LOCAL"}
     assert settings.queue.max_running_per_type == {"SPARK": 2, "LOCAL": 5}
+
+
+async def _status_within(api: Api, user: str, password: str, wanted: int, seconds: float = 10.0) -> None:
+    """The status of GET /batches as this user becomes `wanted` within `seconds` (the file is watched)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        status, _ = await api.as_user(user, password).status_of("GET", "/api/v1/batches")
+        if status == wanted:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{user}: still {status}, not {wanted}"
+        await asyncio.sleep(0.1)
+
+
+async def test_the_users_file_is_followed_as_an_operator_changes_it(start_gateway, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Written in place, replaced by a rename (as editors and `htpasswd` do), swapped behind a symlink (as a
+    mounted Kubernetes secret is), and broken for a moment: the gateway follows, and never serves nobody."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "v1").mkdir()
+    htpasswd(secret / "v1" / "users", {"alice": "a-pass", "root": "r-pass"})
+    (secret / "..data").symlink_to("v1")
+    (secret / "users").symlink_to("..data/users")
+    api: Api = await start_gateway(users_file=secret / "users", admin=["root"], engines=["LOCAL"])
+    await _status_within(api, "alice", "a-pass", 200)
+    await _status_within(api, "bob", "b-pass", 401)
+
+    # Kubernetes: a new directory, then the ..data symlink swapped by a rename.
+    (secret / "v2").mkdir()
+    htpasswd(secret / "v2" / "users", {"alice": "a-pass", "bob": "b-pass", "root": "r-pass"})
+    (secret / "..data_tmp").symlink_to("v2")
+    os.rename(secret / "..data_tmp", secret / "..data")
+    await _status_within(api, "bob", "b-pass", 200)
+
+    # A plain file, replaced by a rename: alice is gone, and her cached credentials with her.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    users = htpasswd(plain / "users", {"bob": "b-pass", "root": "r-pass"})
+    api2: Api = await start_gateway(users_file=users, admin=["root"], engines=["LOCAL"])
+    await _status_within(api2, "bob", "b-pass", 200)
+    htpasswd(plain / "users.new", {"root": "r-pass", "carol": "c-pass"})
+    os.rename(plain / "users.new", users)
+    await _status_within(api2, "carol", "c-pass", 200)
+    await _status_within(api2, "bob", "b-pass", 401)
+
+    # Written in place; a line that is not a user keeps the users read last, until it is mended.
+    users.write_text(users.read_text() + "not a user line\n")
+    await asyncio.sleep(0.5)
+    await _status_within(api2, "carol", "c-pass", 200)
+    htpasswd(users, {"root": "r-pass", "dave": "d-pass"})
+    await _status_within(api2, "dave", "d-pass", 200)
+    await _status_within(api2, "carol", "c-pass", 401)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +17,16 @@ import structlog
 
 from gateway.errors import Unauthorized
 
+try:
+    from asyncinotify import Inotify, Mask
+except ImportError:  # not Linux: the users file is checked on a timer
+    Inotify = None  # type: ignore[assignment,misc]
+
 log = structlog.get_logger("gateway.auth")
 
 ANONYMOUS = "anonymous"
 CACHE_SECONDS = 300.0
+RELOAD_SECONDS = 5.0  # without inotify only
 BCRYPT_MAX_BYTES = 72
 # Checked when the user is unknown, so that a wrong user name costs as long as a wrong password.
 _DUMMY_HASH = bcrypt.hashpw(b"batchgate-dummy", bcrypt.gensalt(rounds=10))
@@ -50,16 +56,17 @@ def parse_htpasswd(text: str) -> dict[str, bytes]:
 
 
 class Authenticator:
-    """Verifies Basic credentials. bcrypt runs in a thread; verified pairs are cached briefly."""
+    """Verifies Basic credentials. bcrypt runs in a thread; verified pairs are cached briefly. The users file
+    is read when the gateway starts and again whenever its directory says it changed (`watch`)."""
 
     def __init__(self, users_file: Path | None, admins: list[str]) -> None:
         self._file = users_file
         self._admins = frozenset(admins)
         self._users: dict[str, bytes] = {}
-        self._mtime = 0.0
-        self._checked = 0.0
+        self._signature: tuple[int, int, int] | None = None
         # user -> (sha256 of the password, expiry); only successful checks are kept.
         self._verified: dict[str, tuple[bytes, float]] = {}
+        self._watch: asyncio.Task[None] | None = None
         if users_file is not None:
             self._load()
 
@@ -67,24 +74,49 @@ class Authenticator:
     def open_mode(self) -> bool:
         return self._file is None
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """Reads the file if it is not the one read last; whether it was (blocking: call it in a thread)."""
         assert self._file is not None
-        mtime = self._file.stat().st_mtime
-        self._users = parse_htpasswd(self._file.read_text())
-        self._mtime = mtime
+        info = self._file.stat()  # follows a symlink, as a mounted Kubernetes secret is
+        signature = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if signature == self._signature:
+            return False
+        users = parse_htpasswd(self._file.read_text())
+        self._users, self._signature = users, signature
         self._verified.clear()
+        return True
 
-    def _maybe_reload(self) -> None:
-        # An operator edits the users file in place; pick it up within a few seconds.
-        now = time.monotonic()
-        if self._file is None or now - self._checked < 5.0:
-            return
-        self._checked = now
+    def start(self) -> None:
+        if self._file is not None:
+            self._watch = asyncio.create_task(self._follow(), name="users-file")
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
+    async def _follow(self) -> None:
+        """Re-reads the users file as an operator changes it, until cancelled. The watch is on its directory:
+        an editor or `htpasswd` may write the file in place or replace it by a rename, and a Kubernetes
+        secret swaps a symlink beside it. Without inotify (not Linux), a check every RELOAD_SECONDS."""
+        assert self._file is not None
+        if Inotify is None:
+            while True:
+                await asyncio.sleep(RELOAD_SECONDS)
+                await self._reload()
+        directory = self._file.parent
+        with Inotify() as inotify:
+            inotify.add_watch(directory, Mask.CLOSE_WRITE | Mask.MOVED_TO | Mask.CREATE | Mask.ATTRIB)
+            await self._reload()  # a change between the first read and the watch
+            async for _event in inotify:
+                await self._reload()
+
+    async def _reload(self) -> None:
         try:
-            if os.stat(self._file).st_mtime != self._mtime:
-                self._load()
+            if await asyncio.to_thread(self._load):
                 log.info("auth.users_reloaded", users=len(self._users))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # a file half written or removed: keep the users read last
             log.warning("auth.users_reload_failed", error=str(exc))
 
     def principal(self, name: str) -> Principal:
@@ -92,10 +124,7 @@ class Authenticator:
 
     def knows(self, name: str) -> bool:
         """Whether the user still exists: a session outlives nobody's removal from the users file."""
-        if self.open_mode:
-            return True
-        self._maybe_reload()
-        return name in self._users
+        return self.open_mode or name in self._users
 
     async def authenticate(self, header: str | None) -> Principal:
         credentials = _parse_basic(header)
@@ -109,7 +138,6 @@ class Authenticator:
         if len(password.encode()) > BCRYPT_MAX_BYTES:
             # bcrypt reads at most 72 bytes (and refuses more): a longer password matches no stored hash.
             raise Unauthorized("invalid user name or password")
-        self._maybe_reload()
         digest = hashlib.sha256(password.encode()).digest()
         cached = self._verified.get(user)
         if cached is not None and cached[1] > time.monotonic() and hmac.compare_digest(cached[0], digest):
