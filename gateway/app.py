@@ -62,7 +62,9 @@ from gateway.jobs.views import JobViews
 from gateway.keys import (
     AUDIT,
     AUTH,
+    BATCH_REPOSITORY,
     BATCH_VIEWS,
+    BATCHES,
     CONTROL,
     DATABASE,
     ENGINES,
@@ -79,12 +81,10 @@ from gateway.keys import (
     SCHEDULE_VIEWS,
     SCHEDULER,
     SCHEDULES,
-    SERVICE,
     SESSIONS,
     SETTINGS,
     SLA_VIEWS,
     SLAS,
-    STORE,
     SUPERVISOR,
     TAKEOVER,
 )
@@ -110,16 +110,16 @@ from gateway.store.audit import AuditRepository
 from gateway.store.claims import ClaimRepository
 from gateway.store.control import ControlRepository
 from gateway.store.database import Database
-from gateway.store.dialects import DialectIdStore
+from gateway.store.dialects import DialectIdRepository
 from gateway.store.instances import InstanceRepository
-from gateway.store.jobs import JobStore
+from gateway.store.jobs import JobRepository
 from gateway.store.logs import LogRepository
 from gateway.store.migrate import InstanceLease, Migrator, SchemaError
-from gateway.store.projects import ProjectStore
-from gateway.store.schedules import ScheduleStore
+from gateway.store.projects import ProjectRepository
+from gateway.store.schedules import ScheduleRepository
 from gateway.store.sessions import SessionRepository
 from gateway.store.slas import SlaRepository
-from gateway.store.stats import StatsStore
+from gateway.store.stats import StatsRepository
 
 log = structlog.get_logger("gateway.app")
 
@@ -262,10 +262,10 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
     if app[SETTINGS].open_mode:
         log.warning("auth.open_mode", detail="no users file: anyone on this host may act as any user")
     db = await Database.connect(app[_DSN])
-    store = BatchRepository(db)
+    batch_repository = BatchRepository(db)
     app[DATABASE] = db
-    app[STORE] = store
-    app[METRICS].bind_store(store, db.pool)
+    app[BATCH_REPOSITORY] = batch_repository
+    app[METRICS].bind_repository(batch_repository, db.pool)
     try:
         app[_SCHEMA_VERSION] = await _migrate(app)
         yield
@@ -374,18 +374,21 @@ async def _started(app: web.Application) -> AsyncIterator[None]:
 
 
 def _build_parts(app: web.Application) -> None:
-    settings, db, store, engines, metrics = app[SETTINGS], app[DATABASE], app[STORE], app[ENGINES], app[METRICS]
+    settings, db, engines, metrics = app[SETTINGS], app[DATABASE], app[ENGINES], app[METRICS]
+    batch_repository = app[BATCH_REPOSITORY]
     me, queue, security, timers = settings.instance, settings.queue, settings.security, settings.schedules
     instance = app[INSTANCE]
     hub = Hub()
     log_repository = LogRepository(db)
     controls = ControlRepository(db)
-    logs = LogStore(log_repository, store, hub, metrics)
+    logs = LogStore(log_repository, batch_repository, hub, metrics)
     policy = Policy(security)
     audit = AuditService(AuditRepository(db), policy)
-    projects = ProjectService(ProjectStore(db), data_dir=me.data_dir, max_artifact_bytes=security.max_artifact_bytes,
+    projects = ProjectService(ProjectRepository(db), data_dir=me.data_dir,
+                              max_artifact_bytes=security.max_artifact_bytes,
                               max_artifact_files=security.max_artifact_files)
-    supervisor = Supervisor(store, controls, logs, engines, instance, me.data_dir, metrics=metrics, projects=projects)
+    supervisor = Supervisor(batch_repository, controls, logs, engines, instance, me.data_dir, metrics=metrics,
+                            projects=projects)
     limits = Limits(queue.max_running, queue.max_running_per_user, queue.max_running_per_type)
     scheduler = Scheduler(ClaimRepository(db), logs, supervisor, limits, capacity=queue.max_local_batches,
                           metrics=metrics)
@@ -393,37 +396,38 @@ def _build_parts(app: web.Application) -> None:
     heartbeat = Heartbeat(instances, instance, f"{me.host}:{me.port}", every=me.heartbeat_seconds,
                           lease=me.lease_seconds)
     takeover = Takeover(instances, logs, supervisor, policy, audit, every=me.heartbeat_seconds, metrics=metrics)
-    retention = Retention(store, log_repository, days=queue.retention_days, every=queue.retention_check_seconds)
-    compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, store.compact_counts)
-    bell = QueueBell(store.ring_queue, scheduler.wake)
+    retention = Retention(batch_repository, log_repository, days=queue.retention_days,
+                          every=queue.retention_check_seconds)
+    compaction = Periodic("count_compaction", COUNT_COMPACTION_SECONDS, batch_repository.compact_counts)
+    bell = QueueBell(batch_repository.ring_queue, scheduler.wake)
     # Where SLA webhooks may go: the operator's hosts (and the mail host) by name, else public addresses.
     webhooks = OutboundRule(timers.sla_webhook_hosts, named=[timers.smtp_host])
     # The one admission step every creator of batches calls (docs/architecture.md).
-    admission = Admission(store, policy, engines, audit, projects=projects, webhooks=webhooks,
+    admission = Admission(batch_repository, policy, engines, audit, projects=projects, webhooks=webhooks,
                           principal=app[AUTH].principal, rate_per_minute=security.submit_rate_per_minute,
                           metrics=metrics, on_queued=bell.ring)
-    job_store = JobStore(db)
-    coordinator = RunCoordinator(job_store, admission, app[AUTH].principal, on_queued=bell.ring)
-    jobs = JobService(job_store, coordinator, logs, admission, hub, projects)
+    job_repository = JobRepository(db)
+    coordinator = RunCoordinator(job_repository, admission, app[AUTH].principal, on_queued=bell.ring)
+    jobs = JobService(job_repository, coordinator, logs, admission, hub, projects)
 
     # Schedules and SLAs (docs/schedules.md): two timers driven by the database, woken by NOTIFY.
-    schedule_store = ScheduleStore(db)
-    sla_store = SlaRepository(db)
+    schedule_repository = ScheduleRepository(db)
+    sla_repository = SlaRepository(db)
     alerts = Alerter(timeout=timers.sla_webhook_timeout_seconds, retries=timers.sla_webhook_retries,
                      backoff=timers.sla_webhook_backoff_seconds, smtp_host=timers.smtp_host,
                      smtp_port=timers.smtp_port, smtp_from=timers.smtp_from,
                      smtp_timeout=timers.smtp_timeout_seconds, webhook_rule=webhooks)
-    batches = BatchService(store, logs, hub, policy, admission, audit, roles=jobs.batch_roles, projects=projects,
-                           metrics=metrics)
-    schedules = ScheduleService(schedule_store, jobs, projects, audit, catchup_bound=timers.schedule_catchup_bound)
-    ticker = Ticker(schedule_store, jobs, instance, principal=app[AUTH].principal,
+    batches = BatchService(batch_repository, logs, hub, policy, admission, audit, roles=jobs.batch_roles,
+                           projects=projects, metrics=metrics)
+    schedules = ScheduleService(schedule_repository, jobs, projects, audit, catchup_bound=timers.schedule_catchup_bound)
+    ticker = Ticker(schedule_repository, jobs, instance, principal=app[AUTH].principal,
                     misfire_seconds=timers.schedule_misfire_seconds, queue_limit=timers.schedule_queue_limit,
                     housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
-    deadlines = DeadlineTimer(schedule_store, sla_store, alerts, batches, jobs, logs, audit, instance,
+    deadlines = DeadlineTimer(schedule_repository, sla_repository, alerts, batches, jobs, logs, audit, instance,
                               housekeeping_seconds=me.heartbeat_seconds, metrics=metrics)
 
     hub.on(QUEUE, scheduler.wake)
-    hub.on(KILL, kill_handler(supervisor, store))
+    hub.on(KILL, kill_handler(supervisor, batch_repository))
     hub.on(CONTROL_CHANNEL, control_handler(supervisor, controls))
     hub.on(RUN_BATCH, coordinator.on_batch_change)
     hub.on(SCHEDULE, ticker.on_notify)
@@ -440,19 +444,19 @@ def _build_parts(app: web.Application) -> None:
     app[PROJECT_VIEWS] = ProjectViews(projects)
     app[JOBS] = jobs
     app[JOB_VIEWS] = JobViews(jobs)
-    app[NUMBERS] = Numbers(DialectIdStore(db))
-    app[SERVICE] = batches
+    app[NUMBERS] = Numbers(DialectIdRepository(db))
+    app[BATCHES] = batches
     app[BATCH_VIEWS] = BatchViews(batches)
-    app[FEED] = BatchFeed(store, batches, hub)
-    app[OVERVIEW] = Overview(StatsStore(db), batches, limits, engines.enabled)
-    app[CONTROL] = BatchControl(store, controls, logs, engines, hub, policy, batches, admission, audit,
+    app[FEED] = BatchFeed(batch_repository, batches, hub)
+    app[OVERVIEW] = Overview(StatsRepository(db), batches, limits, engines.enabled)
+    app[CONTROL] = BatchControl(batch_repository, controls, logs, engines, hub, policy, batches, admission, audit,
                                 supervisor.workdir, projects)
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)
     app[SCHEDULES] = schedules
     app[SCHEDULE_VIEWS] = ScheduleViews(schedules)
-    app[SLAS] = SlaService(sla_store, jobs, schedules, projects, batches, audit, webhooks=webhooks)
+    app[SLAS] = SlaService(sla_repository, jobs, schedules, projects, batches, audit, webhooks=webhooks)
     app[SLA_VIEWS] = SlaViews(app[SLAS])
     app[READINESS] = Readiness(instances, heartbeat)
     loops: dict[str, Loop] = {

@@ -31,8 +31,8 @@ from gateway.store.database import Database
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
-STORE = web.AppKey("store", BatchRepository)
-SERVICE = web.AppKey("service", BatchService)
+BATCH_REPOSITORY = web.AppKey("batch_repository", BatchRepository)
+BATCHES = web.AppKey("batches", BatchService)
 BATCH_VIEWS = web.AppKey("batch_views", BatchViews)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)

@@ -12,7 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from gateway.keys import SETTINGS, STORE
+from gateway.keys import BATCH_REPOSITORY, SETTINGS
 from tests.helpers import Api, info
 
 FIELDS = {"id", "user", "batchType", "name", "appStartTime", "appId", "appUrl", "appState", "appDiagnostic",
@@ -271,7 +271,7 @@ async def test_totals_follow_submits_state_changes_and_drops(api: Api, python: s
     assert result["succeeded"] == 2
     assert await total("batchUser=dave") == 4
     # Folding the appended +1/-1 rows changes no total.
-    await api.app[STORE].compact_counts()
+    await api.app[BATCH_REPOSITORY].compact_counts()
     assert await total("batchUser=dave") == 4 and await total("batchUser=dave&batchState=ERROR") == 1
     assert await total("batchState=FINISHED,ERROR,CANCELED") == (await api.call(
         "GET", "/api/v1/batches?batchState=FINISHED,ERROR,CANCELED&size=1000"))["total"]
@@ -311,7 +311,7 @@ async def test_deep_pages_of_a_large_unfiltered_list_are_exact(api: Api, databas
                    1700000000000 + (g / 3) * 4500
             from generate_series(1, 12000) g""")
         await conn.execute("delete from batches where create_time % 7 = 0")  # gaps, and -n rows to count
-        await api.app[STORE].compact_counts()
+        await api.app[BATCH_REPOSITORY].compact_counts()
         await conn.execute("""
             insert into batches (id, batch_type, batch_user, real_user, resource, state, create_time)
             select gen_random_uuid(), 'LOCAL', 'late', 'u', 'true', 'FINISHED', 1700000000000 + g * 997

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.keys import INSTANCE, STORE, SUPERVISOR
+from gateway.keys import BATCH_REPOSITORY, INSTANCE, SUPERVISOR
 from tests.gateway_process import GatewayProcess
 from tests.helpers import Api, info
 from tests.spark_cluster import reap_batch_processes
@@ -73,7 +73,7 @@ async def test_extra_resources_are_stored_and_written_next_to_the_resource(api: 
     for line in ("file data.txt some data", "file deps.zip zip bytes", "file util.py X = 42", "arg go"):
         assert line in log, log
     # The conf the engine gets: each key's stored paths after the value it already had.
-    record = await api.app[STORE].get_batch(uuid.UUID(batch["id"]))
+    record = await api.app[BATCH_REPOSITORY].get_batch(uuid.UUID(batch["id"]))
     assert record is not None
     spec = api.app[SUPERVISOR].spec(record)
     upload = spec.workdir / "upload"
@@ -91,7 +91,7 @@ async def test_extra_resources_survive_restart_and_go_with_drop(api: Api) -> Non
     assert (await api.wait_for(again["id"]))["state"] == "FINISHED"
     assert "file a.txt first" in await api.full_log(again["id"])
     await api.call("DELETE", f"/api/v1/batches/{batch['id']}/drop")
-    store = api.app[STORE]
+    store = api.app[BATCH_REPOSITORY]
     assert await store.file_chunks(uuid.UUID(batch["id"]), "a.txt") == []
     assert await store.file_chunks(uuid.UUID(again["id"]), "a.txt") == [b"first"]
 

@@ -24,7 +24,7 @@ from gateway.contract.batches import (
 )
 from gateway.errors import BadRequest, TooLarge
 from gateway.instance.spool import bounded, write_chunks
-from gateway.keys import BATCH_VIEWS, SERVICE, SETTINGS, TAKEOVER
+from gateway.keys import BATCH_VIEWS, BATCHES, SETTINGS, TAKEOVER
 from gateway.settings import Settings
 
 routes = web.RouteTableDef()
@@ -143,7 +143,7 @@ async def reassign(request: web.Request) -> web.Response:
 @routes.get("/api/v1/admin/batch/count")
 async def count_batches(request: web.Request) -> web.Response:
     flt = list_filter(request.query, request.app[SETTINGS].batch_types)
-    total = await request.app[SERVICE].count(principal(request), flt)
+    total = await request.app[BATCHES].count(principal(request), flt)
     return model_response(Count(count=total))
 
 
@@ -154,7 +154,7 @@ async def get_batch(request: web.Request) -> web.Response:
 
 @routes.delete("/api/v1/batches/{batch_id}")
 async def kill_batch(request: web.Request) -> web.Response:
-    success, message, _ = await request.app[SERVICE].kill(principal(request), request.match_info["batch_id"])
+    success, message, _ = await request.app[BATCHES].kill(principal(request), request.match_info["batch_id"])
     return model_response(CloseBatchResponse(success=success, msg=message))
 
 

@@ -11,11 +11,13 @@ from gateway.batches.service import BatchService
 from gateway.contract.overview import BatchStats, LimitsView, LimitUsage, StatsBucket, TypeLimit, UserLimit
 from gateway.security.auth import Principal
 from gateway.store import ListFilter
-from gateway.store.stats import StatsStore
+from gateway.store.stats import StatsRepository
 
 
 class Overview:
-    def __init__(self, stats: StatsStore, service: BatchService, limits: Limits, batch_types: frozenset[str]) -> None:
+    def __init__(
+        self, stats: StatsRepository, service: BatchService, limits: Limits, batch_types: frozenset[str],
+    ) -> None:
         self._stats = stats
         self._service = service
         self._limits = limits

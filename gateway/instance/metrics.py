@@ -109,13 +109,13 @@ class Metrics:
         self._state_ttl = state_ttl
         self._states_read_at = -1e9
         self._refresh_lock = asyncio.Lock()
-        self._store: BatchRepository | None = None
+        self._batches: BatchRepository | None = None
 
     # --- wiring --------------------------------------------------------------------------
 
-    def bind_store(self, store: BatchRepository, pool: asyncpg.Pool) -> None:
+    def bind_repository(self, batches: BatchRepository, pool: asyncpg.Pool) -> None:
         """The batch counts' repository and the pool behind the pool gauges."""
-        self._store = store
+        self._batches = batches
         self.pool_in_use.set_function(lambda: pool.get_size() - pool.get_idle_size())
         self.pool_size.set_function(lambda: pool.get_size())
         self.pool_max.set_function(lambda: pool.get_max_size())
@@ -176,13 +176,13 @@ class Metrics:
 
     async def refresh(self, now: Callable[[], float] = time.monotonic) -> None:
         """Re-read batch counts from the database if the cached ones are older than the TTL."""
-        if self._store is None or now() - self._states_read_at < self._state_ttl:
+        if self._batches is None or now() - self._states_read_at < self._state_ttl:
             return
         async with self._refresh_lock:
             if now() - self._states_read_at < self._state_ttl:
                 return  # another scrape refreshed while this one waited
             try:
-                counts = await asyncio.wait_for(self._store.count_batches_by_state(), 5.0)
+                counts = await asyncio.wait_for(self._batches.count_batches_by_state(), 5.0)
             except (Unavailable, TimeoutError):
                 self._states.database_up = 0.0
                 # Retry within a second, not on every scrape.

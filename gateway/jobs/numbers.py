@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from gateway.store.dialects import DialectIdStore
+from gateway.store.dialects import DialectIdRepository
 
 
 class Kind(StrEnum):
@@ -32,7 +32,7 @@ def parse_named_key(key: str) -> tuple[str, int]:
 
 
 class Numbers:
-    def __init__(self, ids: DialectIdStore) -> None:
+    def __init__(self, ids: DialectIdRepository) -> None:
         self._ids = ids
 
     async def numbers(self, kind: Kind, keys: list[str]) -> dict[str, int]:

@@ -23,7 +23,7 @@ from gateway.errors import BadRequest, Conflict, GatewayError, Unavailable
 from gateway.jobs.graph import downstream, node_request
 from gateway.jobs.plan import DONE_BAD, Cause, plan
 from gateway.security.auth import Principal
-from gateway.store.jobs import JobStore, RunRecord, RunTransaction
+from gateway.store.jobs import JobRepository, RunRecord, RunTransaction
 from gateway.store.records import NewBatch
 
 log = structlog.get_logger("gateway.runs")
@@ -36,7 +36,7 @@ def _now() -> int:
 
 
 class RunCoordinator:
-    def __init__(self, jobs: JobStore, admission: Admission, principal: Callable[[str], Principal],
+    def __init__(self, jobs: JobRepository, admission: Admission, principal: Callable[[str], Principal],
                  on_queued: Callable[[], None] | None = None) -> None:
         self._jobs = jobs
         self._admission = admission

@@ -21,7 +21,7 @@ from gateway.jobs.runs import RunCoordinator
 from gateway.projects.service import ProjectService
 from gateway.security.auth import Principal
 from gateway.store import BatchRecord
-from gateway.store.jobs import JobRecord, JobStore, NodeRecord, RunRecord
+from gateway.store.jobs import JobRecord, JobRepository, NodeRecord, RunRecord
 
 log = structlog.get_logger("gateway.jobs")
 
@@ -31,7 +31,7 @@ MAX_RUN_EVENTS = 100_000  # a run's log is made of at most this many events
 
 
 class JobService:
-    def __init__(self, jobs: JobStore, runs: RunCoordinator, logs: LogStore, admission: Admission, hub: Hub,
+    def __init__(self, jobs: JobRepository, runs: RunCoordinator, logs: LogStore, admission: Admission, hub: Hub,
                  projects: ProjectService | None = None) -> None:
         self._jobs = jobs
         self._runs = runs

@@ -13,7 +13,7 @@ from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import Dialect, principal
 from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param
 from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.keys import CONTROL, JOBS, SERVICE
+from gateway.keys import BATCHES, CONTROL, JOBS
 from gateway.kylin.models import (
     BATCH_STATES,
     BULK_ACTIONS,
@@ -71,8 +71,8 @@ async def _find(request: web.Request, raw: str, permission: str = "READ") -> Bat
     who = principal(request)
     try:
         if permission == "READ":
-            return await request.app[SERVICE].get(who, job_id)
-        return await request.app[SERVICE].modifiable(who, job_id)
+            return await request.app[BATCHES].get(who, job_id)
+        return await request.app[BATCHES].modifiable(who, job_id)
     except NotFound:
         pass
     try:
@@ -88,7 +88,7 @@ async def _view(request: web.Request, job: BatchRecord | RunRecord) -> KylinJob:
     batches: dict[str, BatchRecord] = {}
     for node in nodes:
         if node.batch_id is not None:
-            record = await request.app[SERVICE].current(node.batch_id)
+            record = await request.app[BATCHES].current(node.batch_id)
             if record is not None:
                 batches[node.node_id] = record
     return run_job(job, nodes, batches)
@@ -124,7 +124,7 @@ async def cancel(request: web.Request) -> web.Response:
     who = principal(request)
     job = await _find(request, request.match_info["job_id"], "EXECUTE")
     if isinstance(job, BatchRecord):
-        success, message, record = await request.app[SERVICE].kill(who, str(job.id))
+        success, message, record = await request.app[BATCHES].kill(who, str(job.id))
         if not success:
             raise Conflict(message)
         return await _respond(request, record)
@@ -165,9 +165,9 @@ async def step_output(request: web.Request) -> web.Response:
     output = ""
     if batch_id is not None:
         who = principal(request)
-        batch = await request.app[SERVICE].get(who, str(batch_id))
+        batch = await request.app[BATCHES].get(who, str(batch_id))
         start = max(batch.log_lines - OUTPUT_LINES, 0)
-        output = "\n".join(await request.app[SERVICE].read_log(who, str(batch.id), start, OUTPUT_LINES))
+        output = "\n".join(await request.app[BATCHES].read_log(who, str(batch.id), start, OUTPUT_LINES))
     return kylin_response(StepOutput(job_id=raw_job, cmd_output=output, step_id=step_id)
                           .model_dump(mode="json", by_alias=True))
 
@@ -242,7 +242,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         create_time=int(time.time() * 1000) - period if period else 0, offset=page * size, size=size,
         sort=sorts[sort_name], desc=bool_param(query, "reverse", True),
     )
-    total, records = (0, []) if states is None else await request.app[SERVICE].list_batches(principal(request), flt)
+    total, records = (0, []) if states is None else await request.app[BATCHES].list_batches(principal(request), flt)
     jobs = [batch_job(r) for r in records]
     data = V2JobList(size=total, jobs=jobs) if v2 else V5JobList(value=jobs, offset=page, limit=size,
                                                                    total_size=total)

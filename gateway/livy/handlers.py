@@ -15,7 +15,7 @@ from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
 from gateway.api.params import int_param, validation_message
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest, GatewayError, TooLarge
-from gateway.keys import AUDIT, AUTH, SERVICE, SESSIONS, SETTINGS
+from gateway.keys import AUDIT, AUTH, BATCHES, SESSIONS, SETTINGS
 from gateway.livy.models import (
     BATCH_LOG_LINES,
     LivyBatch,
@@ -56,7 +56,7 @@ def _do_as(request: web.Request) -> str | None:
 
 
 async def _view(request: web.Request, record: BatchRecord) -> LivyBatch:
-    tails = await request.app[SERVICE].log_tails([record], BATCH_LOG_LINES)
+    tails = await request.app[BATCHES].log_tails([record], BATCH_LOG_LINES)
     return LivyBatch.of(record, tails.get(record.id, []))
 
 
@@ -98,7 +98,7 @@ async def create_batch(request: web.Request) -> web.Response:
         kyuubi = batch_request(livy, do_as)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
-    record, _ = await request.app[SERVICE].submit(principal(request), kyuubi)
+    record, _ = await request.app[BATCHES].submit(principal(request), kyuubi)
     location = f"{request.path.rstrip('/')}/{record.seq}"
     return model_response(LivyBatch.of(record, []), status=201, headers={"Location": location})
 
@@ -107,7 +107,7 @@ async def create_batch(request: web.Request) -> web.Response:
 async def list_batches(request: web.Request) -> web.Response:
     offset = int_param(request.query, "from", 0, minimum=0, maximum=2**31)
     size = int_param(request.query, "size", 100, minimum=0, maximum=MAX_LIST)
-    service = request.app[SERVICE]
+    service = request.app[BATCHES]
     who = principal(request)
     total, records = await service.list_batches(
         who, ListFilter(batch_types=LIVY_TYPES, offset=offset, size=max(size, 1)))
@@ -119,13 +119,13 @@ async def list_batches(request: web.Request) -> web.Response:
 
 @_livy_errors
 async def get_batch(request: web.Request) -> web.Response:
-    record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
+    record = await request.app[BATCHES].get_by_seq(principal(request), _livy_id(request))
     return model_response(await _view(request, record))
 
 
 @_livy_errors
 async def get_state(request: web.Request) -> web.Response:
-    record = await request.app[SERVICE].get_by_seq(principal(request), _livy_id(request))
+    record = await request.app[BATCHES].get_by_seq(principal(request), _livy_id(request))
     return model_response(LivyBatchState(id=record.seq, state=livy_state(record)))
 
 
@@ -135,7 +135,7 @@ async def get_log(request: web.Request) -> web.Response:
     past the end is an empty page, not an error."""
     size = int_param(request.query, "size", 100, minimum=-(2**62), maximum=2**62)
     start = int_param(request.query, "from", -1, minimum=-(2**62), maximum=2**62)
-    service = request.app[SERVICE]
+    service = request.app[BATCHES]
     who = principal(request)
     record = await service.get_by_seq(who, _livy_id(request))
     total = record.log_lines
@@ -150,7 +150,7 @@ async def get_log(request: web.Request) -> web.Response:
 
 @_livy_errors
 async def delete_batch(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
+    service = request.app[BATCHES]
     who = principal(request)
     record = await service.get_by_seq(who, _livy_id(request))
     await service.kill(who, str(record.id))
@@ -183,7 +183,7 @@ def livy_root_app(parent: web.Application) -> web.Application:
     app[LIVY_ROOT] = True
     app[SETTINGS] = settings
     app[AUTH] = parent[AUTH]
-    app[SERVICE] = parent[SERVICE]
+    app[BATCHES] = parent[BATCHES]
     app[AUDIT] = parent[AUDIT]  # the middleware records denied requests through it
     if SESSIONS in parent:
         app[SESSIONS] = parent[SESSIONS]

@@ -15,7 +15,7 @@ from gateway.errors import BadRequest, Conflict, Forbidden, NotFound
 from gateway.instance.spool import bounded, read_chunks, write_chunks
 from gateway.projects import zipcheck
 from gateway.security.auth import Principal
-from gateway.store.projects import ArtifactRecord, ProjectRecord, ProjectStore
+from gateway.store.projects import ArtifactRecord, ProjectRecord, ProjectRepository
 
 log = structlog.get_logger("gateway.projects")
 
@@ -44,7 +44,7 @@ def parse_artifact(resource: str) -> tuple[str, int]:
 
 
 class ProjectService:
-    def __init__(self, store: ProjectStore, *, data_dir: Path, max_artifact_bytes: int,
+    def __init__(self, store: ProjectRepository, *, data_dir: Path, max_artifact_bytes: int,
                  max_artifact_files: int) -> None:
         self._store = store
         self._spool = data_dir / "spool"

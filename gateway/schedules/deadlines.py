@@ -28,7 +28,7 @@ from gateway.schedules.sla import Outcome, format_duration, judge
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
-from gateway.store.schedules import ScheduleStore
+from gateway.store.schedules import ScheduleRepository
 from gateway.store.slas import BreachRecord, Progress, SlaRecord, SlaRepository
 
 log = structlog.get_logger("gateway.sla")
@@ -39,7 +39,7 @@ ACTIVE_NODES = frozenset({NodeState.QUEUED, NodeState.RUNNING, NodeState.PAUSED}
 
 
 class DeadlineTimer:
-    def __init__(self, store: ScheduleStore, slas: SlaRepository, alerts: Alerter, batches: BatchService,
+    def __init__(self, store: ScheduleRepository, slas: SlaRepository, alerts: Alerter, batches: BatchService,
                  jobs: JobService, logs: LogStore, audit: AuditService, instance: str, *, housekeeping_seconds: float,
                  metrics: Metrics | None = None, clock: Callable[[], int] = now_ms) -> None:
         self._store = store

@@ -25,7 +25,7 @@ from gateway.schedules.timing import SECOND, Timing, TimingError, parse_zone, to
 from gateway.security.audit import AuditService
 from gateway.security.auth import Principal
 from gateway.store.jobs import JobRecord
-from gateway.store.schedules import ScheduleRecord, ScheduleStore, TickRecord
+from gateway.store.schedules import ScheduleRecord, ScheduleRepository, TickRecord
 
 log = structlog.get_logger("gateway.schedules")
 
@@ -54,7 +54,7 @@ def _instant(value: int | str | None, field: str, zone_name: str) -> int | None:
 
 
 class ScheduleService:
-    def __init__(self, store: ScheduleStore, jobs: JobService, projects: ProjectService | None,
+    def __init__(self, store: ScheduleRepository, jobs: JobService, projects: ProjectService | None,
                  audit: AuditService, *, catchup_bound: int, clock: Callable[[], int] = now_ms) -> None:
         self._store = store
         self._audit = audit

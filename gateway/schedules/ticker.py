@@ -28,7 +28,7 @@ from gateway.jobs.service import JobService
 from gateway.schedules.timer import DueLoop, now_ms
 from gateway.schedules.timing import Timing, TimingError, plan_due
 from gateway.security.auth import Principal
-from gateway.store.schedules import Busy, ScheduleRecord, ScheduleStore, TickRecord
+from gateway.store.schedules import Busy, ScheduleRecord, ScheduleRepository, TickRecord
 
 log = structlog.get_logger("gateway.schedules")
 
@@ -85,7 +85,7 @@ def tick_variables(declared: dict[str, str], given: dict[str, str], schedule_id:
 
 
 class Ticker:
-    def __init__(self, store: ScheduleStore, jobs: JobService, instance: str, *,
+    def __init__(self, store: ScheduleRepository, jobs: JobService, instance: str, *,
                  principal: Callable[[str], Principal], misfire_seconds: float, queue_limit: int,
                  housekeeping_seconds: float, metrics: Metrics | None = None,
                  clock: Callable[[], int] = now_ms) -> None:

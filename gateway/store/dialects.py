@@ -1,4 +1,4 @@
-"""DialectIdStore: the numbers and UUIDs that other systems' APIs give what batchgate names otherwise
+"""DialectIdRepository: the numbers and UUIDs that other systems' APIs give what batchgate names otherwise
 (table dialect_ids; its queries in dialects.sql)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncpg
 from gateway.store.database import Database
 
 
-class DialectIdStore:
+class DialectIdRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._q = db.queries("dialects.sql")

@@ -1,4 +1,4 @@
-"""JobStore: the SQL of jobs and runs (queries in jobs.sql)."""
+"""JobRepository: the SQL of jobs and runs (queries in jobs.sql)."""
 
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ class RunTransaction:
         return None if state is None else RunState(state)
 
 
-class JobStore:
+class JobRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._q = db.queries("jobs.sql")
@@ -346,4 +346,4 @@ class JobStore:
             yield RunTransaction(conn, self._q, RunRecord.model_validate(dict(row))) if row else None
 
 
-__all__ = ["JobRecord", "JobStore", "JobVersion", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]
+__all__ = ["JobRecord", "JobRepository", "JobVersion", "NodeRecord", "NodeRow", "RunRecord", "RunTransaction"]

@@ -1,4 +1,4 @@
-"""ProjectStore: the SQL of projects, artifacts and the project log (queries in projects.sql)."""
+"""ProjectRepository: the SQL of projects, artifacts and the project log (queries in projects.sql)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class ArtifactRecord(BaseModel):
     created_at: int
 
 
-class ProjectStore:
+class ProjectRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._q = db.queries("projects.sql")

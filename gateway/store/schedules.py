@@ -1,4 +1,4 @@
-"""ScheduleStore: the SQL of schedules and their ticks (queries in schedules.sql); SLAs, deadlines and
+"""ScheduleRepository: the SQL of schedules and their ticks (queries in schedules.sql); SLAs, deadlines and
 breaches are in slas.py."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class TickTransaction:
         await write_job_log(self._conn, self.schedule.job, actor, action, detail)
 
 
-class ScheduleStore(QueryRepository):
+class ScheduleRepository(QueryRepository):
     def __init__(self, db: Database) -> None:
         super().__init__(db, "schedules.sql")
 
@@ -202,4 +202,4 @@ def _schedule_detail(s: ScheduleRecord) -> dict[str, Any]:
             "concurrency": s.concurrency, "catchup": s.catchup, "enabled": s.enabled, "nextFire": s.next_fire}
 
 
-__all__ = ["Busy", "ScheduleRecord", "ScheduleStore", "TickRecord"]
+__all__ = ["Busy", "ScheduleRecord", "ScheduleRepository", "TickRecord"]

@@ -1,4 +1,4 @@
-"""StatsStore: the SQL of the summary views (queries in stats.sql): batch counts per time bucket, and
+"""StatsRepository: the SQL of the summary views (queries in stats.sql): batch counts per time bucket, and
 the batches counted against the limits."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class UsageRow:
     queued: int
 
 
-class StatsStore:
+class StatsRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._q = db.queries("stats.sql")
