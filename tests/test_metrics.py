@@ -69,7 +69,13 @@ async def test_counts_after_a_known_sequence(start_gateway: Callable[..., Awaita
         await asyncio.sleep(0.05)
     assert value(after, "batchgate_log_follow_streams") == 0, "a closed stream is no longer counted"
 
-    s = await scrape(api)
+    # The supervisor counts an end once Postgres has it, so a reader may see CANCELED a moment before the
+    # count: wait for it (the figures below are then exact).
+    for _ in range(100):
+        s = await scrape(api)
+        if value(s, "batchgate_batch_transitions_total", batch_type="LOCAL", state="CANCELED") >= 1:
+            break
+        await asyncio.sleep(0.05)
     assert value(s, "batchgate_batches_submitted_total", batch_type="LOCAL") == 7
     assert value(s, "batchgate_batches_submitted_total", batch_type="PYSPARK") == 0
     transitions = {state: value(s, "batchgate_batch_transitions_total", batch_type="LOCAL", state=state)
