@@ -446,11 +446,11 @@ def _build_parts(app: web.Application) -> None:
     app[JOB_VIEWS] = JobViews(jobs)
     app[NUMBERS] = Numbers(DialectIdRepository(db))
     app[BATCHES] = batches
-    app[BATCH_VIEWS] = BatchViews(batches)
     app[FEED] = BatchFeed(batch_repository, batches, hub)
     app[OVERVIEW] = Overview(StatsRepository(db), batches, limits, engines.enabled)
     app[CONTROL] = BatchControl(batch_repository, controls, logs, engines, hub, policy, batches, admission, audit,
                                 supervisor.workdir, projects)
+    app[BATCH_VIEWS] = BatchViews(batches, app[CONTROL])
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

@@ -12,7 +12,7 @@ from aiohttp import BodyPartReader, web
 
 from gateway.api.bodies import multipart_framing, parse_body, parse_json, part_chunks
 from gateway.api.middleware import open_stream, principal
-from gateway.api.params import LAST_EVENT_ID, MAX_PAGE, int_param, list_filter
+from gateway.api.params import LAST_EVENT_ID, MAX_PAGE, batch_query, int_param
 from gateway.api.responses import model_response
 from gateway.batches.uploads import Upload, safe_file_name
 from gateway.contract.batches import (
@@ -122,8 +122,8 @@ async def submit(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/batches")
 async def list_batches(request: web.Request) -> web.Response:
-    flt = list_filter(request.query, request.app[SETTINGS].batch_types)
-    return model_response(await request.app[BATCH_VIEWS].list_batches(principal(request), flt))
+    query = batch_query(request.query, request.app[SETTINGS].batch_types)
+    return model_response(await request.app[BATCH_VIEWS].list_batches(principal(request), query))
 
 
 @routes.get("/api/v1/batches/reassign")
@@ -142,8 +142,8 @@ async def reassign(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/admin/batch/count")
 async def count_batches(request: web.Request) -> web.Response:
-    flt = list_filter(request.query, request.app[SETTINGS].batch_types)
-    total = await request.app[BATCHES].count(principal(request), flt)
+    query = batch_query(request.query, request.app[SETTINGS].batch_types)
+    total = await request.app[BATCH_VIEWS].count(principal(request), query)
     return model_response(Count(count=total))
 
 

@@ -6,18 +6,16 @@ from aiohttp import web
 
 from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import principal
-from gateway.api.params import list_filter
+from gateway.api.params import batch_query
 from gateway.api.responses import model_response
 from gateway.contract.batches import (
     BatchDetails,
-    BulkFailure,
     BulkRequest,
-    BulkResponse,
     DropResponse,
     Step,
 )
 from gateway.errors import BadRequest
-from gateway.keys import CONTROL, SETTINGS
+from gateway.keys import BATCH_VIEWS, CONTROL, SETTINGS
 
 routes = web.RouteTableDef()
 
@@ -60,21 +58,18 @@ async def status_not_allowed(request: web.Request) -> web.Response:
 @routes.put("/api/v1/batches/status")
 async def bulk(request: web.Request) -> web.Response:
     body = validate_body(await read_body(request), BulkRequest)
-    flt = None
+    query = None
     if body.filter is not None or body.project:
-        query = {k: str(v) for k, v in (body.filter.model_dump(by_alias=True, exclude_none=True)
-                                        if body.filter else {}).items()}
+        fields = {k: str(v) for k, v in (body.filter.model_dump(by_alias=True, exclude_none=True)
+                                         if body.filter else {}).items()}
         if body.project:
-            query["project"] = body.project
+            fields["project"] = body.project
         try:
-            flt = list_filter(query, request.app[SETTINGS].batch_types)
+            query = batch_query(fields, request.app[SETTINGS].batch_types)
         except BadRequest as exc:
             raise BadRequest(f"filter.{exc.message}") from None
-    result = await request.app[CONTROL].bulk(principal(request), body.action, body.ids or [], flt)
-    return model_response(BulkResponse(
-        matched=result.matched, succeeded=result.succeeded,
-        failed=[BulkFailure(**f) for f in result.failed], failures_truncated=result.failures_truncated,
-    ))
+    return model_response(await request.app[BATCH_VIEWS].bulk(principal(request), body.action, body.ids or [],
+                                                              query))
 
 
 @routes.get("/api/v1/batches/{batch_id}/details")

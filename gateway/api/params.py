@@ -5,11 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
-from gateway.contract.batches import BatchState
+from gateway.contract.batches import BatchQuery, BatchSort, BatchState
 from gateway.contract.batches import validation_message as validation_message  # re-exported for handlers
 from gateway.errors import BadRequest
-from gateway.store import ListFilter
-from gateway.store.batch_list import SORT_COLUMNS
 
 MAX_PAGE = 10_000
 LAST_EVENT_ID = "Last-Event-ID"  # the header a reconnecting EventSource sends: checked like a parameter
@@ -52,14 +50,14 @@ def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
     raise BadRequest(f"{name}: must be true or false, not {raw!r}")
 
 
-def list_filter(query: Mapping[str, str], batch_types: Sequence[str]) -> ListFilter:
-    """The batch list's filters; `batch_types`: those the gateway's engines offer."""
+def batch_query(query: Mapping[str, str], batch_types: Sequence[str]) -> BatchQuery:
+    """The batch list's query parameters; `batch_types`: those the gateway's engines offer."""
     batch_type = query.get("batchType") or None
     if batch_type is not None:
         batch_type = batch_type.upper()
         if batch_type not in batch_types:
             raise BadRequest(f"batchType: must be one of {', '.join(batch_types)}, not {query['batchType']!r}")
-    states: tuple[str, ...] = ()
+    states: tuple[BatchState, ...] = ()
     raw_state = query.get("batchState")
     if raw_state:
         parts = [s.strip().upper() for s in raw_state.split(",") if s.strip()]
@@ -68,21 +66,22 @@ def list_filter(query: Mapping[str, str], batch_types: Sequence[str]) -> ListFil
             raise BadRequest(
                 f"batchState: unknown state {unknown[0]!r}; known: {', '.join(BatchState.__members__)}"
             )
-        states = tuple(parts)
+        states = tuple(BatchState(s) for s in parts)
     create_time = int_param(query, "createTime", 0, minimum=0, maximum=2**62)
     end_time = int_param(query, "endTime", 0, minimum=0, maximum=2**62)
     if create_time and end_time and end_time < create_time:
         raise BadRequest(f"endTime: {end_time} is before createTime {create_time}")
-    sort = query.get("sort") or "createTime"
-    if sort not in SORT_COLUMNS:
-        raise BadRequest(f"sort: must be one of {', '.join(SORT_COLUMNS)}, not {sort!r}")
+    try:
+        sort = BatchSort(query.get("sort") or BatchSort.CREATE_TIME)
+    except ValueError:
+        raise BadRequest(f"sort: must be one of {', '.join(BatchSort)}, not {query['sort']!r}") from None
     attempts_of = text_param(query, "attemptsOf")
     if attempts_of is not None:
         try:
             attempts_of = str(uuid.UUID(attempts_of))
         except ValueError:
             raise BadRequest(f"attemptsOf: {attempts_of!r} is not a batch id") from None
-    return ListFilter(
+    return BatchQuery(
         project=text_param(query, "project"),
         sort=sort,
         key=text_param(query, "key"),

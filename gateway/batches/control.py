@@ -20,7 +20,7 @@ from engines.registry import EngineRegistry
 from gateway.batches.admission import Admission
 from gateway.batches.logs import LogStore
 from gateway.batches.service import BatchService, parse_batch_id
-from gateway.contract.batches import TERMINAL_STATES, BatchState
+from gateway.contract.batches import TERMINAL_STATES, BatchSort, BatchState
 from gateway.errors import BadRequest, Conflict, GatewayError
 from gateway.instance.listener import STATE, Hub
 from gateway.projects.service import ProjectService
@@ -187,7 +187,7 @@ class BatchControl:
         seen: set[uuid.UUID] = set()
         after: tuple[int, uuid.UUID] | None = None
         while True:
-            page_filter = dataclasses.replace(base, offset=0, size=BULK_CHUNK, desc=False, sort="createTime",
+            page_filter = dataclasses.replace(base, offset=0, size=BULK_CHUNK, desc=False, sort=BatchSort.CREATE_TIME,
                                               after=after)
             _, page = await self._store.list_batches(page_filter)
             if not page:

@@ -1,24 +1,46 @@
 """BatchViews: the Kyuubi batch API's answers (/api/v1/batches). It asks the BatchService (admission,
-permissions, logs) and returns the contract's models, so that the handlers see no store record. The other
-dialects (Livy, Kylin, Datameer, Azkaban) translate batches into their own shapes."""
+permissions, logs) and BatchControl (bulk actions) and returns the contract's models, so that the handlers
+see no store record; `list_filter` turns the wire's list query (the contract's BatchQuery) into the store's
+filter. The other dialects translate batches into their own shapes in their own views (gateway/livy/views.py,
+gateway/kylin/views.py, …)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 
+from gateway.batches.control import BatchControl
 from gateway.batches.service import BatchService
 from gateway.batches.uploads import Upload
-from gateway.contract.batches import Batch, BatchList, BatchRequest, LocalLog
+from gateway.contract.batches import (
+    Batch,
+    BatchList,
+    BatchQuery,
+    BatchRequest,
+    BulkFailure,
+    BulkResponse,
+    LocalLog,
+)
 from gateway.security.auth import Principal
 from gateway.store import ListFilter
 
 DUPLICATED = "kyuubi.batch.duplicated"
 
 
+def list_filter(query: BatchQuery) -> ListFilter:
+    """The store's filter for the wire's list query (its sort key is the store's to map onto a column)."""
+    return ListFilter(
+        batch_type=query.batch_type, states=tuple(s.value for s in query.states), user=query.user,
+        name=query.name, key=query.key, project=query.project, attempts_of=query.attempts_of,
+        create_time=query.create_time, end_time=query.end_time, offset=query.offset, size=query.size,
+        sort=query.sort, desc=query.desc,
+    )
+
+
 class BatchViews:
-    def __init__(self, batches: BatchService) -> None:
+    def __init__(self, batches: BatchService, control: BatchControl) -> None:
         self._batches = batches
+        self._control = control
 
     async def submit(self, who: Principal, request: BatchRequest, upload: Upload | None = None,
                      extras: dict[str, Upload] | None = None) -> Batch:
@@ -29,9 +51,21 @@ class BatchViews:
             batch.batch_info[DUPLICATED] = "true"
         return batch
 
-    async def list_batches(self, who: Principal, flt: ListFilter) -> BatchList:
-        total, records = await self._batches.list_batches(who, flt)
-        return BatchList(from_=flt.offset, total=total, batches=[r.to_api() for r in records])
+    async def list_batches(self, who: Principal, query: BatchQuery) -> BatchList:
+        total, records = await self._batches.list_batches(who, list_filter(query))
+        return BatchList(from_=query.offset, total=total, batches=[r.to_api() for r in records])
+
+    async def count(self, who: Principal, query: BatchQuery) -> int:
+        """How many batches match the query (Kyuubi's admin batch count): admins only."""
+        return await self._batches.count(who, list_filter(query))
+
+    async def bulk(self, who: Principal, action: str, ids: list[str], query: BatchQuery | None) -> BulkResponse:
+        """One action on batches by id, or on those the query matches, each authorized on its own."""
+        result = await self._control.bulk(who, action, ids, list_filter(query) if query is not None else None)
+        return BulkResponse(
+            matched=result.matched, succeeded=result.succeeded,
+            failed=[BulkFailure(**f) for f in result.failed], failures_truncated=result.failures_truncated,
+        )
 
     async def get(self, who: Principal, batch_id: str) -> Batch:
         return (await self._batches.get(who, batch_id)).to_api()

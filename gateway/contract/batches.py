@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -285,6 +286,36 @@ class AuditList(ApiModel):
 
 class Health(ApiModel):
     status: str
+
+
+class BatchSort(StrEnum):
+    """The keys the batch list sorts by (its `sort` parameter); the store maps each to its column."""
+
+    CREATE_TIME = "createTime"
+    END_TIME = "endTime"
+    NAME = "name"
+    DURATION = "duration"
+
+
+@dataclass(frozen=True)
+class BatchQuery:
+    """The batch list's query as the wire gives it (GET /api/v1/batches, the admin count, a bulk action's
+    filter; a dialect's list in its own terms), already validated. The domain turns it into the store's
+    filter; an empty field filters nothing."""
+
+    batch_type: str | None = None
+    states: tuple[BatchState, ...] = ()
+    user: str | None = None
+    name: str | None = None
+    key: str | None = None
+    project: str | None = None
+    attempts_of: str | None = None  # a batch id: the attempts of that batch
+    create_time: int = 0  # created at or after (epoch ms)
+    end_time: int = 0  # ended at or before (epoch ms)
+    offset: int = 0
+    size: int = 100
+    sort: BatchSort = BatchSort.CREATE_TIME
+    desc: bool = False
 
 
 class BulkFilter(ApiModel):

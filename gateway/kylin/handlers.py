@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import Dialect, principal
 from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param
+from gateway.contract.batches import BatchSort
 from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.keys import BATCHES, CONTROL, JOBS
 from gateway.kylin.models import (
@@ -41,9 +42,9 @@ TIME_FILTERS = {0: DAY_MS, 1: 7 * DAY_MS, 2: 31 * DAY_MS, 3: 365 * DAY_MS, 4: 0}
 # Kylin's sort fields, as batchgate can sort: by creation (Kylin's default, last_modified, is the order
 # in which jobs were last touched; batchgate keeps no index on that), by name, or by duration.
 SORTS = {
-    "last_modified": "createTime", "last_modify": "createTime", "create_time": "createTime",
-    "job_name": "name", "target_subject": "name", "cube_name": "name",
-    "total_duration": "duration", "duration": "duration",
+    "last_modified": BatchSort.CREATE_TIME, "last_modify": BatchSort.CREATE_TIME, "create_time": BatchSort.CREATE_TIME,
+    "job_name": BatchSort.NAME, "target_subject": BatchSort.NAME, "cube_name": BatchSort.NAME,
+    "total_duration": BatchSort.DURATION, "duration": BatchSort.DURATION,
 }
 OUTPUT_LINES = 2000  # a step's output is the last lines of its batch's log, as Kylin keeps a step's tail
 
@@ -204,9 +205,9 @@ def _v2_statuses(values: list[str]) -> list[KylinStatus]:
     return out
 
 
-def _sort(value: str | None, field: str) -> str:
+def _sort(value: str | None, field: str) -> BatchSort:
     if not value:
-        return "createTime"
+        return BatchSort.CREATE_TIME
     sort = SORTS.get(value.lower())
     if sort is None:
         raise BadRequest(f"{field}: cannot sort by {value!r} here; use one of {', '.join(SORTS)}")

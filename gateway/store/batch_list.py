@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from gateway.contract.batches import BatchSort
 from gateway.store.database import Where
 from gateway.store.records import BatchRecord, batch_record
 
@@ -28,7 +29,7 @@ class ListFilter:
     offset: int = 0
     size: int = 100
     desc: bool = False
-    sort: str = "createTime"
+    sort: BatchSort = BatchSort.CREATE_TIME
     key: str | None = None
     ids: tuple[uuid.UUID, ...] = ()
     batch_types: tuple[str, ...] = ()  # any of these types (the Livy API lists SPARK and PYSPARK)
@@ -53,7 +54,8 @@ WALK_LIMIT = 5_000
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
 
-SORT_COLUMNS = {"createTime": "create_time", "endTime": "end_time", "name": "name", "duration": "duration"}
+SORT_COLUMNS = {BatchSort.CREATE_TIME: "create_time", BatchSort.END_TIME: "end_time", BatchSort.NAME: "name",
+                BatchSort.DURATION: "duration"}
 
 
 def _key_clauses(key: str) -> tuple[str, list[Any]]:
