@@ -72,7 +72,9 @@ from gateway.keys import (
     INSTANCE,
     JOB_VIEWS,
     JOBS,
+    KYLIN_VIEWS,
     LIVY_PORT,
+    LIVY_VIEWS,
     NUMBERS,
     OVERVIEW,
     PROJECT_VIEWS,
@@ -90,7 +92,9 @@ from gateway.keys import (
 )
 from gateway.kylin.handlers import DIALECT as KYLIN
 from gateway.kylin.handlers import kylin_routes
+from gateway.kylin.views import KylinViews
 from gateway.livy.handlers import livy_routes, start_livy_site
+from gateway.livy.views import LivyViews
 from gateway.projects.service import ProjectService
 from gateway.projects.views import ProjectViews
 from gateway.schedules.alerts import Alerter
@@ -451,6 +455,8 @@ def _build_parts(app: web.Application) -> None:
     app[CONTROL] = BatchControl(batch_repository, controls, logs, engines, hub, policy, batches, admission, audit,
                                 supervisor.workdir, projects)
     app[BATCH_VIEWS] = BatchViews(batches, app[CONTROL])
+    app[LIVY_VIEWS] = LivyViews(batches)
+    app[KYLIN_VIEWS] = KylinViews(batches, app[CONTROL], jobs)
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

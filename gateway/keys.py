@@ -17,6 +17,8 @@ from gateway.batches.views import BatchViews
 from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
+from gateway.kylin.views import KylinViews
+from gateway.livy.views import LivyViews
 from gateway.projects.service import ProjectService
 from gateway.projects.views import ProjectViews
 from gateway.schedules.service import ScheduleService
@@ -34,6 +36,8 @@ DATABASE = web.AppKey("database", Database)
 BATCH_REPOSITORY = web.AppKey("batch_repository", BatchRepository)
 BATCHES = web.AppKey("batches", BatchService)
 BATCH_VIEWS = web.AppKey("batch_views", BatchViews)
+LIVY_VIEWS = web.AppKey("livy_views", LivyViews)
+KYLIN_VIEWS = web.AppKey("kylin_views", KylinViews)
 CONTROL = web.AppKey("control", BatchControl)
 JOBS = web.AppKey("jobs", JobService)
 JOB_VIEWS = web.AppKey("job_views", JobViews)

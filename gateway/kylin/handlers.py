@@ -1,20 +1,20 @@
 """Apache Kylin's job API (docs/kylin.md) under /kylin/api/jobs: Kylin 5's list and bulk status change,
-and Kylin 3/4's v2 calls on one job. Every call goes through the batch, control and job services, so
-authorization and audit are theirs; this module parses Kylin's parameters and writes Kylin's answers."""
+and Kylin 3/4's v2 calls on one job. This module parses Kylin's parameters and writes Kylin's envelope;
+KylinViews (gateway/kylin/views.py) answers through the batch, control and job services, so authorization
+and audit are theirs."""
 
 from __future__ import annotations
 
 import time
-import uuid
 
 from aiohttp import web
 
 from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import Dialect, principal
 from gateway.api.params import MAX_PAGE, bool_param, int_param, text_param
-from gateway.contract.batches import BatchSort
-from gateway.errors import BadRequest, Conflict, NotFound
-from gateway.keys import BATCHES, CONTROL, JOBS
+from gateway.contract.batches import BatchQuery, BatchSort, BatchState
+from gateway.errors import BadRequest
+from gateway.keys import BATCH_VIEWS, KYLIN_VIEWS
 from gateway.kylin.models import (
     BATCH_STATES,
     BULK_ACTIONS,
@@ -23,17 +23,13 @@ from gateway.kylin.models import (
     JobStatusRequest,
     KylinJob,
     KylinStatus,
-    StepOutput,
     V2JobList,
     V5JobList,
-    batch_job,
+    job_uuid,
     kylin_error,
     kylin_response,
     parse_statuses,
-    run_job,
 )
-from gateway.store import BatchRecord, ListFilter
-from gateway.store.jobs import RunRecord
 
 PREFIX = "/kylin/api/jobs"
 DAY_MS = 86_400_000
@@ -46,7 +42,6 @@ SORTS = {
     "job_name": BatchSort.NAME, "target_subject": BatchSort.NAME, "cube_name": BatchSort.NAME,
     "total_duration": BatchSort.DURATION, "duration": BatchSort.DURATION,
 }
-OUTPUT_LINES = 2000  # a step's output is the last lines of its batch's log, as Kylin keeps a step's tail
 
 
 def owns(path: str) -> bool:
@@ -56,121 +51,41 @@ def owns(path: str) -> bool:
 DIALECT = Dialect(name="kylin", owns=owns, error=kylin_error)
 
 
-# --- finding jobs --------------------------------------------------------------------------------
-
-
-def _job_uuid(raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise BadRequest(f"jobId: {raw!r} is not a job id (a batch or run id)") from None
-
-
-async def _find(request: web.Request, raw: str, permission: str = "READ") -> BatchRecord | RunRecord:
-    """A batch or a run by id, authorized as the batch and job services authorize them."""
-    job_id = str(_job_uuid(raw))
-    who = principal(request)
-    try:
-        if permission == "READ":
-            return await request.app[BATCHES].get(who, job_id)
-        return await request.app[BATCHES].modifiable(who, job_id)
-    except NotFound:
-        pass
-    try:
-        return await request.app[JOBS].run(who, job_id, permission)
-    except NotFound:
-        raise NotFound(f"job {raw} not found") from None
-
-
-async def _view(request: web.Request, job: BatchRecord | RunRecord) -> KylinJob:
-    if isinstance(job, BatchRecord):
-        return batch_job(job)
-    nodes = await request.app[JOBS].nodes(job)
-    batches: dict[str, BatchRecord] = {}
-    for node in nodes:
-        if node.batch_id is not None:
-            record = await request.app[BATCHES].current(node.batch_id)
-            if record is not None:
-                batches[node.node_id] = record
-    return run_job(job, nodes, batches)
-
-
 # --- one job (Kylin 3/4, v2) ---------------------------------------------------------------------
 
 
+def _job(job: KylinJob) -> web.Response:
+    return kylin_response(job.model_dump(mode="json", by_alias=True))
+
+
 async def get_job(request: web.Request) -> web.Response:
-    job = await _find(request, request.match_info["job_id"])
-    return kylin_response((await _view(request, job)).model_dump(mode="json", by_alias=True))
-
-
-async def _respond(request: web.Request, job: BatchRecord | RunRecord) -> web.Response:
-    return kylin_response((await _view(request, job)).model_dump(mode="json", by_alias=True))
+    return _job(await request.app[KYLIN_VIEWS].job(principal(request), request.match_info["job_id"]))
 
 
 async def resume(request: web.Request) -> web.Response:
-    """Kylin resumes a paused job, and an errored one from where it failed: a failed run is retried (its
-    failed nodes run again), a failed batch is restarted as a new batch (whose id the answer carries)."""
-    who = principal(request)
-    job = await _find(request, request.match_info["job_id"], "EXECUTE")
-    if isinstance(job, BatchRecord):
-        if job.state == "ERROR":
-            return await _respond(request, await request.app[CONTROL].restart(who, str(job.id)))
-        return await _respond(request, await request.app[CONTROL].resume(who, str(job.id)))
-    action = "retry" if job.state == "FAILED" else "resume"
-    return await _respond(request, await request.app[JOBS].control(who, str(job.id), action, {}))
+    """A paused job resumes; an errored one runs again from where it failed (KylinViews.resume)."""
+    return _job(await request.app[KYLIN_VIEWS].resume(principal(request), request.match_info["job_id"]))
 
 
 async def cancel(request: web.Request) -> web.Response:
     """Kylin's "discard": the batch is killed, or the run canceled."""
-    who = principal(request)
-    job = await _find(request, request.match_info["job_id"], "EXECUTE")
-    if isinstance(job, BatchRecord):
-        success, message, record = await request.app[BATCHES].kill(who, str(job.id))
-        if not success:
-            raise Conflict(message)
-        return await _respond(request, record)
-    return await _respond(request, await request.app[JOBS].control(who, str(job.id), "cancel", {}))
+    return _job(await request.app[KYLIN_VIEWS].cancel(principal(request), request.match_info["job_id"]))
 
 
 async def pause(request: web.Request) -> web.Response:
-    who = principal(request)
-    job = await _find(request, request.match_info["job_id"], "EXECUTE")
-    if isinstance(job, BatchRecord):
-        return await _respond(request, await request.app[CONTROL].pause(who, str(job.id)))
-    return await _respond(request, await request.app[JOBS].control(who, str(job.id), "pause", {}))
+    return _job(await request.app[KYLIN_VIEWS].pause(principal(request), request.match_info["job_id"]))
 
 
 async def drop(request: web.Request) -> web.Response:
     """The job's record, log and files are removed; the answer is the job as it was."""
-    who = principal(request)
-    job = await _find(request, request.match_info["job_id"], "EXECUTE")
-    if not isinstance(job, BatchRecord):
-        raise Conflict(f"job {job.id} is a run: a run's record stays with its job; drop its batches instead")
-    view = batch_job(job)
-    await request.app[CONTROL].drop(who, str(job.id))
-    return kylin_response(view.model_dump(mode="json", by_alias=True))
+    return _job(await request.app[KYLIN_VIEWS].drop(principal(request), request.match_info["job_id"]))
 
 
 async def step_output(request: web.Request) -> web.Response:
     """A step's output: the tail of its batch's log (for a run, the node's batch)."""
-    raw_job, step_id = request.match_info["job_id"], request.match_info["step_id"]
-    job = await _find(request, raw_job)
-    prefix, _, sequence = step_id.rpartition("-")
-    if _job_uuid(prefix) != job.id or not sequence.isdigit():
-        raise BadRequest(f"stepId: {step_id!r} is not a step of job {raw_job} ({raw_job}-NN)")
-    view = await _view(request, job)
-    index = int(sequence)
-    if index >= len(view.steps):
-        raise NotFound(f"job {raw_job} has no step {step_id} (it has {len(view.steps)})")
-    batch_id = job.id if isinstance(job, BatchRecord) else view.steps[index].info.get("batchId")
-    output = ""
-    if batch_id is not None:
-        who = principal(request)
-        batch = await request.app[BATCHES].get(who, str(batch_id))
-        start = max(batch.log_lines - OUTPUT_LINES, 0)
-        output = "\n".join(await request.app[BATCHES].read_log(who, str(batch.id), start, OUTPUT_LINES))
-    return kylin_response(StepOutput(job_id=raw_job, cmd_output=output, step_id=step_id)
-                          .model_dump(mode="json", by_alias=True))
+    output = await request.app[KYLIN_VIEWS].step_output(principal(request), request.match_info["job_id"],
+                                                          request.match_info["step_id"])
+    return kylin_response(output.model_dump(mode="json", by_alias=True))
 
 
 # --- the list (Kylin 5, and the v2 list) ---------------------------------------------------------
@@ -183,11 +98,11 @@ def _is_v2(request: web.Request) -> bool:
     return "time_filter" not in request.query and "timeFilter" in request.query
 
 
-def _states(statuses: list[KylinStatus]) -> tuple[str, ...] | None:
+def _states(statuses: list[KylinStatus]) -> tuple[BatchState, ...] | None:
     """The batch states of a status filter: () is no filter, None matches nothing (only NEW)."""
     if not statuses:
         return ()
-    states = tuple(sorted({s.value for status in statuses for s in BATCH_STATES[status]}))
+    states = tuple(sorted({s for status in statuses for s in BATCH_STATES[status]}))
     return states or None
 
 
@@ -238,13 +153,13 @@ async def list_jobs(request: web.Request) -> web.Response:
     page, size = pages[offset_name], sizes[size_name]
     states = _states(v2_statuses if v2 else v5_statuses)
     # Kylin's page offset is a page number: the page starts at offset * size.
-    flt = ListFilter(
+    batches = BatchQuery(
         states=states or (), name=name if v2 else None, key=None if v2 else key, project=projects[project_name],
         create_time=int(time.time() * 1000) - period if period else 0, offset=page * size, size=size,
         sort=sorts[sort_name], desc=bool_param(query, "reverse", True),
     )
-    total, records = (0, []) if states is None else await request.app[BATCHES].list_batches(principal(request), flt)
-    jobs = [batch_job(r) for r in records]
+    total, jobs = ((0, []) if states is None
+                   else await request.app[KYLIN_VIEWS].list_jobs(principal(request), batches))
     data = V2JobList(size=total, jobs=jobs) if v2 else V5JobList(value=jobs, offset=page, limit=size,
                                                                    total_size=total)
     return kylin_response(data.model_dump(mode="json", by_alias=True))
@@ -259,15 +174,16 @@ async def change_status(request: web.Request) -> web.Response:
         raise BadRequest(f"body: invalid JSON ({exc})") from None
     if not body.job_ids and not body.project:
         raise BadRequest("project and job_ids cannot be empty at the same time")
-    ids = [str(_job_uuid(i)) for i in body.job_ids]
+    ids = [str(job_uuid(i)) for i in body.job_ids]
     states = _states(statuses)
     if states is None:
         return kylin_response("")
-    flt = ListFilter(project=body.project, states=states) if body.project or states else None
-    result = await request.app[CONTROL].bulk(principal(request), BULK_ACTIONS[body.action], ids, flt)
+    batches = BatchQuery(project=body.project, states=states) if body.project or states else None
+    result = await request.app[BATCH_VIEWS].bulk(principal(request), BULK_ACTIONS[body.action], ids, batches)
     if result.failed:
-        detail = {"matched": result.matched, "succeeded": result.succeeded, "failed": result.failed}
-        first = "; ".join(f"{f['id']}: {f['message']}" for f in result.failed[:3])
+        failed = [f.model_dump(mode="json") for f in result.failed]
+        detail = {"matched": result.matched, "succeeded": result.succeeded, "failed": failed}
+        first = "; ".join(f"{f.id}: {f.message}" for f in result.failed[:3])
         return kylin_error(409, f"{len(result.failed)} of {result.matched} jobs could not be changed "
                                 f"({body.action.value}): {first}", detail)
     return kylin_response("")

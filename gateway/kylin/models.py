@@ -1,25 +1,22 @@
 """Apache Kylin's job API as its docs write it (docs/kylin.md): the {code, data, msg} envelope, Kylin's
-job and step fields and states, and how batches and runs map onto them.
+job and step fields and states, and which Kylin status each batch, run and node state is.
 
-A Kylin job is a batch (its steps are the batch's lifecycle phases, then the engine's own steps) or a
-run (its steps are the run's nodes). This module only translates; the handlers call the services.
+A Kylin job is a batch or a run; gateway/kylin/views.py turns them into these shapes, and the handlers
+ask it.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import uuid
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-import gateway
 from gateway.contract.batches import BatchState
-from gateway.contract.jobs import RUN_TERMINAL
-from gateway.store import BatchRecord
-from gateway.store.jobs import NodeRecord, RunRecord
+from gateway.errors import BadRequest
 
 SUCCESS_CODE = "000"
 ERROR_CODE = "999"
@@ -89,6 +86,14 @@ def parse_statuses(raw: list[str], field: str) -> list[KylinStatus]:
             raise ValueError(f"{field}: unknown job status {item!r}; known: {', '.join(KylinStatus)}")
         out.append(KylinStatus(name))
     return out
+
+
+def job_uuid(raw: str) -> uuid.UUID:
+    """A job id: a batch's or a run's UUID."""
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"jobId: {raw!r} is not a job id (a batch or run id)") from None
 
 
 # --- the wire models -----------------------------------------------------------------------------
@@ -197,127 +202,3 @@ def kylin_error(status: int, message: str, data: Any = None) -> web.Response:
     """Kylin's error envelope: code 999 and the message, with the HTTP status of the failure."""
     body = json.dumps({"code": ERROR_CODE, "data": data, "msg": message})
     return web.Response(text=body, status=status, content_type="application/json")
-
-
-# --- batches and runs as Kylin jobs --------------------------------------------------------------
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-def _seconds(start: int, end: int, now: int) -> int:
-    return max(((end or now) - start) // 1000, 0) if start else 0
-
-
-def _engine_status(state: Any) -> KylinStatus:
-    text = str(state or "").upper()
-    if text in ("RUNNING", "ACTIVE", "DEPLOYING", "INITIALIZING", "RECONCILING"):
-        return KylinStatus.RUNNING
-    if text in ("SUCCEEDED", "COMPLETE", "FINISHED"):
-        return KylinStatus.FINISHED
-    if text in ("FAILED", "FAILING"):
-        return KylinStatus.ERROR
-    if text in ("CANCELED", "CANCELLED", "CANCELING", "KILLED", "SKIPPED"):
-        return KylinStatus.DISCARDED
-    return KylinStatus.PENDING
-
-
-def _lifecycle(batch: BatchRecord) -> list[tuple[str, int, int, KylinStatus]]:
-    """Queued, Launching, Running: (name, start, end, status). Every phase is listed from the start, as
-    Kylin lists a job's steps: PENDING until reached, DISCARDED if the batch ended before it."""
-    state = batch.state
-    ended = state in (BatchState.FINISHED, BatchState.ERROR, BatchState.CANCELED)
-    bounds = [
-        (batch.create_time, batch.claim_time or batch.end_time),
-        (batch.claim_time, batch.app_start_time or (batch.end_time if batch.claim_time else 0)),
-        (batch.app_start_time, batch.end_time if batch.app_start_time else 0),
-    ]
-    reached = [start > 0 for start, _ in bounds]
-    last = max(i for i, r in enumerate(reached) if r)
-    out: list[tuple[str, int, int, KylinStatus]] = []
-    for i, (name, (start, end)) in enumerate(zip(LIFECYCLE, bounds, strict=True)):
-        if not reached[i]:
-            status = KylinStatus.DISCARDED if ended else KylinStatus.PENDING
-        elif i < last:
-            status = KylinStatus.FINISHED
-        elif ended:
-            status = OF_BATCH[state]
-        elif state == BatchState.PAUSED:
-            status = KylinStatus.STOPPED
-        else:
-            status = KylinStatus.PENDING if i == 0 else KylinStatus.RUNNING
-        out.append((name, start if reached[i] else 0, end if reached[i] else 0, status))
-    return out
-
-
-def batch_steps(batch: BatchRecord) -> list[KylinStep]:
-    steps: list[KylinStep] = []
-    for name, start, end, status in _lifecycle(batch):
-        steps.append(KylinStep(
-            id=f"{batch.id}-{len(steps):02d}", name=name, sequence_id=len(steps), exec_start_time=start,
-            exec_end_time=end, step_status=status, cmd_type=batch.batch_type,
-            info={"startTime": str(start), "endTime": str(end)} if start else {},
-        ))
-    for engine_step in batch.details.get("steps", []):
-        start = int(engine_step.get("start") or 0)
-        end = int(engine_step.get("end") or 0)
-        steps.append(KylinStep(
-            id=f"{batch.id}-{len(steps):02d}", name=str(engine_step.get("name") or "step"),
-            sequence_id=len(steps), exec_start_time=start, exec_end_time=end,
-            step_status=_engine_status(engine_step.get("state")), cmd_type=batch.batch_type,
-            info={k: str(v) for k, v in engine_step.items() if k not in ("name", "start", "end") and v is not None},
-            run_async=True,
-        ))
-    return steps
-
-
-def _progress(steps: list[KylinStep], finished: bool) -> float:
-    if finished or not steps:
-        return 100.0 if finished else 0.0
-    done = sum(1 for s in steps if s.step_status == KylinStatus.FINISHED)
-    return round(100.0 * done / len(steps), 2)
-
-
-def batch_job(batch: BatchRecord) -> KylinJob:
-    now = _now()
-    steps = batch_steps(batch)
-    name = batch.name or str(batch.id)
-    status = OF_BATCH.get(batch.state, KylinStatus.PENDING)
-    return KylinJob(
-        uuid=str(batch.id), id=str(batch.id), last_modified=batch.update_time, version=gateway.__version__,
-        name=name, job_name=name, type=batch.batch_type, duration=_seconds(batch.claim_time, batch.end_time, now),
-        related_cube=name, display_cube_name=name, exec_start_time=batch.claim_time,
-        exec_end_time=batch.end_time, steps=steps, submitter=batch.real_user, job_status=status,
-        progress=_progress(steps, status == KylinStatus.FINISHED), project=batch.project,
-        create_time=batch.create_time,
-    )
-
-
-def run_steps(run: RunRecord, nodes: list[NodeRecord], batches: dict[str, BatchRecord]) -> list[KylinStep]:
-    steps: list[KylinStep] = []
-    for node in sorted(nodes, key=lambda n: n.position):
-        batch = batches.get(node.node_id)
-        steps.append(KylinStep(
-            id=f"{run.id}-{len(steps):02d}", name=node.node_id, sequence_id=len(steps),
-            exec_start_time=node.start_time, exec_end_time=node.end_time,
-            step_status=OF_NODE.get(node.state, KylinStatus.PENDING),
-            cmd_type=batch.batch_type if batch is not None else "NODE",
-            info={"batchId": str(node.batch_id)} if node.batch_id else {},
-            run_async=True,
-        ))
-    return steps
-
-
-def run_job(run: RunRecord, nodes: list[NodeRecord], batches: dict[str, BatchRecord]) -> KylinJob:
-    now = _now()
-    steps = run_steps(run, nodes, batches)
-    status = OF_RUN.get(run.state, KylinStatus.PENDING)
-    return KylinJob(
-        uuid=str(run.id), id=str(run.id), last_modified=run.update_time, version=gateway.__version__,
-        name=run.job, job_name=run.job, type="RUN", duration=_seconds(run.start_time, run.end_time, now),
-        related_cube=run.job, display_cube_name=run.job, exec_start_time=run.start_time,
-        exec_end_time=run.end_time if run.state in RUN_TERMINAL else 0, steps=steps, submitter=run.real_user,
-        job_status=status, progress=_progress(steps, status == KylinStatus.FINISHED), project=run.project,
-        create_time=run.create_time,
-    )

@@ -1,5 +1,6 @@
 """The Livy batch API (docs/livy.md): /livy/batches on the main port, and the same at the root of the
-Livy port when one is configured. Every call goes through BatchService, as the Kyuubi API's do."""
+Livy port when one is configured. The handlers parse Livy's parameters; LivyViews (gateway/livy/views.py)
+answers through BatchService, as the Kyuubi API's views do."""
 
 from __future__ import annotations
 
@@ -15,25 +16,11 @@ from gateway.api.middleware import LIVY_ROOT, authenticate, errors, principal
 from gateway.api.params import int_param, validation_message
 from gateway.api.responses import model_response
 from gateway.errors import BadRequest, GatewayError, TooLarge
-from gateway.keys import AUDIT, AUTH, BATCHES, SESSIONS, SETTINGS
-from gateway.livy.models import (
-    BATCH_LOG_LINES,
-    LivyBatch,
-    LivyBatchList,
-    LivyBatchLog,
-    LivyBatchRequest,
-    LivyBatchState,
-    LivyMessage,
-    batch_request,
-    livy_message,
-    livy_state,
-)
-from gateway.store import BatchRecord, ListFilter
+from gateway.keys import AUDIT, AUTH, LIVY_VIEWS, SESSIONS, SETTINGS
+from gateway.livy.models import LivyBatchRequest, batch_request, livy_message
 
 PREFIX = "/livy"
-LIVY_TYPES = ("SPARK", "PYSPARK")
 MAX_LIST = 10_000
-MAX_LOG = 100_000  # lines in one log response, even when a client asks for all (size < 0)
 
 LivyHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,11 +40,6 @@ def _do_as(request: web.Request) -> str | None:
     if value is not None and (not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value)):
         raise BadRequest("doAs: must be a user name")
     return value or None
-
-
-async def _view(request: web.Request, record: BatchRecord) -> LivyBatch:
-    tails = await request.app[BATCHES].log_tails([record], BATCH_LOG_LINES)
-    return LivyBatch.of(record, tails.get(record.id, []))
 
 
 def _livy_errors(handler: LivyHandler) -> LivyHandler:
@@ -98,35 +80,26 @@ async def create_batch(request: web.Request) -> web.Response:
         kyuubi = batch_request(livy, do_as)
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
-    record, _ = await request.app[BATCHES].submit(principal(request), kyuubi)
-    location = f"{request.path.rstrip('/')}/{record.seq}"
-    return model_response(LivyBatch.of(record, []), status=201, headers={"Location": location})
+    batch = await request.app[LIVY_VIEWS].submit(principal(request), kyuubi)
+    location = f"{request.path.rstrip('/')}/{batch.id}"
+    return model_response(batch, status=201, headers={"Location": location})
 
 
 @_livy_errors
 async def list_batches(request: web.Request) -> web.Response:
     offset = int_param(request.query, "from", 0, minimum=0, maximum=2**31)
     size = int_param(request.query, "size", 100, minimum=0, maximum=MAX_LIST)
-    service = request.app[BATCHES]
-    who = principal(request)
-    total, records = await service.list_batches(
-        who, ListFilter(batch_types=LIVY_TYPES, offset=offset, size=max(size, 1)))
-    records = records[:size]
-    tails = await service.log_tails(records, BATCH_LOG_LINES)
-    sessions = [LivyBatch.of(r, tails.get(r.id, [])) for r in records]
-    return model_response(LivyBatchList(from_=offset, total=total, sessions=sessions))
+    return model_response(await request.app[LIVY_VIEWS].list_batches(principal(request), offset, size))
 
 
 @_livy_errors
 async def get_batch(request: web.Request) -> web.Response:
-    record = await request.app[BATCHES].get_by_seq(principal(request), _livy_id(request))
-    return model_response(await _view(request, record))
+    return model_response(await request.app[LIVY_VIEWS].get(principal(request), _livy_id(request)))
 
 
 @_livy_errors
 async def get_state(request: web.Request) -> web.Response:
-    record = await request.app[BATCHES].get_by_seq(principal(request), _livy_id(request))
-    return model_response(LivyBatchState(id=record.seq, state=livy_state(record)))
+    return model_response(await request.app[LIVY_VIEWS].state(principal(request), _livy_id(request)))
 
 
 @_livy_errors
@@ -135,26 +108,12 @@ async def get_log(request: web.Request) -> web.Response:
     past the end is an empty page, not an error."""
     size = int_param(request.query, "size", 100, minimum=-(2**62), maximum=2**62)
     start = int_param(request.query, "from", -1, minimum=-(2**62), maximum=2**62)
-    service = request.app[BATCHES]
-    who = principal(request)
-    record = await service.get_by_seq(who, _livy_id(request))
-    total = record.log_lines
-    if size < 0:
-        size = total if start < 0 else max(total - start, 0)
-    if start < 0:
-        start = max(total - size, 0)
-    size = min(size, MAX_LOG)
-    lines = await service.read_log(who, str(record.id), start, size) if start < total and size else []
-    return model_response(LivyBatchLog(id=record.seq, from_=start, total=total, log=lines))
+    return model_response(await request.app[LIVY_VIEWS].log(principal(request), _livy_id(request), start, size))
 
 
 @_livy_errors
 async def delete_batch(request: web.Request) -> web.Response:
-    service = request.app[BATCHES]
-    who = principal(request)
-    record = await service.get_by_seq(who, _livy_id(request))
-    await service.kill(who, str(record.id))
-    return model_response(LivyMessage(msg="deleted"))
+    return model_response(await request.app[LIVY_VIEWS].delete(principal(request), _livy_id(request)))
 
 
 def livy_routes(prefix: str = PREFIX) -> list[web.RouteDef]:
@@ -183,7 +142,7 @@ def livy_root_app(parent: web.Application) -> web.Application:
     app[LIVY_ROOT] = True
     app[SETTINGS] = settings
     app[AUTH] = parent[AUTH]
-    app[BATCHES] = parent[BATCHES]
+    app[LIVY_VIEWS] = parent[LIVY_VIEWS]
     app[AUDIT] = parent[AUDIT]  # the middleware records denied requests through it
     if SESSIONS in parent:
         app[SESSIONS] = parent[SESSIONS]

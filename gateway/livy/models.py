@@ -1,6 +1,7 @@
 """The Livy batch API's contract (docs/livy.md): requests, responses, and how they map onto batches.
 
-A Livy batch is an ordinary SPARK or PYSPARK batch; this module only translates. Its field names are
+A Livy batch is an ordinary SPARK or PYSPARK batch; this module holds Livy's wire shapes and turns Livy's
+request into the Kyuubi one (gateway/livy/views.py turns batches into Livy's answers). Its field names are
 Livy's (camelCase aliases), and its integer ids are the batch row's sequence number.
 """
 
@@ -20,7 +21,6 @@ from pydantic import (
 )
 
 from gateway.contract.batches import CONF_PROXY_USERS, MAX_NAME_LENGTH, BatchRequest, BatchState
-from gateway.store import BatchRecord
 
 LivyState = Literal["starting", "running", "success", "dead", "killed"]
 LIVY_STATES: dict[BatchState, LivyState] = {
@@ -52,12 +52,6 @@ QUEUE_PATTERN = "^[A-Za-z0-9_.-]{1,256}$"
 _MEMORY = re.compile(MEMORY_PATTERN[1:-1])  # fullmatch: Python's $ would let a trailing newline through
 _QUEUE = re.compile(QUEUE_PATTERN[1:-1])
 _DIGITS = re.compile(" *[0-9]{1,6} *")
-
-
-def livy_state(record: BatchRecord) -> LivyState:
-    if record.state is BatchState.PAUSED:  # held: in the queue, or an application that was running
-        return "running" if record.app_start_time else "starting"
-    return LIVY_STATES.get(record.state, "starting")
 
 
 def _has_control_chars(text: str) -> bool:
@@ -219,15 +213,6 @@ class LivyBatch(LivyModel):
     app_id: str | None = Field(alias="appId")
     app_info: LivyAppInfo = Field(alias="appInfo")
     log: list[str]
-
-    @classmethod
-    def of(cls, record: BatchRecord, log: list[str]) -> LivyBatch:
-        return cls(
-            id=record.seq, name=record.name, owner=record.real_user,
-            proxy_user=record.batch_user if record.batch_user != record.real_user else None,
-            state=livy_state(record), app_id=record.app_id,
-            app_info=LivyAppInfo(driver_log_url=None, spark_ui_url=record.app_url), log=log,
-        )
 
 
 class LivyBatchList(LivyModel):
