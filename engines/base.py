@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from engines.process import ProcessSupervisor
@@ -52,6 +54,48 @@ class LaunchSpec:
     resource_ready: bool = True
 
 
+class Stored(BaseModel):
+    """Facts an engine hands the gateway to keep as JSON. The gateway turns them into JSON with `stored()`
+    where it writes them (its storage edge), and never reads their keys.
+
+    The stored form is the one earlier versions wrote: a field given when the model was made is stored (None
+    included), a field left out is not, and keys this version does not know pass through unchanged (a
+    rolling upgrade: instances of two releases share the database).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON form (what the gateway writes to the database)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | Stored | None) -> Self:
+        """This model from its stored form, or from a more general model of the same facts."""
+        if isinstance(data, cls):
+            return data
+        return cls.model_validate(data.stored() if isinstance(data, Stored) else dict(data or {}))
+
+
+class Handle(Stored):
+    """What recover() needs to find an application again; each engine declares its own subclass. The
+    gateway writes `workdir` alone before a launch (the launch's intent), stores the run's handle once it is
+    launched and whenever an AppInfo brings a new one, and hands the stored form back to the engine's
+    recover() as a plain Handle, which the engine parses into its own (`MyHandle.parse(handle)`)."""
+
+    workdir: str | None = None
+
+    @property
+    def launched(self) -> bool:
+        """More is stored than the launch's intent (the working dir alone): something was launched."""
+        return len(self.stored()) > 1
+
+
+class BatchFacts(Stored):
+    """Facts an engine adds to batchInfo: how an application ended (Exited.info), what a pause or resume
+    did (Pausable). Each engine declares its own subclass; the base one adds nothing."""
+
+
 @dataclass(frozen=True)
 class AppInfo:
     """New facts about the application. None means unchanged."""
@@ -61,7 +105,7 @@ class AppInfo:
     app_state: str | None = None
     running: bool = False
     diagnostic: str | None = None
-    handle: dict[str, Any] | None = None
+    handle: Handle | None = None
 
 
 @dataclass(frozen=True)
@@ -85,15 +129,36 @@ class Exited:
 
     app_state: str
     diagnostic: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: BatchFacts = field(default_factory=BatchFacts)
+
+
+class Step(Stored):
+    """One of the engine's own steps (a Spark job or stage, a Flink vertex) as the batch's details show it;
+    the engine's own figures (task counts, records in and out, ids) are further fields of its own."""
+
+    name: str
+    kind: str = "engine"
+    start: int | None = None  # epoch ms
+    end: int | None = None
+    duration: int | None = None  # ms
+    state: str | None = None
 
 
 @dataclass(frozen=True)
 class Details:
-    """A snapshot of the engine's own steps (jobs, stages, vertices) and counters, replacing the last."""
+    """A snapshot of the engine's own steps and its counters (named totals), replacing the last."""
 
-    steps: list[dict[str, Any]]
-    counters: dict[str, Any]
+    steps: list[Step]
+    counters: Mapping[str, float]
+
+    @classmethod
+    def of(cls, steps: list[dict[str, Any]], counters: Mapping[str, float]) -> Details:
+        """From the engine's step records (each a Step's fields), as its code builds them."""
+        return cls(steps=[Step.parse(step) for step in steps], counters=dict(counters))
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON form (what the gateway writes to the database)."""
+        return {"steps": [step.stored() for step in self.steps], "counters": dict(self.counters)}
 
 
 Event = AppInfo | LogLines | Note | Exited | Details
@@ -107,8 +172,8 @@ class Run(Protocol):
     """One launched (or re-attached) application."""
 
     @property
-    def handle(self) -> dict[str, Any]:
-        """JSON-serializable facts that recover() needs to find the application again."""
+    def handle(self) -> Handle:
+        """The facts that recover() needs to find the application again."""
         ...
 
     def events(self) -> AsyncIterator[Event]:
@@ -128,11 +193,11 @@ class Run(Protocol):
 class Pausable(Protocol):
     """A run that can be suspended and continued. Optional: runs without it cannot be paused."""
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self) -> BatchFacts:
         """Suspend; returns facts for batchInfo (e.g. a savepoint). Raise NotSupported to refuse."""
         ...
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> BatchFacts:
         """Continue; returns facts for batchInfo (e.g. a new appId)."""
         ...
 
@@ -150,8 +215,11 @@ class Engine(Protocol):
         """Launch and return at once; raise EngineError if nothing could be started."""
         ...
 
-    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> Run | None:
-        """Re-attach after a restart; output is replayed from byte `offset`. None if it is gone."""
+    async def recover(self, spec: LaunchSpec, handle: Handle, offset: int) -> Run | None:
+        """Re-attach after a restart; output is replayed from byte `offset`. None if it is gone.
+
+        `handle` is the stored form of the run's handle (an earlier release's too), parsed as a plain
+        Handle: the engine parses it into its own model (`MyHandle.parse(handle)`)."""
         ...
 
 

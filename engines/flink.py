@@ -22,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
-from engines.base import EngineError, InvalidRequest, LaunchSpec
+from engines.base import EngineError, Handle, InvalidRequest, LaunchSpec
 from engines.flink_cli import (
     CONF_YARN_APPLICATION_ID,
     LOCAL,
@@ -42,7 +41,7 @@ from engines.flink_cli import (
     local_rest_url,
 )
 from engines.flink_run import FlinkRun, pause_refusal
-from engines.flink_state import FlinkFacts, Phase
+from engines.flink_state import FlinkFacts, FlinkHandle, Phase
 from engines.flink_yarn import FlinkYarn, session_rest_url
 from engines.process import ProcessSupervisor, clean_env
 from engines.yarn import ResourceManager, RmUnavailable, rm_urls_from_site
@@ -140,18 +139,19 @@ class FlinkEngine:
             facts.argv = argv  # a resume runs the same command with -s <savepoint>
         return FlinkRun(self, spec.batch_id, process, process.handle, facts, argv=argv, spec=spec)
 
-    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> FlinkRun | None:
+    async def recover(self, spec: LaunchSpec, handle: Handle, offset: int) -> FlinkRun | None:
         """Re-attach by the launcher process while it lives, else by JobID and REST address.
 
         The local target's mini cluster dies with its launcher: if the launcher is gone, what is
         left is its recorded exit status, or nothing. A paused batch has no running job: it is
         re-attached as paused, with its savepoint.
         """
-        base = {k: v for k, v in handle.items() if k != "flink"}
-        base.setdefault("workdir", str(spec.workdir))
-        stored = handle.get("flink")
-        if stored:
-            facts = FlinkFacts.from_dict(stored)
+        stored = FlinkHandle.parse(handle)
+        base = stored.process()
+        if base.workdir is None:
+            base = base.model_copy(update={"workdir": str(spec.workdir)})
+        if stored.flink is not None:
+            facts = stored.flink
         else:  # launched, but the gateway died before it stored the handle
             try:
                 target = self.target(spec)

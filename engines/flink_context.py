@@ -6,7 +6,6 @@ small things they all do: wait (waking early on a kill, a pause or a resume), no
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -18,9 +17,9 @@ import structlog
 from engines.base import AppInfo, Details, Event, Exited, LaunchSpec, Note
 from engines.flink_cli import LOCAL, OutputScanner, Target
 from engines.flink_rest import FlinkRest, FlinkRestError, detail_counters, job_url, vertex_steps
-from engines.flink_state import FlinkFacts, FlinkInfo, Phase
+from engines.flink_state import FlinkExit, FlinkFacts, FlinkHandle, FlinkInfo, Phase
 from engines.flink_yarn import FlinkYarn
-from engines.process import ProcessRun
+from engines.process import ProcessExit, ProcessHandle, ProcessRun
 from engines.yarn import RmUnavailable, YarnApp
 
 if TYPE_CHECKING:
@@ -69,14 +68,14 @@ class VertexDetails:
         if not steps or steps == self._sent:
             return None
         self._sent, self._sent_at = steps, time.monotonic()
-        return Details(steps=copy.deepcopy(steps), counters=detail_counters(steps))
+        return Details.of(steps, detail_counters(steps))
 
 
 class RunContext:
     """One batch: its launcher process (while it matters), its facts, what it has seen of its jobs, and
     the signals between the event stream and the control requests (kill, pause, resume, detach)."""
 
-    def __init__(self, engine: FlinkEngine, batch_id: str, process: ProcessRun | None, base: dict[str, Any],
+    def __init__(self, engine: FlinkEngine, batch_id: str, process: ProcessRun | None, base: ProcessHandle,
                  facts: FlinkFacts, spec: LaunchSpec | None) -> None:
         self.engine = engine
         self.spec = spec
@@ -89,7 +88,7 @@ class RunContext:
         self.scan.job_ids = list(facts.job_ids)
         self.jobs = JobStates()
         self.details = VertexDetails()
-        self.launcher: dict[str, Any] = {}  # the launcher's exit, for batchInfo
+        self.launcher: ProcessExit | None = None  # the launcher's end, for batchInfo
         self.notes: list[str] = []
         self.killing = False
         self.kill_sent = asyncio.Event()  # a kill through the RM has been answered (or failed)
@@ -109,8 +108,8 @@ class RunContext:
     # --- facts ---------------------------------------------------------------------------
 
     @property
-    def handle(self) -> dict[str, Any]:
-        return {**self.base, "flink": self.facts.to_dict()}
+    def handle(self) -> FlinkHandle:
+        return FlinkHandle.of(self.base, self.facts)
 
     @property
     def local(self) -> bool:
@@ -138,7 +137,7 @@ class RunContext:
 
     @property
     def workdir(self) -> Path:
-        return Path(self.base.get("workdir") or (self.spec.workdir if self.spec else "."))
+        return Path(self.base.workdir or (self.spec.workdir if self.spec else "."))
 
     def url(self, job_id: str, terminal: bool = False) -> str | None:
         if self.yarn is not None:
@@ -150,10 +149,8 @@ class RunContext:
         return FlinkRest(str(self.facts.rest_url), timeout=timeout or self.engine.rest_timeout)
 
     def exit(self, state: str, diagnostic: str | None) -> Exited:
-        info: dict[str, Any] = {"flink": FlinkInfo.of(self.facts, self.jobs.states).to_dict()}
-        if self.launcher:
-            info["launcher"] = self.launcher
-        return Exited(state, diagnostic, info)
+        return Exited(state, diagnostic, FlinkExit(flink=FlinkInfo.of(self.facts, self.jobs.states),
+                                                   launcher=self.launcher))
 
     def stop_pausing(self) -> None:
         """A pause that did not happen (it failed, or was interrupted and not asked for again)."""

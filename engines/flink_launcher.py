@@ -15,6 +15,7 @@ from engines.base import AppInfo, Event, Exited, LogLines, Note
 from engines.flink_context import ResumeFailed, RunContext
 from engines.flink_rest import TERMINAL, FlinkRest, FlinkRestError, poll_interval
 from engines.flink_state import Phase
+from engines.process import ProcessExit
 from engines.yarn import RmUnavailable
 
 LOCAL_DETAILS_FASTEST = 0.5  # the local mini cluster's REST API is read no more often than this
@@ -102,7 +103,7 @@ class LauncherFollower:
         resuming = run.facts.phase is Phase.RESUMING
         run.facts.phase = Phase.PAUSED if resuming else Phase.FOLLOWING
         run.cli_exited.set()
-        run.launcher = dict(exited.info)
+        run.launcher = ProcessExit.parse(exited.info)
         if resuming:
             async for final in self._resume_failed(exited):
                 yield final
@@ -157,7 +158,7 @@ class LauncherFollower:
 
     async def _exited(self, exited: Exited) -> AsyncIterator[Event]:
         run = self.run
-        code = exited.info.get("exit_code")
+        code = ProcessExit.parse(exited.info).exit_code
         cause = run.scan.diagnostic()
         if run.local:
             details = run.details.due(force=True)  # the last snapshot the mini cluster gave

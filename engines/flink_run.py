@@ -6,7 +6,7 @@ kill, detach, pause and resume act on the shared state (engines/flink_context.py
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engines.base import AppInfo, Event, Exited, LaunchSpec, Note, NotSupported
 from engines.flink_cli import LOCAL, Target, display_argv
@@ -14,9 +14,9 @@ from engines.flink_context import RunContext
 from engines.flink_launcher import LauncherFollower
 from engines.flink_rest import ENDED
 from engines.flink_savepoint import SavepointControl
-from engines.flink_state import FlinkFacts
+from engines.flink_state import FlinkFacts, FlinkHandle, FlinkPaused, FlinkResumed
 from engines.flink_watch import JobWatcher
-from engines.process import ProcessRun
+from engines.process import ProcessHandle, ProcessRun
 from engines.yarn import RmUnavailable
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class FlinkRun:
     """One batch: its launcher process (while it matters) and the Flink job(s) it submitted."""
 
     def __init__(
-        self, engine: FlinkEngine, batch_id: str, process: ProcessRun | None, base: dict[str, Any],
+        self, engine: FlinkEngine, batch_id: str, process: ProcessRun | None, base: ProcessHandle,
         facts: FlinkFacts, *, argv: list[str] | None = None, spec: LaunchSpec | None = None,
     ) -> None:
         self._run = RunContext(engine, batch_id, process, base, facts, spec)
@@ -51,7 +51,7 @@ class FlinkRun:
         self._savepoints = SavepointControl(self._run)
 
     @property
-    def handle(self) -> dict[str, Any]:
+    def handle(self) -> FlinkHandle:
         return self._run.handle
 
     # --- events --------------------------------------------------------------------------
@@ -160,12 +160,12 @@ class FlinkRun:
         if reason:
             raise NotSupported(reason)
 
-    async def pause(self) -> dict[str, Any]:
-        """Stop the job with a savepoint; returns {"savepoint": location} for batchInfo."""
+    async def pause(self) -> FlinkPaused:
+        """Stop the job with a savepoint; returns its location for batchInfo."""
         self._refuse()
-        return {"savepoint": await self._savepoints.pause()}
+        return FlinkPaused(savepoint=await self._savepoints.pause())
 
-    async def resume(self) -> dict[str, Any]:
-        """Start the job again from its savepoint; returns {"appIds": every JobID so far} for batchInfo."""
+    async def resume(self) -> FlinkResumed:
+        """Start the job again from its savepoint; returns every JobID so far for batchInfo."""
         self._refuse()
-        return {"appIds": await self._savepoints.resume()}
+        return FlinkResumed(app_ids=await self._savepoints.resume())

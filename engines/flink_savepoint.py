@@ -202,7 +202,7 @@ class SavepointControl:
         # The new launcher appends to the same output file: follow it from where the last one ended.
         process = ProcessRun(run.engine.supervisor, launched.handle, offset)
         run.process = process
-        run.base = dict(process.handle)
+        run.base = process.handle
         run.scan = OutputScanner()
         run.facts.phase, run.facts.submitted, run.facts.job_ids = Phase.RESUMING, time.time(), []
         run.cli_exited.clear()

@@ -8,13 +8,18 @@ gateway re-attaches to batches launched before an upgrade, and an older one to b
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field, PlainSerializer, PlainValidator
+
+from engines.base import BatchFacts
 from engines.flink_cli import Target, fixed_job_id
+from engines.process import ProcessExit, ProcessHandle
 
 
 class Phase(StrEnum):
@@ -171,3 +176,53 @@ class FlinkInfo:
         if self.yarn_app:
             data["yarnApplicationId"] = self.yarn_app
         return data
+
+
+def _facts(value: object) -> FlinkFacts | None:
+    if isinstance(value, FlinkFacts):
+        return value
+    return FlinkFacts.from_dict(value) if isinstance(value, Mapping) and value else None
+
+
+# FlinkFacts in a model: parsed from and stored as the stored form above; None if nothing was stored.
+StoredFacts = Annotated[FlinkFacts | None, PlainValidator(_facts),
+                        PlainSerializer(lambda facts: facts.to_dict() if facts is not None else None)]
+
+
+class FlinkHandle(ProcessHandle):
+    """A Flink batch's handle: the launcher's process (the latest one: a resume launches another) and,
+    under "flink", the facts. A handle without them was stored before the launch was noted."""
+
+    flink: StoredFacts = None
+
+    @classmethod
+    def of(cls, base: ProcessHandle, facts: FlinkFacts) -> FlinkHandle:
+        """The handle now: the process's and a copy of the facts (the run goes on changing its own)."""
+        return cls.model_validate({**base.stored(), "flink": copy.deepcopy(facts)})
+
+
+class FlinkExit(BatchFacts):
+    """batchInfo when a batch ends: "flink" (FlinkInfo) and "launcher", the launcher's end as the runner
+    recorded it (if it was followed to its end)."""
+
+    flink: FlinkInfo
+    launcher: ProcessExit | None = None
+
+    def stored(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"flink": self.flink.to_dict()}
+        launcher = self.launcher.stored() if self.launcher is not None else {}
+        if launcher:
+            data["launcher"] = launcher
+        return data
+
+
+class FlinkPaused(BatchFacts):
+    """batchInfo after a pause: where the savepoint is."""
+
+    savepoint: str | None
+
+
+class FlinkResumed(BatchFacts):
+    """batchInfo after a resume: every JobID so far."""
+
+    app_ids: list[str] = Field(serialization_alias="appIds")

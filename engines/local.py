@@ -9,16 +9,18 @@ import signal
 import time
 from collections.abc import AsyncIterator, Collection
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engines.base import (
     AppInfo,
+    BatchFacts,
     EngineContext,
     Event,
     Exited,
+    Handle,
     InvalidRequest,
     LaunchSpec,
     LogLines,
@@ -26,11 +28,23 @@ from engines.base import (
     NotSupported,
     csv_list,
 )
-from engines.process import ProcessRun, ProcessSupervisor, clean_env
+from engines.process import ProcessExit, ProcessHandle, ProcessRun, ProcessSupervisor, clean_env
 
 FOUND_CACHE_SECONDS = 5.0
 FOUND_CACHE_SIZE = 1024
 SHELL = "/bin/sh"
+
+
+class LocalExit(BatchFacts):
+    """batchInfo.local: the program's end as the runner recorded it."""
+
+    local: ProcessExit
+
+
+class LocalPaused(BatchFacts):
+    """batchInfo after a pause: how the program was stopped."""
+
+    paused_by: str = Field(serialization_alias="pausedBy")
 
 
 class LocalRun:
@@ -40,7 +54,7 @@ class LocalRun:
         self._announce = announce
 
     @property
-    def handle(self) -> dict[str, Any]:
+    def handle(self) -> ProcessHandle:
         return self._process.handle
 
     @property
@@ -52,22 +66,22 @@ class LocalRun:
             yield AppInfo(app_id=f"local-{self._process.pid}", app_state="RUNNING", running=True)
         async for event in self._process.output():
             if isinstance(event, Exited):
-                yield Exited(event.app_state, event.diagnostic, {"local": event.info})
+                yield Exited(event.app_state, event.diagnostic, LocalExit(local=ProcessExit.parse(event.info)))
             else:
                 yield event
 
     async def kill(self) -> None:
         await self._process.terminate(self._grace)
 
-    async def pause(self) -> dict[str, Any]:
+    async def pause(self) -> LocalPaused:
         if not self._process.signal_group(signal.SIGSTOP):
             raise NotSupported("the program has already exited")
-        return {"pausedBy": "SIGSTOP"}
+        return LocalPaused(paused_by="SIGSTOP")
 
-    async def resume(self) -> dict[str, Any]:
+    async def resume(self) -> BatchFacts:
         if not self._process.signal_group(signal.SIGCONT):
             raise NotSupported("the program has already exited")
-        return {}
+        return BatchFacts()
 
     async def detach(self) -> None:
         self._process.detach()
@@ -145,8 +159,8 @@ class LocalEngine:
         process = await self._sup.launch(argv, spec.workdir, env)
         return _Announced(process, self._grace, argv)
 
-    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> LocalRun | None:
-        process = self._sup.attach(handle, offset)
+    async def recover(self, spec: LaunchSpec, handle: Handle, offset: int) -> LocalRun | None:
+        process = self._sup.attach(ProcessHandle.parse(handle), offset)
         if process is None:
             return None
         return LocalRun(process, self._grace, announce=False)

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from engines.base import EngineError, Exited, LogLines
+from engines.base import BatchFacts, EngineError, Exited, Handle, LogLines
 from engines.runner import EXIT, OUTPUT, PIDS
 
 try:
@@ -42,6 +42,30 @@ LINE_LIMIT = 64 * 1024
 TRUNCATED = " [truncated: {} bytes]"
 MIN_FLUSH_INTERVAL = 0.02  # seconds between two reads of a chatty output, to batch database writes
 FALLBACK_POLL = 0.5  # only when inotify is unavailable or a change was missed
+
+
+class ProcessHandle(Handle):
+    """A runner-supervised process: the runner's pid and start time (in clock ticks since boot, so that a
+    reused pid is not mistaken for it), the program's pid (its process group) and the working dir. Engines
+    that launch through the runner extend it with facts of their own."""
+
+    runner_pid: int | None = None
+    child_pid: int | None = None
+    runner_start: int | None = None
+
+    def process(self) -> ProcessHandle:
+        """The process part: the stored form without the fields an engine's subclass adds (keys this version
+        does not know stay)."""
+        own = type(self).model_fields.keys() - ProcessHandle.model_fields.keys()
+        return ProcessHandle.parse({key: value for key, value in self.stored().items() if key not in own})
+
+
+class ProcessExit(BatchFacts):
+    """The runner's record of the program's end (its EXIT file): the exit code, or None and the error that
+    kept the program from starting; on an exit also its resource usage (cpu_seconds, max_rss_kb, ...)."""
+
+    exit_code: int | None = None
+    error: str | None = None
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -149,12 +173,8 @@ class ProcessSupervisor:
         if len(parts) != 3 or parts[0] != "started":
             raise EngineError(f"launcher failed to start (said {line!r})")
         runner_pid, child_pid = int(parts[1]), int(parts[2])
-        handle = {
-            "runner_pid": runner_pid,
-            "child_pid": child_pid,
-            "runner_start": _proc_start_ticks(runner_pid),
-            "workdir": str(workdir),
-        }
+        handle = ProcessHandle(runner_pid=runner_pid, child_pid=child_pid, runner_start=_proc_start_ticks(runner_pid),
+                               workdir=str(workdir))
         return ProcessRun(self, handle, offset=0)
 
     async def _spawn(self, workdir: Path, argv: list[str], env: dict[str, str]) -> str | None:
@@ -174,29 +194,32 @@ class ProcessSupervisor:
         finally:
             writer.close()
 
-    def attach(self, handle: dict[str, Any], offset: int) -> ProcessRun | None:
+    def attach(self, handle: ProcessHandle, offset: int) -> ProcessRun | None:
         """Re-attach to a runner started by an earlier gateway process, or None if nothing is left."""
-        workdir = Path(handle.get("workdir", ""))
+        workdir = Path(handle.workdir or "")
         if not (workdir / OUTPUT).exists():
             return None
-        if "runner_pid" not in handle:
+        if handle.runner_pid is None:
             # Launched, but the gateway died before it stored the pids: the runner wrote them down.
             pids = read_pids(workdir)
             if pids is None:
                 return None
-            handle = {**handle, "runner_pid": pids["runner"], "child_pid": pids["child"],
-                      "runner_start": pids.get("runner_start")}
+            handle = handle.model_copy(update={"runner_pid": pids["runner"], "child_pid": pids["child"],
+                                               "runner_start": pids.get("runner_start")})
         return ProcessRun(self, handle, offset=offset)
 
 
 class ProcessRun:
     """One runner-supervised process, followed from a byte offset of its output."""
 
-    def __init__(self, supervisor: ProcessSupervisor, handle: dict[str, Any], offset: int) -> None:
+    def __init__(self, supervisor: ProcessSupervisor, handle: ProcessHandle, offset: int) -> None:
+        if handle.workdir is None or handle.runner_pid is None or handle.child_pid is None:
+            raise ValueError("a process handle names its working dir, its runner and its program")
         self._sup = supervisor
         self.handle = handle
-        self.workdir = Path(handle["workdir"])
-        self.child_pid: int = handle["child_pid"]
+        self.workdir = Path(handle.workdir)
+        self.runner_pid: int = handle.runner_pid
+        self.child_pid: int = handle.child_pid
         self._offset = offset
         self._line = _LineBuffer()
         self._detached = asyncio.Event()
@@ -208,8 +231,8 @@ class ProcessRun:
         return self.child_pid
 
     def _runner_alive(self) -> bool:
-        pid = self.handle["runner_pid"]
-        started = self.handle.get("runner_start")
+        pid = self.runner_pid
+        started = self.handle.runner_start
         if started is not None:
             return bool(_proc_start_ticks(pid) == started)
         # No start time recorded: make sure the pid was not reused, by the runner's command line.
@@ -220,7 +243,7 @@ class ProcessRun:
 
     async def _wait_exit(self) -> None:
         """Resolves when the runner has exited: pidfd readability, no polling."""
-        pid = self.handle["runner_pid"]
+        pid = self.runner_pid
         if not self._runner_alive():
             return
         try:
@@ -307,13 +330,13 @@ class ProcessRun:
     def _exit_status(self) -> Exited:
         path = self.workdir / EXIT
         try:
-            status = json.loads(path.read_text())
-        except (OSError, ValueError):
+            status = ProcessExit.parse(json.loads(path.read_text()))
+        except (OSError, ValueError):  # pydantic's ValidationError is a ValueError
             return Exited("KILLED" if self.kill_requested else "FAILED",
                           "the launcher died without recording an exit status")
-        code = status.get("exit_code")
+        code = status.exit_code
         if code is None:
-            return Exited("FAILED", status.get("error") or "the program could not be started", status)
+            return Exited("FAILED", status.error or "the program could not be started", status)
         if code == 0:
             return Exited("FINISHED", None, status)
         if self.kill_requested:

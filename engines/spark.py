@@ -15,15 +15,14 @@ import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from engines.base import EngineError, InvalidRequest, LaunchSpec
-from engines.process import ProcessSupervisor, read_pids
+from engines.base import EngineError, Handle, InvalidRequest, LaunchSpec
+from engines.process import ProcessHandle, ProcessSupervisor, read_pids
 from engines.runner import EXIT
 from engines.spark_context import SparkTimings
 from engines.spark_launcher import LauncherJvm, submit_in_jvm
 from engines.spark_run import SparkRun
-from engines.spark_state import LauncherState, SparkFacts
+from engines.spark_state import LauncherState, SparkFacts, SparkHandle
 from engines.spark_status import IN_CLUSTER_CA, IN_CLUSTER_TOKEN, ClusterApi, K8sApi, StandaloneApi, YarnApi
 from engines.spark_submit import REST_ENABLED_CONF, SPARK_TYPES, Master, SparkSubmit, SubmitConfig, parse_master
 from engines.yarn import rm_urls_from_site
@@ -120,14 +119,16 @@ class SparkEngine:
             app_id, before = await submit_in_jvm(self.jvm, plan, spec.workdir, api, facts.ids)
             if app_id is not None:
                 facts.app_id, facts.launcher = app_id, "jvm"
-                return SparkRun(self.config.timings, process=None, base={"workdir": str(spec.workdir)}, facts=facts,
+                return SparkRun(self.config.timings, process=None, base=ProcessHandle(workdir=str(spec.workdir)),
+                                facts=facts,
                                 api=api, notes=[*before, *notes], unreported=("appId",))
         process = await self._sup.launch(plan.argv, spec.workdir, plan.env)
         return SparkRun(self.config.timings, process=process, base=process.handle, facts=facts, api=api,
                         notes=[*before, f"launching: {plan.display}", *notes])
 
-    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> SparkRun | None:
-        facts = SparkFacts.from_dict(handle.get("spark") or {})
+    async def recover(self, spec: LaunchSpec, handle: Handle, offset: int) -> SparkRun | None:
+        stored = SparkHandle.parse(handle)
+        facts = stored.spark or SparkFacts.from_dict({})
         facts.batch_id = facts.batch_id or spec.batch_id
         facts.master = facts.master or self.builder.master_of(spec)
         facts.deploy_mode = facts.deploy_mode or self.builder.deploy_mode_of(spec)
@@ -135,12 +136,12 @@ class SparkEngine:
             master = parse_master(facts.master)
         except ValueError:
             return None
-        base = {k: v for k, v in handle.items() if k != "spark"}
-        if "runner_pid" not in base and "workdir" in base:
+        base = stored.process()
+        if base.runner_pid is None and base.workdir is not None:
             # Launched, but the gateway stopped before it stored the handle: the runner left its pids.
-            pids = read_pids(Path(base["workdir"]))
+            pids = read_pids(Path(base.workdir))
             if pids:
-                base = {**base, "runner_pid": pids["runner"], "child_pid": pids["child"]}
+                base = base.model_copy(update={"runner_pid": pids["runner"], "child_pid": pids["child"]})
         launcher = launcher_state(base)
         process = self._sup.attach(base, offset) if launcher is not LauncherState.NONE else None
         api = self.cluster_api(master, facts)
@@ -175,18 +176,18 @@ class SparkEngine:
         return None
 
 
-def launcher_state(handle: dict[str, Any]) -> LauncherState:
+def launcher_state(handle: ProcessHandle) -> LauncherState:
     """What recover() finds of spark-submit, by the process handle."""
-    if "runner_pid" not in handle or "workdir" not in handle:
+    if handle.runner_pid is None or handle.workdir is None:
         return LauncherState.NONE
-    if (Path(handle["workdir"]) / EXIT).exists():
+    if (Path(handle.workdir) / EXIT).exists():
         return LauncherState.EXITED
     try:
-        fields = Path(f"/proc/{handle['runner_pid']}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{handle.runner_pid}/stat").read_text().rsplit(")", 1)[1].split()
         state, ticks = fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return LauncherState.GONE
-    started = handle.get("runner_start")
+    started = handle.runner_start
     running = state not in "ZX" and (started is None or ticks == started)
     return LauncherState.RUNNING if running else LauncherState.GONE
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import aiohttp
 
-from engines.base import AppInfo, Exited
-from engines.process import ProcessRun
+from engines.base import AppInfo, BatchFacts, Exited
+from engines.process import ProcessExit, ProcessHandle, ProcessRun
 from engines.spark_details import Snapshot, SparkUi
 from engines.spark_output import LauncherOutput
-from engines.spark_state import Kill, LauncherState, SparkFacts
+from engines.spark_state import Kill, LauncherState, SparkExit, SparkFacts, SparkHandle
 from engines.spark_status import ClusterApi, ClusterStatus
 
 APP_ID_WAIT = 3.0  # a client-mode driver that shows its UI is RUNNING once it names its app, or after this
@@ -48,7 +48,7 @@ class RunContext:
     """One spark-submit, launched or re-attached, and what the cluster says about its app."""
 
     def __init__(
-        self, timings: SparkTimings, *, process: ProcessRun | None, base: dict[str, Any], facts: SparkFacts,
+        self, timings: SparkTimings, *, process: ProcessRun | None, base: ProcessHandle, facts: SparkFacts,
         api: ClusterApi | None, launcher_lost: bool = False, unreported: tuple[str, ...] = (),
     ) -> None:
         self.timings = timings
@@ -78,8 +78,8 @@ class RunContext:
         self.sent_steps: list[dict[str, Any]] | None = None
 
     @property
-    def handle(self) -> dict[str, Any]:
-        return {**self.base, "spark": self.facts.to_dict()}
+    def handle(self) -> SparkHandle:
+        return SparkHandle.of(self.base, self.facts)
 
     @property
     def launcher_done(self) -> bool:
@@ -87,7 +87,7 @@ class RunContext:
 
     @property
     def workdir(self) -> Path:
-        return Path(self.base.get("workdir", "."))
+        return Path(self.base.workdir or ".")
 
     @property
     def api_name(self) -> str:
@@ -156,11 +156,10 @@ class RunContext:
         return AppInfo(app_id=new_id or (told.app_id if running else None), app_url=new_url, app_state=new_state,
                        running=running, handle=self.handle)
 
-    def exited(self, app_state: str, diagnostic: str | None, launcher: dict[str, Any] | None = None) -> Exited:
-        info = {k: v for k, v in self.facts.to_dict().items() if k != "appState"}
-        if launcher:
-            info["launcher"] = launcher
-        return Exited(app_state, diagnostic, {"spark": info})
+    def exited(self, app_state: str, diagnostic: str | None, launcher: BatchFacts | None = None) -> Exited:
+        """The end, with spark-submit's as the runner recorded it (`launcher`: its Exited.info)."""
+        ended = ProcessExit.parse(launcher) if launcher is not None else None
+        return Exited(app_state, diagnostic, SparkExit(facts=self.facts, launcher=ended))
 
     def ended_by_cluster(self, status: ClusterStatus) -> str | None:
         if status.state == "FINISHED":

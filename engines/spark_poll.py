@@ -161,7 +161,7 @@ class Poller:
         due = shape != self._sent_shape or now - self._sent_at >= DETAILS_SAVE_EVERY
         if snapshot.steps != run.sent_steps and due:
             self._sent_shape, self._sent_at = shape, now
-            await run.queue.put(Details(steps=snapshot.steps, counters=snapshot.counters))
+            await run.queue.put(Details.of(snapshot.steps, snapshot.counters))
 
     async def final_details(self) -> Details | None:
         """The last snapshot, taken when the driver ended: the event log's if it tells at least as much as
@@ -180,4 +180,4 @@ class Poller:
                 best = logged
         if best is None or best.steps == run.sent_steps:
             return None
-        return Details(steps=best.steps, counters=best.counters)
+        return Details.of(best.steps, best.counters)

@@ -19,11 +19,11 @@ from typing import Any
 import aiohttp
 
 from engines.base import Details, Event, Exited, LogLines, Note
-from engines.process import ProcessRun
+from engines.process import ProcessHandle, ProcessRun
 from engines.spark_context import RunContext, SparkTimings
 from engines.spark_output import LauncherOutput
 from engines.spark_poll import REFRESH, Final, Poller
-from engines.spark_state import Kill, LauncherState, SparkFacts
+from engines.spark_state import Kill, LauncherState, SparkFacts, SparkHandle
 from engines.spark_status import ClusterApi, ClusterStatus, StandaloneApi, StatusUnavailable, YarnApi
 from engines.yarn import am_log_events
 
@@ -34,7 +34,7 @@ class SparkRun:
     """One spark-submit, launched or re-attached, merged with what the cluster says about its app."""
 
     def __init__(
-        self, timings: SparkTimings, *, process: ProcessRun | None, base: dict[str, Any], facts: SparkFacts,
+        self, timings: SparkTimings, *, process: ProcessRun | None, base: ProcessHandle, facts: SparkFacts,
         api: ClusterApi | None, notes: list[str], launcher_lost: bool = False, unreported: tuple[str, ...] = (),
     ) -> None:
         self.state = RunContext(timings, process=process, base=base, facts=facts, api=api,
@@ -48,7 +48,7 @@ class SparkRun:
         self._kill_sent.set()
 
     @property
-    def handle(self) -> dict[str, Any]:
+    def handle(self) -> SparkHandle:
         return self.state.handle
 
     # --- the event stream ----------------------------------------------------------------------
@@ -148,7 +148,7 @@ class SparkRun:
             elif isinstance(item, Note):
                 yield item
             elif isinstance(item, Details):
-                run.sent_steps = item.steps
+                run.sent_steps = [step.stored() for step in item.steps]  # as the poller built them
                 yield item
             elif item is REFRESH and (info := run.from_launcher()):
                 yield info

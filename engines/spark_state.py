@@ -6,10 +6,16 @@ conversion to and from the JSON the gateway stores. The stored form keeps the ke
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer, PlainValidator
+
+from engines.base import BatchFacts
+from engines.process import ProcessExit, ProcessHandle
 
 
 class LauncherState(StrEnum):
@@ -112,3 +118,40 @@ class SparkFacts:
         """The stored form: JSON, in the keys every version reads; facts not known are left out."""
         data = {key: getattr(self, name) for key, name in _KEYS.items()}
         return {**{key: value for key, value in data.items() if value is not None}, **self.extra}
+
+
+def _facts(value: object) -> SparkFacts:
+    if isinstance(value, SparkFacts):
+        return value
+    return SparkFacts.from_dict(value if isinstance(value, Mapping) else {})
+
+
+# SparkFacts in a model: parsed from and stored as the stored form above.
+StoredFacts = Annotated[SparkFacts, PlainValidator(_facts), PlainSerializer(lambda facts: facts.to_dict())]
+
+
+class SparkHandle(ProcessHandle):
+    """A Spark batch's handle: spark-submit's process (when one was launched; a submission by the
+    long-lived launcher has the working dir alone) and, under "spark", the facts."""
+
+    spark: StoredFacts | None = None
+
+    @classmethod
+    def of(cls, base: ProcessHandle, facts: SparkFacts) -> SparkHandle:
+        """The handle now: the process's and a copy of the facts (the run goes on changing its own)."""
+        return cls.model_validate({**base.stored(), "spark": copy.deepcopy(facts)})
+
+
+class SparkExit(BatchFacts):
+    """batchInfo.spark when a batch ends: the facts but appState, and spark-submit's end as the runner
+    recorded it (under "launcher", which replaces the facts' own "launcher": "jvm")."""
+
+    facts: StoredFacts
+    launcher: ProcessExit | None = None
+
+    def stored(self) -> dict[str, Any]:
+        info = {key: value for key, value in self.facts.to_dict().items() if key != "appState"}
+        launcher = self.launcher.stored() if self.launcher is not None else {}
+        if launcher:
+            info["launcher"] = launcher
+        return {"spark": info}

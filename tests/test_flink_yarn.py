@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from engines.base import AppInfo, Exited, LaunchSpec
+from engines.base import AppInfo, Exited, Handle, LaunchSpec
 from engines.flink import FlinkEngine
+from engines.flink_state import FlinkHandle
 from engines.process import ProcessSupervisor
 from tests.flink_cluster import FLINK_APP_CLASS, HOME, build_flink_jar
 from tests.helpers import Api, info
@@ -180,8 +181,9 @@ async def _recovered_on_yarn(cluster: YarnCluster, batch_id: str, tmp_path: Path
     spec = LaunchSpec(batch_id=batch_id, batch_type="FLINK", user="admin", real_user="admin", name=None,
                       resource="x.jar", class_name=None, conf=APPLICATION, args=[], workdir=tmp_path / "elsewhere")
     job = uuid.UUID(batch_id).hex
-    run = await engine.recover(spec, {"flink": {"target": "yarn-application", "cli_done": True, "job_ids": [job],
-                                                "app_ids": [job], "submitted": time.time()}}, 0)
+    stored = {"flink": {"target": "yarn-application", "cli_done": True, "job_ids": [job], "app_ids": [job],
+                        "submitted": time.time()}}
+    run = await engine.recover(spec, Handle.parse(stored), 0)
     assert run is not None
     events: AsyncIterator[Any] = run.events()
     app_id: str | None = None
@@ -191,8 +193,9 @@ async def _recovered_on_yarn(cluster: YarnCluster, batch_id: str, tmp_path: Path
                 assert not isinstance(event, Exited), event
                 if isinstance(event, AppInfo) and event.app_id:
                     app_id = event.app_id
-                if isinstance(event, AppInfo) and event.handle and event.handle["flink"].get("rest_url"):
-                    return str(app_id), str(event.handle["flink"]["rest_url"])
+                handle = event.handle if isinstance(event, AppInfo) else None
+                if isinstance(handle, FlinkHandle) and handle.flink is not None and handle.flink.rest_url:
+                    return str(app_id), handle.flink.rest_url
     finally:
         await run.detach()
         await events.aclose()  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from engines.base import Exited, LogLines
-from engines.process import ProcessSupervisor
+from engines.process import ProcessHandle, ProcessSupervisor
 from tests.helpers import Api, info
 
 
@@ -161,8 +161,8 @@ async def test_reattach_from_the_runners_own_record_while_it_runs(tmp_path: Path
     try:
         workdir = tmp_path / "w"
         run = await supervisor.launch([python, "-c", "import time; time.sleep(1.5); print('done')"], workdir, {})
-        again = supervisor.attach({"workdir": str(workdir)}, 0)
-        assert again is not None and again.handle["runner_pid"] == run.handle["runner_pid"]
+        again = supervisor.attach(ProcessHandle(workdir=str(workdir)), 0)
+        assert again is not None and again.handle.runner_pid == run.handle.runner_pid
         events = [event async for event in again.output()]
         assert isinstance(events[-1], Exited) and events[-1].app_state == "FINISHED", events[-1]
         assert any(isinstance(e, LogLines) and "done" in e.lines for e in events)

@@ -23,6 +23,7 @@ from engines.base import (
     EngineError,
     Event,
     Exited,
+    Handle,
     LaunchSpec,
     LogLines,
     Note,
@@ -154,11 +155,11 @@ class Supervisor:
         if engine is None:
             await self._finish(batch.id, AppState.FAILED, f"batch type {batch.batch_type} is not enabled")
             return None
-        handle = dict(batch.handle or {})
-        workdir = Path(handle.get("workdir") or self.workdir(batch.id))
-        launched_before = len(handle) > 1 or await asyncio.to_thread(_launched_in, workdir)
+        handle = Handle.parse(batch.handle)  # the engine parses it into its own model in recover()
+        workdir = Path(handle.workdir or self.workdir(batch.id))
+        launched_before = handle.launched or await asyncio.to_thread(_launched_in, workdir)
         if launched_before:
-            handle["workdir"] = str(workdir)
+            handle = handle.model_copy(update={"workdir": str(workdir)})
             async with self._recover_slots:
                 run = await engine.recover(self.spec(batch), handle, batch.log_offset)
             if run is None:
@@ -173,8 +174,9 @@ class Supervisor:
         async with self._launch_slots:
             # Write down where the launch happens before it happens: a crash between the launch and
             # set_launched is then recovered by attaching, never by launching a second time.
+            intent_handle = Handle(workdir=str(self.workdir(batch.id)))
             intent = await self._retry(partial(
-                self._store.set_launching, batch.id, self.instance, {"workdir": str(self.workdir(batch.id))},
+                self._store.set_launching, batch.id, self.instance, intent_handle.stored(),
                 self._logs.note_line(f"claimed by {self.instance}; launching {batch.batch_type}")))
             if intent is None:
                 blog.info("batch.lost_ownership_before_launch")
@@ -192,7 +194,7 @@ class Supervisor:
                 await self._finish(batch.id, AppState.FAILED, f"launch failed: {exc}")
                 blog.info("batch.launch_failed", error=str(exc))
                 return None
-        record = await self._retry(partial(self._store.set_launched, batch.id, self.instance, run.handle))
+        record = await self._retry(partial(self._store.set_launched, batch.id, self.instance, run.handle.stored()))
         if record is None:
             # Canceled or taken over between claim and launch: this instance must not keep it running.
             blog.warning("batch.lost_ownership_at_launch")
@@ -254,7 +256,7 @@ class Supervisor:
                 record = await self._retry(partial(
                     self._store.update_app, batch.id, self.instance, app_id=event.app_id, app_url=event.app_url,
                     app_state=event.app_state, running=event.running, diagnostic=event.diagnostic,
-                    handle=event.handle,
+                    handle=event.handle.stored() if event.handle is not None else None,
                 ))
                 if event.running and not started and record is not None and record.state is BatchState.RUNNING:
                     started = True
@@ -264,10 +266,10 @@ class Supervisor:
             elif isinstance(event, Details):
                 await self._retry(partial(
                     self._controls.save_details, batch.id, self.instance,
-                    {"steps": event.steps, "counters": event.counters},
+                    event.stored(),
                 ))
             elif isinstance(event, Exited):
-                state = await self._finish(batch.id, event.app_state, event.diagnostic, event.info)
+                state = await self._finish(batch.id, event.app_state, event.diagnostic, event.info.stored())
                 blog.info("batch.ended", state=state, diagnostic=event.diagnostic)
                 return
 
@@ -310,7 +312,7 @@ class Supervisor:
         try:
             if not isinstance(run, Pausable):
                 raise NotSupported("this engine cannot pause a running application")
-            info = await (run.pause() if action == "PAUSE" else run.resume())
+            facts = await (run.pause() if action == "PAUSE" else run.resume())
         except NotSupported as exc:
             blog.info("batch.control_refused", reason=str(exc))
             await self._retry(partial(self._controls.clear_control, batch_id, self.instance,
@@ -321,7 +323,7 @@ class Supervisor:
             error = {"controlError": f"{action.lower()} failed: {exc}"}
             await self._retry(partial(self._controls.clear_control, batch_id, self.instance, error))
             return
-        info = {**info, "controlError": None}
+        info = {**facts.stored(), "controlError": None}
         setter = self._controls.set_paused if action == "PAUSE" else self._controls.set_resumed
         await self._retry(partial(setter, batch_id, self.instance, info))
         await self._retry(partial(self._logs.note, batch_id, "paused" if action == "PAUSE" else "resumed"))

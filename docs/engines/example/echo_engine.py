@@ -6,25 +6,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 from pydantic_settings import BaseSettings
 
-from engines.base import AppInfo, EngineContext, Event, Exited, InvalidRequest, LaunchSpec, LogLines
+from engines.base import AppInfo, EngineContext, Event, Exited, Handle, InvalidRequest, LaunchSpec, LogLines
 
 
 class EchoSettings(BaseSettings):
     greeting: str = "hello"
 
 
+class EchoHandle(Handle):
+    """What the gateway stores for an ECHO batch (as {"echo": "<batch id>"})."""
+
+    echo: str
+
+
 class EchoRun:
     def __init__(self, spec: LaunchSpec, greeting: str) -> None:
-        self.handle: dict[str, Any] = {"echo": spec.batch_id}
+        self.handle = EchoHandle(echo=spec.batch_id)
         self._lines = [f"{greeting} from {spec.user}", *spec.args]
         self._stop = asyncio.Event()
 
     async def events(self) -> AsyncIterator[Event]:
-        yield AppInfo(app_id=f"echo-{self.handle['echo'][:8]}", app_state="RUNNING", running=True)
+        yield AppInfo(app_id=f"echo-{self.handle.echo[:8]}", app_state="RUNNING", running=True)
         yield LogLines(self._lines)
         yield Exited("KILLED" if self._stop.is_set() else "FINISHED")
 
@@ -48,7 +53,7 @@ class EchoEngine:
     async def submit(self, spec: LaunchSpec) -> EchoRun:
         return EchoRun(spec, self.greeting)
 
-    async def recover(self, spec: LaunchSpec, handle: dict[str, Any], offset: int) -> EchoRun | None:
+    async def recover(self, spec: LaunchSpec, handle: Handle, offset: int) -> EchoRun | None:
         return None  # nothing outlives the gateway: an ECHO batch found after a restart is lost
 
 
