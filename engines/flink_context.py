@@ -19,7 +19,8 @@ from engines.flink_cli import LOCAL, OutputScanner, Target
 from engines.flink_rest import FlinkRest, FlinkRestError, detail_counters, job_url, vertex_steps
 from engines.flink_state import FlinkExit, FlinkFacts, FlinkHandle, FlinkInfo, Phase
 from engines.flink_yarn import FlinkYarn
-from engines.process import ProcessExit, ProcessHandle, ProcessRun
+from engines.process import ProcessRun
+from engines.process_handle import ProcessExit, ProcessHandle
 from engines.yarn import RmUnavailable, YarnApp
 
 if TYPE_CHECKING:

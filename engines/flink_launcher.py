@@ -15,7 +15,7 @@ from engines.base import AppInfo, Event, Exited, LogLines, Note
 from engines.flink_context import ResumeFailed, RunContext
 from engines.flink_rest import TERMINAL, FlinkRest, FlinkRestError, poll_interval
 from engines.flink_state import Phase
-from engines.process import ProcessExit
+from engines.process_handle import ProcessExit
 from engines.yarn import RmUnavailable
 
 LOCAL_DETAILS_FASTEST = 0.5  # the local mini cluster's REST API is read no more often than this

@@ -16,7 +16,8 @@ from engines.flink_rest import ENDED
 from engines.flink_savepoint import SavepointControl
 from engines.flink_state import FlinkFacts, FlinkHandle, FlinkPaused, FlinkResumed
 from engines.flink_watch import JobWatcher
-from engines.process import ProcessHandle, ProcessRun
+from engines.process import ProcessRun
+from engines.process_handle import ProcessHandle
 from engines.yarn import RmUnavailable
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from pydantic import Field, PlainSerializer, PlainValidator
 
 from engines.base import BatchFacts
 from engines.flink_cli import Target, fixed_job_id
-from engines.process import ProcessExit, ProcessHandle
+from engines.process_handle import ProcessExit, ProcessHandle
 
 
 class Phase(StrEnum):

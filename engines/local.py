@@ -28,7 +28,8 @@ from engines.base import (
     NotSupported,
     csv_list,
 )
-from engines.process import ProcessExit, ProcessHandle, ProcessRun, ProcessSupervisor, clean_env
+from engines.process import ProcessRun, ProcessSupervisor, clean_env
+from engines.process_handle import ProcessExit, ProcessHandle
 
 FOUND_CACHE_SECONDS = 5.0
 FOUND_CACHE_SIZE = 1024

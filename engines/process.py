@@ -23,7 +23,8 @@ from typing import Any
 
 import structlog
 
-from engines.base import BatchFacts, EngineError, Exited, Handle, LogLines
+from engines.base import EngineError, Exited, LogLines
+from engines.process_handle import ProcessExit, ProcessHandle
 from engines.runner import EXIT, OUTPUT, PIDS
 
 try:
@@ -42,30 +43,6 @@ LINE_LIMIT = 64 * 1024
 TRUNCATED = " [truncated: {} bytes]"
 MIN_FLUSH_INTERVAL = 0.02  # seconds between two reads of a chatty output, to batch database writes
 FALLBACK_POLL = 0.5  # only when inotify is unavailable or a change was missed
-
-
-class ProcessHandle(Handle):
-    """A runner-supervised process: the runner's pid and start time (in clock ticks since boot, so that a
-    reused pid is not mistaken for it), the program's pid (its process group) and the working dir. Engines
-    that launch through the runner extend it with facts of their own."""
-
-    runner_pid: int | None = None
-    child_pid: int | None = None
-    runner_start: int | None = None
-
-    def process(self) -> ProcessHandle:
-        """The process part: the stored form without the fields an engine's subclass adds (keys this version
-        does not know stay)."""
-        own = type(self).model_fields.keys() - ProcessHandle.model_fields.keys()
-        return ProcessHandle.parse({key: value for key, value in self.stored().items() if key not in own})
-
-
-class ProcessExit(BatchFacts):
-    """The runner's record of the program's end (its EXIT file): the exit code, or None and the error that
-    kept the program from starting; on an exit also its resource usage (cpu_seconds, max_rss_kb, ...)."""
-
-    exit_code: int | None = None
-    error: str | None = None
 
 
 def _proc_start_ticks(pid: int) -> int | None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.base import EngineError, Handle, InvalidRequest, LaunchSpec
-from engines.process import ProcessHandle, ProcessSupervisor, read_pids
+from engines.process import ProcessSupervisor, read_pids
+from engines.process_handle import ProcessHandle
 from engines.runner import EXIT
 from engines.spark_context import SparkTimings
 from engines.spark_launcher import LauncherJvm, submit_in_jvm

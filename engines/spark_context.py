@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 
 from engines.base import AppInfo, BatchFacts, Exited
-from engines.process import ProcessExit, ProcessHandle, ProcessRun
+from engines.process import ProcessRun
+from engines.process_handle import ProcessExit, ProcessHandle
 from engines.spark_details import Snapshot, SparkUi
 from engines.spark_output import LauncherOutput
 from engines.spark_state import Kill, LauncherState, SparkExit, SparkFacts, SparkHandle

@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 
 from engines.base import Details, Event, Exited, LogLines, Note
-from engines.process import ProcessHandle, ProcessRun
+from engines.process import ProcessRun
+from engines.process_handle import ProcessHandle
 from engines.spark_context import RunContext, SparkTimings
 from engines.spark_output import LauncherOutput
 from engines.spark_poll import REFRESH, Final, Poller

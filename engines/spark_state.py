@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import PlainSerializer, PlainValidator
 
 from engines.base import BatchFacts
-from engines.process import ProcessExit, ProcessHandle
+from engines.process_handle import ProcessExit, ProcessHandle
 
 
 class LauncherState(StrEnum):

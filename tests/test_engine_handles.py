@@ -13,7 +13,8 @@ import pytest
 from engines.base import Exited, Handle, LaunchSpec, LogLines, Step
 from engines.flink_state import FlinkHandle, FlinkPaused, FlinkResumed, Phase
 from engines.local import LocalEngine, LocalPaused
-from engines.process import ProcessHandle, ProcessSupervisor
+from engines.process import ProcessSupervisor
+from engines.process_handle import ProcessHandle
 from engines.spark_state import SparkHandle
 
 # Handles as the release before typed handles stored them (copied from rows it wrote), with a key no

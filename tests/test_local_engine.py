@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from engines.base import Exited, LogLines
-from engines.process import ProcessHandle, ProcessSupervisor
+from engines.process import ProcessSupervisor
+from engines.process_handle import ProcessHandle
 from tests.helpers import Api, info
 
 
