@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from engines.process_handle import ProcessHandle
 from engines.spark import PAUSE_REFUSAL
 from engines.spark_context import RunContext, SparkTimings
 from engines.spark_details import MAX_JOB_STEPS, MAX_STAGE_STEPS, SparkUi, snapshot_from_rest
@@ -269,7 +270,7 @@ def test_very_many_jobs_keep_the_latest_steps_and_count_them_all() -> None:
 def test_running_is_reported_with_the_application_id() -> None:
     """The UI shows up a moment before the driver names its application: RUNNING waits for the id, and
     a change of state alone still carries the id (the supervisor logs batch.running with it)."""
-    run = RunContext(SparkTimings(), process=None, base={}, facts=SparkFacts(deploy_mode="client"), api=None)
+    run = RunContext(SparkTimings(), process=None, base=ProcessHandle(), facts=SparkFacts(deploy_mode="client"), api=None)
     run.launcher = LauncherState.RUNNING  # as if its launcher were running
     run.parser.feed(["26/01/01 10:00:00 INFO JettyUtils: Start Jetty 0.0.0.0:4040 for SparkUI",
                       "26/01/01 10:00:00 INFO Utils: Successfully started service 'SparkUI' on port 4040.",
@@ -281,7 +282,7 @@ def test_running_is_reported_with_the_application_id() -> None:
                       "file:/w/eventlog/eventlog_v2_local-1767261600000/events_1_local-1767261600000"])
     second = run.from_launcher()
     assert second is not None and second.running and second.app_id == "local-1767261600000"
-    cluster = RunContext(SparkTimings(), process=None, base={}, api=None,
+    cluster = RunContext(SparkTimings(), process=None, base=ProcessHandle(), api=None,
                          facts=SparkFacts.from_dict({"deployMode": "cluster", "appId": "application_1_0001"}))
     moved = cluster.report(app_id=None, state="RUNNING")
     assert moved is not None and moved.running and moved.app_id == "application_1_0001"
