@@ -7,10 +7,11 @@ from __future__ import annotations
 import click
 
 from gateway.client.commands.batches import COMMANDS as BATCH_COMMANDS
+from gateway.client.commands.jobs import COMMANDS as JOB_COMMANDS
+from gateway.client.commands.schedules import COMMANDS as SCHEDULE_COMMANDS
 from gateway.client.commands.top import COMMANDS as TOP_COMMANDS
-from gateway.client.commands.workflows import COMMANDS as WORKFLOW_COMMANDS
 
 
 def register(group: click.Group) -> None:
-    for command in [*BATCH_COMMANDS, *TOP_COMMANDS, *WORKFLOW_COMMANDS]:
+    for command in [*BATCH_COMMANDS, *TOP_COMMANDS, *JOB_COMMANDS, *SCHEDULE_COMMANDS]:
         group.add_command(command)
