@@ -303,7 +303,8 @@ async def test_a_change_on_one_instance_wakes_every_instance(
     await eventually(lambda: all_done(one, "wake", 3), 15, "three runs")
     runs = await runs_of(one, "wake")
     assert [r["fireTime"] for r in runs] == [start, start + 1000, start + 2000]
-    assert all(r["createTime"] - r["fireTime"] < 1000 for r in runs), "both instances woke at once"
+    # Woken by NOTIFY, not by the 20 s housekeeping: a bound far below 20 s, with room for a loaded machine.
+    assert all(r["createTime"] - r["fireTime"] < 5000 for r in runs), "both instances woke at once"
 
     # Disabled on one instance: no instance fires it any more. Deleted: gone everywhere.
     start = next_second(1000)
