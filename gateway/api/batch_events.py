@@ -34,8 +34,8 @@ async def batch_events(request: web.Request) -> web.StreamResponse:
         if event.kind == "keepalive":
             await response.write(b": keepalive\n\n")
             continue
-        views = [b.to_api() for b in event.batches]
-        data = (BatchSnapshot(batches=views) if event.kind == "snapshot" else views[0]).model_dump_json(by_alias=True)
+        data = (BatchSnapshot(batches=event.batches) if event.kind == "snapshot"
+                else event.batches[0]).model_dump_json(by_alias=True)
         # Awaiting the write is the backpressure; a client that went away ends the loop with an error.
         await response.write(f"event: {event.kind}\ndata: {data}\n\n".encode())
     return response

@@ -8,43 +8,31 @@ from gateway.api.bodies import read_body, validate_body
 from gateway.api.middleware import principal
 from gateway.api.params import batch_query
 from gateway.api.responses import model_response
-from gateway.contract.batches import (
-    BatchDetails,
-    BulkRequest,
-    DropResponse,
-    Step,
-)
+from gateway.contract.batches import BulkRequest
 from gateway.errors import BadRequest
-from gateway.keys import BATCH_VIEWS, CONTROL, SETTINGS
+from gateway.keys import BATCH_VIEWS, SETTINGS
 
 routes = web.RouteTableDef()
 
 
-
-
 @routes.post("/api/v1/batches/{batch_id}/pause")
 async def pause(request: web.Request) -> web.Response:
-    batch = await request.app[CONTROL].pause(principal(request), request.match_info["batch_id"])
-    return model_response(batch.to_api())
+    return model_response(await request.app[BATCH_VIEWS].pause(principal(request), request.match_info["batch_id"]))
 
 
 @routes.post("/api/v1/batches/{batch_id}/resume")
 async def resume(request: web.Request) -> web.Response:
-    batch = await request.app[CONTROL].resume(principal(request), request.match_info["batch_id"])
-    return model_response(batch.to_api())
+    return model_response(await request.app[BATCH_VIEWS].resume(principal(request), request.match_info["batch_id"]))
 
 
 @routes.post("/api/v1/batches/{batch_id}/restart")
 async def restart(request: web.Request) -> web.Response:
-    batch = await request.app[CONTROL].restart(principal(request), request.match_info["batch_id"])
-    return model_response(batch.to_api())
+    return model_response(await request.app[BATCH_VIEWS].restart(principal(request), request.match_info["batch_id"]))
 
 
 @routes.delete("/api/v1/batches/{batch_id}/drop")
 async def drop(request: web.Request) -> web.Response:
-    batch_id = request.match_info["batch_id"]
-    await request.app[CONTROL].drop(principal(request), batch_id)
-    return model_response(DropResponse(success=True, msg=f"batch {batch_id} dropped"))
+    return model_response(await request.app[BATCH_VIEWS].drop(principal(request), request.match_info["batch_id"]))
 
 
 @routes.get("/api/v1/batches/status")
@@ -74,9 +62,4 @@ async def bulk(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/batches/{batch_id}/details")
 async def details(request: web.Request) -> web.Response:
-    batch, steps, counters, attempts = await request.app[CONTROL].details(
-        principal(request), request.match_info["batch_id"])
-    return model_response(BatchDetails(
-        batch=batch.to_api(), steps=[Step.model_validate(s) for s in steps], counters=counters,
-        attempts=[a.to_api() for a in attempts],
-    ))
+    return model_response(await request.app[BATCH_VIEWS].details(principal(request), request.match_info["batch_id"]))

@@ -8,6 +8,7 @@ been missed) every subscription starts again with a fresh snapshot.
 
 Each subscription coalesces what happened while its reader was busy, and reads it in one query, within
 the caller's visibility (the list's: own batches and those of the caller's projects; all for admins).
+Its events carry the contract's `Batch` models, so that the handler sees no store record.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway.batches.service import BatchService
-from gateway.contract.batches import BatchState
+from gateway.contract.batches import Batch, BatchState
 from gateway.instance.listener import QUEUE, STATE, Hub
 from gateway.security.auth import Principal
 from gateway.store import BatchRecord, BatchRepository, ListFilter
@@ -42,7 +43,7 @@ class FeedEvent:
     """`snapshot` (batches: the current view), `batch` (one changed batch) or `keepalive` (nothing)."""
 
     kind: str
-    batches: list[BatchRecord] = field(default_factory=list)
+    batches: list[Batch] = field(default_factory=list)
 
 
 class _Subscription:
@@ -129,7 +130,7 @@ class BatchFeed:
                 batches = await self._snapshot(principal, ids)
                 sent.update((b.id, _signature(b)) for b in batches)
                 newest = max([newest, *(b.create_time for b in batches)])
-                yield FeedEvent("snapshot", batches)
+                yield FeedEvent("snapshot", [b.to_api() for b in batches])
             while not self._closed:
                 if not (sub.changed or sub.queued or sub.resync):
                     sub.wake.clear()
@@ -142,7 +143,7 @@ class BatchFeed:
                     sub.changed.clear()
                     batches = await self._snapshot(principal, ids)
                     sent = {b.id: _signature(b) for b in batches}
-                    yield FeedEvent("snapshot", batches)
+                    yield FeedEvent("snapshot", [b.to_api() for b in batches])
                     continue
                 changed, sub.changed = sub.changed, set()
                 queued, sub.queued = sub.queued, False
@@ -158,7 +159,7 @@ class BatchFeed:
                     if sent.get(batch.id) == _signature(batch):
                         continue
                     sent[batch.id] = _signature(batch)
-                    yield FeedEvent("batch", [batch])
+                    yield FeedEvent("batch", [batch.to_api()])
                 while len(sent) > SENT_MEMORY:
                     del sent[next(iter(sent))]
         finally:

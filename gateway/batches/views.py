@@ -1,8 +1,8 @@
 """BatchViews: the Kyuubi batch API's answers (/api/v1/batches). It asks the BatchService (admission,
-permissions, logs) and BatchControl (bulk actions) and returns the contract's models, so that the handlers
-see no store record; `list_filter` turns the wire's list query (the contract's BatchQuery) into the store's
-filter. The other dialects translate batches into their own shapes in their own views (gateway/livy/views.py,
-gateway/kylin/views.py, …)."""
+permissions, logs) and BatchControl (pause, resume, restart, drop, bulk actions, details) and returns the
+contract's models, so that the handlers see no store record; `list_filter` turns the wire's list query (the
+contract's BatchQuery) into the store's filter. The other dialects translate batches into their own shapes in
+their own views (gateway/livy/views.py, gateway/kylin/views.py, …)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from gateway.batches.service import BatchService
 from gateway.batches.uploads import Upload
 from gateway.contract.batches import (
     Batch,
+    BatchDetails,
     BatchList,
     BatchQuery,
     BatchRequest,
     BulkFailure,
     BulkResponse,
+    DropResponse,
     LocalLog,
+    Step,
 )
 from gateway.security.auth import Principal
 from gateway.store import ListFilter
@@ -66,6 +69,26 @@ class BatchViews:
             matched=result.matched, succeeded=result.succeeded,
             failed=[BulkFailure(**f) for f in result.failed], failures_truncated=result.failures_truncated,
         )
+
+    async def pause(self, who: Principal, batch_id: str) -> Batch:
+        return (await self._control.pause(who, batch_id)).to_api()
+
+    async def resume(self, who: Principal, batch_id: str) -> Batch:
+        return (await self._control.resume(who, batch_id)).to_api()
+
+    async def restart(self, who: Principal, batch_id: str) -> Batch:
+        """The new attempt."""
+        return (await self._control.restart(who, batch_id)).to_api()
+
+    async def drop(self, who: Principal, batch_id: str) -> DropResponse:
+        await self._control.drop(who, batch_id)
+        return DropResponse(success=True, msg=f"batch {batch_id} dropped")
+
+    async def details(self, who: Principal, batch_id: str) -> BatchDetails:
+        """The batch with its lifecycle and engine steps, its counters and the attempts the caller may read."""
+        batch, steps, counters, attempts = await self._control.details(who, batch_id)
+        return BatchDetails(batch=batch.to_api(), steps=[Step.model_validate(s) for s in steps], counters=counters,
+                            attempts=[a.to_api() for a in attempts])
 
     async def get(self, who: Principal, batch_id: str) -> Batch:
         return (await self._batches.get(who, batch_id)).to_api()
