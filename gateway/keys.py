@@ -14,6 +14,7 @@ from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
 from gateway.batches.views import BatchViews
+from gateway.datameer.views import DatameerViews
 from gateway.jobs.numbers import Numbers
 from gateway.jobs.service import JobService
 from gateway.jobs.views import JobViews
@@ -58,5 +59,6 @@ RETENTION = web.AppKey("retention", Retention)
 INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
 LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (livy_port may be 0)
 NUMBERS = web.AppKey("numbers", Numbers)
+DATAMEER_VIEWS = web.AppKey("datameer_views", DatameerViews)
 FEED = web.AppKey("feed", BatchFeed)
 OVERVIEW = web.AppKey("overview", Overview)

@@ -26,6 +26,7 @@ from gateway.batches.service import BatchService
 from gateway.batches.supervisor import Supervisor
 from gateway.batches.takeover import Takeover
 from gateway.batches.views import BatchViews
+from gateway.datameer.views import DatameerViews
 from gateway.instance.heartbeat import Heartbeat
 from gateway.instance.listener import CONTROL as CONTROL_CHANNEL
 from gateway.instance.listener import DEADLINE, KILL, QUEUE, RUN_BATCH, SCHEDULE, Hub, QueueBell
@@ -43,6 +44,7 @@ from gateway.keys import (
     BATCHES,
     CONTROL,
     DATABASE,
+    DATAMEER_VIEWS,
     ENGINES,
     FEED,
     INSTANCE,
@@ -209,6 +211,7 @@ def build_parts(app: web.Application) -> Parts:
     app[BATCH_VIEWS] = BatchViews(batches, app[CONTROL])
     app[LIVY_VIEWS] = LivyViews(batches)
     app[KYLIN_VIEWS] = KylinViews(batches, app[CONTROL], jobs)
+    app[DATAMEER_VIEWS] = DatameerViews(jobs, app[NUMBERS], app[CONTROL])
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

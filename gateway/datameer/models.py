@@ -3,13 +3,15 @@
 
 A Datameer job ("file", "job configuration") is a batchgate job; a job execution is one of its runs.
 Jobs and runs get the integer ids (and jobs the UUID) that Datameer's clients use from the dialect ids
-(gateway/store/dialects.py). This module only translates; the handlers call the services.
+(gateway/jobs/numbers.py). This module holds the wire models; gateway/datameer/views.py fills them from the
+job service, and the handlers write them.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.store.jobs import NodeRecord, RunRecord
+from gateway.contract.jobs import NodeState
 
 
 class DatameerStatus(StrEnum):
@@ -39,11 +41,12 @@ TRIGGER = "RESTAPI"  # how Datameer names a run triggered through its REST API
 NOT_ACCESSIBLE = "File doesn't exist or isn't accessible with current permissions"
 
 
-def run_status(run: RunRecord, nodes: list[NodeRecord] | None = None) -> DatameerStatus:
-    """A run's Datameer status. A run that succeeded with nodes skipped (disabled when it was triggered)
-    completed, but not all of it ran: COMPLETED_WITH_WARNINGS."""
-    status = OF_RUN.get(run.state, DatameerStatus.QUEUED)
-    if status == DatameerStatus.COMPLETED and nodes and any(n.state == "SKIPPED" for n in nodes):
+def run_status(state: str, nodes: Collection[str] = ()) -> DatameerStatus:
+    """A run's Datameer status from its state (and its nodes' states, when they were read). A run that
+    succeeded with nodes skipped (disabled when it was triggered) completed, but not all of it ran:
+    COMPLETED_WITH_WARNINGS."""
+    status = OF_RUN.get(state, DatameerStatus.QUEUED)
+    if status == DatameerStatus.COMPLETED and NodeState.SKIPPED in nodes:
         return DatameerStatus.COMPLETED_WITH_WARNINGS
     return status
 
@@ -55,11 +58,6 @@ def datameer_time(ms: int) -> str | None:
     moment = datetime.fromtimestamp(ms / 1000).astimezone()
     hour = moment.hour % 12 or 12
     return f"{moment:%b} {moment.day}, {moment.year} {hour}:{moment:%M:%S} {moment:%p}"
-
-
-def success(body: dict[str, Any] | None = None, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps({"status": "success", **(body or {})}), status=status,
-                        content_type="application/json")
 
 
 def plain(body: Any, status: int = 200) -> web.Response:
