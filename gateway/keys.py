@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from engines.registry import EngineRegistry
+from gateway.azkaban.views import AzkabanViews
 from gateway.batches.control import BatchControl
 from gateway.batches.feed import BatchFeed
 from gateway.batches.overview import Overview
@@ -60,5 +61,6 @@ INSTANCE = web.AppKey("instance", str)  # this instance's id (kyuubiInstance)
 LIVY_PORT: web.AppKey[int | None] = web.AppKey("livy_port")  # the Livy port bound (livy_port may be 0)
 NUMBERS = web.AppKey("numbers", Numbers)
 DATAMEER_VIEWS = web.AppKey("datameer_views", DatameerViews)
+AZKABAN_VIEWS = web.AppKey("azkaban_views", AzkabanViews)
 FEED = web.AppKey("feed", BatchFeed)
 OVERVIEW = web.AppKey("overview", Overview)

@@ -14,6 +14,7 @@ from engines.process import ProcessSupervisor
 from engines.registry import EngineRegistry
 from gateway.api.health import READINESS
 from gateway.api.metrics import METRICS
+from gateway.azkaban.views import AzkabanViews
 from gateway.batches.admission import Admission
 from gateway.batches.control import BatchControl
 from gateway.batches.feed import BatchFeed
@@ -39,6 +40,7 @@ from gateway.jobs.views import JobViews
 from gateway.keys import (
     AUDIT,
     AUTH,
+    AZKABAN_VIEWS,
     BATCH_REPOSITORY,
     BATCH_VIEWS,
     BATCHES,
@@ -212,6 +214,7 @@ def build_parts(app: web.Application) -> Parts:
     app[LIVY_VIEWS] = LivyViews(batches)
     app[KYLIN_VIEWS] = KylinViews(batches, app[CONTROL], jobs)
     app[DATAMEER_VIEWS] = DatameerViews(jobs, app[NUMBERS], app[CONTROL])
+    app[AZKABAN_VIEWS] = AzkabanViews(jobs, app[NUMBERS])
     app[AUDIT] = audit
     app[SESSIONS] = SessionService(SessionRepository(db), app[AUTH], audit, default_seconds=security.session_seconds,
                                    max_seconds=security.session_max_seconds)

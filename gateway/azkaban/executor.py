@@ -2,7 +2,9 @@
 
 An execution id is the run's number in app[NUMBERS] (Kind.RUN, keyed by the run's UUID), as Datameer's
 job-execution ids are. `execution()` is how every action here (and gateway/azkaban/logs.py) turns an
-`execid` into a run the caller may see: through JobService.run, so the run's permissions are the job's.
+`execid` into a run the caller may see: through app[AZKABAN_VIEWS] (gateway/azkaban/views.py) and
+JobService.run, so the run's permissions are the job's. Flows and runs arrive as the contract's `Job` and
+`Run`.
 """
 
 from __future__ import annotations
@@ -23,19 +25,16 @@ from gateway.azkaban.models import (
     job_parts,
     node_type,
 )
-from gateway.contract.jobs import RUN_TERMINAL, FailureAction, RunState
+from gateway.contract.jobs import RUN_TERMINAL, FailureAction, Job, Permission, Run, RunState
 from gateway.errors import BadRequest, NotFound
 from gateway.jobs.numbers import Kind, named_key
-from gateway.keys import JOBS, NUMBERS, PROJECTS
+from gateway.keys import AZKABAN_VIEWS, NUMBERS, PROJECTS
 from gateway.security.auth import Principal
-from gateway.store.jobs import JobRecord, RunRecord
 
-ACTIVE = [RunState.PREPARING.value, RunState.RUNNING.value, RunState.PAUSED.value]
 FAILURE_ACTIONS = {
     "finishCurrent": FailureAction.FINISH_CURRENTLY_RUNNING, "cancelImmediately": FailureAction.CANCEL_ALL,
     "finishPossible": FailureAction.FINISH_ALL_POSSIBLE,
 }
-MAX_RUNNING = 1000
 
 
 # --- ids (shared with gateway/azkaban/logs.py) ---------------------------------------------------
@@ -55,17 +54,11 @@ def int_value(values: dict[str, str], name: str) -> int:
 
 
 async def execution(request: web.Request, who: Principal, values: dict[str, str],
-                    permission: str = "READ") -> tuple[RunRecord, int]:
-    """The run an `execid` names, if the caller holds the permission on it; and the number itself."""
+                    permission: Permission = Permission.READ) -> tuple[Run, int]:
+    """The run an `execid` names (with its nodes), if the caller holds the permission on it; and the number
+    itself."""
     execid = int_value(values, "execid")
-    key = await request.app[NUMBERS].key(Kind.RUN, execid) if execid > 0 else None
-    if key is None:
-        raise NotFound(f"Cannot find execution '{execid}'")
-    try:
-        run = await request.app[JOBS].run(who, key, permission)
-    except NotFound:
-        raise NotFound(f"Cannot find execution '{execid}'") from None
-    return run, execid
+    return await request.app[AZKABAN_VIEWS].execution(who, execid, permission), execid
 
 
 async def project_id(request: web.Request, who: Principal, project: str) -> int:
@@ -73,24 +66,24 @@ async def project_id(request: web.Request, who: Principal, project: str) -> int:
     return await request.app[NUMBERS].number(Kind.PROJECT, named_key(record.name, record.created_at))
 
 
-def node_types(job: JobRecord | None) -> dict[str, str]:
+def node_types(job: Job | None) -> dict[str, str]:
     if job is None:
         return {}
-    return {n["id"]: node_type(n["request"]) for n in job.definition.get("nodes", [])}
+    return {n.id: node_type(n.request) for n in job.nodes}
 
 
-def flow_name(run: RunRecord) -> str:
+def flow_name(run: Run) -> str:
     return (flow_of(run.project, run.job) if run.project else None) or run.job
 
 
-async def flow(request: web.Request, who: Principal, project: str, name: str, permission: str) -> JobRecord:
+async def flow(request: web.Request, who: Principal, project: str, name: str, permission: Permission) -> Job:
     """The job that holds a project's flow (it must be in that project)."""
     if not project:
         raise BadRequest("Missing parameter project")
     if not name:
         raise BadRequest("Missing parameter flow")
     try:
-        job = await request.app[JOBS].job(who, flow_job(project, name), permission)
+        job: Job | None = await request.app[AZKABAN_VIEWS].job(who, flow_job(project, name), permission)
     except NotFound:
         job = None
     if job is None or job.project != project:
@@ -105,8 +98,8 @@ async def execute_flow(request: web.Request, who: Principal, values: dict[str, s
     """Run the flow: `disabled` (a JSON list of job ids), `failureAction`, `concurrentOption=skip` (refused
     while the flow runs), and `flowOverride[name]=value` for the flow's variables."""
     project, name = values.get("project", ""), values.get("flow", "")
-    job = await flow(request, who, project, name, "EXECUTE")
-    jobs = request.app[JOBS]
+    job = await flow(request, who, project, name, Permission.EXECUTE)
+    views = request.app[AZKABAN_VIEWS]
     disabled = _disabled(values.get("disabled"), job)
     overrides = {key[len("flowOverride["):-1]: value for key, value in values.items()
                  if key.startswith("flowOverride[") and key.endswith("]")}
@@ -114,18 +107,16 @@ async def execute_flow(request: web.Request, who: Principal, values: dict[str, s
     if action and action not in FAILURE_ACTIONS:
         raise BadRequest(f"Parameter failureAction: {action!r} is none of {sorted(FAILURE_ACTIONS)}")
     if values.get("concurrentOption") == "skip":
-        _, running = await jobs.list_runs(who, job.name, ACTIVE, None, 0, 1)
+        running = await views.running(who, job.name, limit=1)
         if running:
-            number = await request.app[NUMBERS].number(Kind.RUN, str(running[0].id))
-            return error(409, f"Flow {name} is already running with exec id {number}. Skipping execution.")
-    run = await jobs.trigger(who, job.name, overrides, disabled,
-                             FAILURE_ACTIONS[action].value if action else None)
-    execid = await request.app[NUMBERS].number(Kind.RUN, str(run.id))
+            return error(409, f"Flow {name} is already running with exec id {running[0]}. Skipping execution.")
+    execid = await views.execute(who, job.name, overrides, disabled,
+                                 FAILURE_ACTIONS[action].value if action else None)
     return answer({"message": f"Execution submitted successfully with exec id {execid}", "project": project,
                    "flow": name, "execid": execid})
 
 
-def _disabled(raw: str | None, job: JobRecord) -> list[str]:
+def _disabled(raw: str | None, job: Job) -> list[str]:
     if not raw:
         return []
     try:
@@ -134,7 +125,7 @@ def _disabled(raw: str | None, job: JobRecord) -> list[str]:
         raise BadRequest(f"Parameter disabled: {raw[:80]!r} is not a JSON list of job ids") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise BadRequest("Parameter disabled: give a JSON list of job ids")
-    parts = job_parts([n["id"] for n in job.definition.get("nodes", [])])
+    parts = job_parts([n.id for n in job.nodes])
     unknown = sorted(set(names) - set(parts))
     if unknown:
         raise BadRequest(f"Parameter disabled: the flow has no job {unknown[0]!r}")
@@ -143,8 +134,7 @@ def _disabled(raw: str | None, job: JobRecord) -> list[str]:
 
 async def fetch_exec_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     run, execid = await execution(request, who, values)
-    jobs = request.app[JOBS]
-    nodes = exec_nodes(await jobs.nodes(run), node_types(await jobs.find(run.job)))
+    nodes = exec_nodes(run.nodes, node_types(await request.app[AZKABAN_VIEWS].find(run.job)))
     pid = await project_id(request, who, run.project) if run.project else 0
     return answer(exec_flow(run, execid, run.project or "", pid, flow_name(run), nodes))
 
@@ -153,8 +143,7 @@ async def fetch_exec_flow_update(request: web.Request, who: Principal, values: d
     """The execution and the jobs updated after `lastUpdateTime` (epoch ms; -1 for all)."""
     run, _ = await execution(request, who, values)
     since = int_value(values, "lastUpdateTime") if values.get("lastUpdateTime") else -1
-    jobs = request.app[JOBS]
-    nodes = exec_nodes(await jobs.nodes(run), node_types(await jobs.find(run.job)), since)
+    nodes = exec_nodes(run.nodes, node_types(await request.app[AZKABAN_VIEWS].find(run.job)), since)
     return answer(exec_update(run, flow_name(run), nodes))
 
 
@@ -173,20 +162,18 @@ async def resume_flow(request: web.Request, who: Principal, values: dict[str, st
 async def _control(request: web.Request, who: Principal, values: dict[str, str], action: str) -> web.Response:
     """Cancel, pause or resume; `{}` when done, or when the execution already is as asked (Azkaban's
     pause and resume are idempotent); an execution that has ended `isn't running`."""
-    run, execid = await execution(request, who, values, "EXECUTE")
+    run, execid = await execution(request, who, values, Permission.EXECUTE)
     if run.state in RUN_TERMINAL:
         return error(409, f"Execution {execid} of flow {flow_name(run)} isn't running.")
     if (action == "pause" and run.state == RunState.PAUSED) or (action == "resume" and run.state != RunState.PAUSED):
         return answer({})
-    await request.app[JOBS].control(who, str(run.id), action, {})
+    await request.app[AZKABAN_VIEWS].control(who, run.id, action)
     return answer({})
 
 
 async def get_running(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
-    job = await flow(request, who, values.get("project", ""), values.get("flow", ""), "READ")
-    _, runs = await request.app[JOBS].list_runs(who, job.name, ACTIVE, None, 0, MAX_RUNNING)
-    numbers = await request.app[NUMBERS].numbers(Kind.RUN, [str(r.id) for r in runs])
-    return answer({"execIds": [numbers[str(r.id)] for r in runs]})
+    job = await flow(request, who, values.get("project", ""), values.get("flow", ""), Permission.READ)
+    return answer({"execIds": await request.app[AZKABAN_VIEWS].running(who, job.name)})
 
 
 ACTIONS: dict[str, Any] = {

@@ -4,8 +4,9 @@ characters from `offset` of a job's log or of the execution's own log, answered 
 
 A job's log is its node's batch log (a job of several commands: its nodes' logs one after the other); the
 execution's log is the run's events as text (gateway/jobs/runlog.py). The windows are cut by the services
-(JobService.node_log_chars and run_log_chars over LogStore.read_chars); this module reads the parameters
-and writes Azkaban's answer. Both are called by the `/executor` dispatcher once the session is resolved.
+(JobService.node_log_chars and run_log_chars over LogStore.read_chars, asked by app[AZKABAN_VIEWS]); this
+module reads the parameters and writes Azkaban's answer. Both are called by the `/executor` dispatcher
+once the session is resolved.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from gateway.api.middleware import principal
 from gateway.azkaban.executor import execution, int_value
 from gateway.azkaban.models import answer, job_parts, params
 from gateway.errors import BadRequest, NotFound
-from gateway.keys import JOBS
+from gateway.keys import AZKABAN_VIEWS
 
 
 def _window(values: dict[str, str]) -> tuple[int, int]:
@@ -42,11 +43,10 @@ async def fetch_exec_job_logs(request: web.Request) -> web.Response:
     if not job_id:
         raise BadRequest("Missing parameter jobId")
     offset, length = _window(values)
-    jobs = request.app[JOBS]
-    parts = job_parts([n.node_id for n in await jobs.nodes(run)]).get(job_id)
+    parts = job_parts([n.id for n in run.nodes]).get(job_id)
     if parts is None:
         raise NotFound(f"Job {job_id} doesn't exist in {execid}")
-    return _answer(await jobs.node_log_chars(run, parts, offset, length), offset)
+    return _answer(await request.app[AZKABAN_VIEWS].job_log(who, run, parts, offset, length), offset)
 
 
 async def fetch_exec_flow_logs(request: web.Request) -> web.Response:
@@ -54,4 +54,4 @@ async def fetch_exec_flow_logs(request: web.Request) -> web.Response:
     who, values = principal(request), params(request)
     run, _ = await execution(request, who, values)
     offset, length = _window(values)
-    return _answer(await request.app[JOBS].run_log_chars(run, offset, length), offset)
+    return _answer(await request.app[AZKABAN_VIEWS].flow_log(who, run, offset, length), offset)

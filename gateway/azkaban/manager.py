@@ -23,7 +23,7 @@ from gateway.azkaban.executor import flow, node_types, project_id
 from gateway.azkaban.models import OF_RUN, answer, error, flow_job, flow_of, job_parts, session_error
 from gateway.azkaban.sessions import dispatch, principal_of
 from gateway.azkaban.zips import FlowSpec, flows_of, read_zip
-from gateway.contract.jobs import JobSpec
+from gateway.contract.jobs import JobSpec, Permission
 from gateway.contract.projects import ProjectSpec
 from gateway.errors import BadRequest, Conflict, GatewayError, NotFound
 from gateway.instance.spool import bounded, read_chunks, write_chunks
@@ -117,13 +117,13 @@ async def fetch_project_flows(request: web.Request, who: Principal, values: dict
 async def fetch_flow_graph(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     """The flow's jobs, each with its type and the jobs it directly depends on (`in`)."""
     name = await _project_name(values)
-    job = await flow(request, who, name, values.get("flow", ""), "READ")
+    job = await flow(request, who, name, values.get("flow", ""), Permission.READ)
     types = node_types(job)
-    definition = {n["id"]: n for n in job.definition.get("nodes", [])}
+    definition = {n.id: n for n in job.nodes}
     nodes = []
     for job_id, parts in job_parts(list(definition)).items():
         entry: dict[str, Any] = {"id": job_id, "type": types.get(job_id, "command")}
-        deps = sorted({d for d in definition[parts[0]].get("dependsOn", []) if d not in parts})
+        deps = sorted({d for d in definition[parts[0]].depends_on if d not in parts})
         if deps:
             owners = job_parts(list(definition))
             entry["in"] = sorted({next((j for j, p in owners.items() if d in p), d) for d in deps})
@@ -134,7 +134,7 @@ async def fetch_flow_graph(request: web.Request, who: Principal, values: dict[st
 
 async def fetch_flow_executions(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     name = await _project_name(values)
-    job = await flow(request, who, name, values.get("flow", ""), "READ")
+    job = await flow(request, who, name, values.get("flow", ""), Permission.READ)
     start = _int(values, "start", 0)
     length = _int(values, "length", 10)
     total, runs = await request.app[JOBS].list_runs(who, job.name, [], None, start, min(length, MAX_PAGE))

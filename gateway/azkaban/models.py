@@ -4,7 +4,8 @@ batchgate run and its nodes read as an Azkaban execution and its jobs.
 An Azkaban project is a batchgate project; each flow of its zip a batchgate job named `<project>.<flow>`
 in that project; an execution one of the job's runs, its jobs the run's nodes. Executions, projects and
 schedules get the integer ids Azkaban's clients use from app[NUMBERS] (gateway/jobs/numbers.py). This
-module only translates; the handlers (manager, executor, schedule) call the services.
+module only translates, from the contract's models (runs and nodes as gateway/azkaban/views.py returns
+them); the handlers (manager, executor, schedule) call the services.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.contract.jobs import NodeState, RunState
-from gateway.store.jobs import NodeRecord, RunRecord
+from gateway.contract.jobs import NodeState, Run, RunNode, RunState
 
 PARAMS: web.RequestKey[dict[str, str]] = web.RequestKey("azkaban_params", dict)
 # A job of several commands (command, command.1, ...) is a chain of nodes: `<job>`, `<job>.command.1`, ...
@@ -138,12 +138,12 @@ def job_status(states: list[AzkabanStatus]) -> AzkabanStatus:
     return next(s for s in _PRECEDENCE if s in states)
 
 
-def exec_nodes(nodes: list[NodeRecord], types: dict[str, str], since: int = -1) -> list[dict[str, Any]]:
+def exec_nodes(nodes: list[RunNode], types: dict[str, str], since: int = -1) -> list[dict[str, Any]]:
     """A run's nodes as Azkaban's job executions (a job of several commands is one job), those updated
     after `since` (epoch ms; -1: all)."""
-    by_id = {n.node_id: n for n in nodes}
+    by_id = {n.id: n for n in nodes}
     out: list[dict[str, Any]] = []
-    for job, part_ids in job_parts([n.node_id for n in nodes]).items():
+    for job, part_ids in job_parts([n.id for n in nodes]).items():
         parts = [by_id[p] for p in part_ids]
         update = max(p.update_time for p in parts)
         if update <= since:
@@ -154,19 +154,19 @@ def exec_nodes(nodes: list[NodeRecord], types: dict[str, str], since: int = -1) 
             "id": job, "updateTime": update, "status": job_status([OF_NODE[p.state] for p in parts]).value,
             "nestedId": job, "type": types.get(job, "command"), "endTime": last.end_time or -1,
         }
-        deps = [d for d in first.depends_on if d not in part_ids]
+        deps = [d for d in first.in_ if d not in part_ids]
         if deps:
             entry["in"] = sorted({_owner(d, by_id) for d in deps})
         out.append(entry)
     return out
 
 
-def _owner(node: str, by_id: dict[str, NodeRecord]) -> str:
+def _owner(node: str, by_id: dict[str, RunNode]) -> str:
     match = EXTRA_COMMAND.match(node)
     return match.group("job") if match and match.group("job") in by_id else node
 
 
-def exec_flow(run: RunRecord, execid: int, project: str, project_id: int, flow: str,
+def exec_flow(run: Run, execid: int, project: str, project_id: int, flow: str,
               nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """fetchexecflow's answer: the execution with its jobs."""
     return {
@@ -178,7 +178,7 @@ def exec_flow(run: RunRecord, execid: int, project: str, project_id: int, flow: 
     }
 
 
-def exec_update(run: RunRecord, flow: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
+def exec_update(run: Run, flow: str, nodes: list[dict[str, Any]]) -> dict[str, Any]:
     """fetchexecflowupdate's answer: the execution's status and the jobs updated since."""
     return {
         "id": flow, "startTime": run.start_time or -1, "attempt": run.attempt, "status": OF_RUN[run.state].value,

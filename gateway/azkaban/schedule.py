@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gateway.azkaban.executor import FAILURE_ACTIONS, flow
 from gateway.azkaban.models import answer, flow_of, job_parts
 from gateway.azkaban.sessions import dispatch
+from gateway.contract.jobs import Permission
 from gateway.contract.schedules import ScheduleSpec, SlaSpec
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs.numbers import Kind, parse_named_key
@@ -87,7 +88,7 @@ async def schedule_cron_flow(request: web.Request, who: Principal, values: dict[
     if not cron:
         return failed("Cron expression must exist.")
     try:
-        job = await flow(request, who, project, name, "SCHEDULE")
+        job = await flow(request, who, project, name, Permission.SCHEDULE)
         spec = _spec(values, job.name, cron=cron, timezone=zone(values.get("timezone")))
         number = await _save(request, who, job.name, spec)
     except BadRequest as exc:
@@ -129,7 +130,7 @@ async def schedule_flow(request: web.Request, who: Principal, values: dict[str, 
     project, name = values.get("projectName", ""), values.get("flow") or values.get("flowName", "")
     try:
         moment, zone_name = first_time(values.get("scheduleTime", ""), values.get("scheduleDate", ""))
-        job = await flow(request, who, project, name, "SCHEDULE")
+        job = await flow(request, who, project, name, Permission.SCHEDULE)
         if values.get("is_recurring") == "on":
             period = values.get("period", "")
             if not re.fullmatch(r"\d+[smhdwM]", period):
@@ -155,7 +156,7 @@ async def fetch_schedule(request: web.Request, who: Principal, values: dict[str,
     if key is None:
         return answer({"error": f"Project {raw} not found"})
     project, _ = parse_named_key(key)
-    job = await flow(request, who, project, values.get("flowId", ""), "READ")
+    job = await flow(request, who, project, values.get("flowId", ""), Permission.READ)
     schedules = request.app[SCHEDULES]
     _, found = await schedules.list_schedules(who, job.name, 0, 1)
     if not found:
