@@ -28,7 +28,7 @@ from gateway.azkaban.models import (
 from gateway.contract.jobs import RUN_TERMINAL, FailureAction, Job, Permission, Run, RunState
 from gateway.errors import BadRequest, NotFound
 from gateway.jobs.numbers import Kind, named_key
-from gateway.keys import AZKABAN_VIEWS, NUMBERS, PROJECTS
+from gateway.keys import AZKABAN_VIEWS, NUMBERS, PROJECT_VIEWS
 from gateway.security.auth import Principal
 
 FAILURE_ACTIONS = {
@@ -62,8 +62,8 @@ async def execution(request: web.Request, who: Principal, values: dict[str, str]
 
 
 async def project_id(request: web.Request, who: Principal, project: str) -> int:
-    record = await request.app[PROJECTS].get(who, project)
-    return await request.app[NUMBERS].number(Kind.PROJECT, named_key(record.name, record.created_at))
+    found = await request.app[PROJECT_VIEWS].get(who, project)
+    return await request.app[NUMBERS].number(Kind.PROJECT, named_key(found.name, found.create_time))
 
 
 def node_types(job: Job | None) -> dict[str, str]:

@@ -20,20 +20,18 @@ from pydantic import ValidationError
 from gateway.api.bodies import part_chunks
 from gateway.api.middleware import PRINCIPAL
 from gateway.azkaban.executor import flow, node_types, project_id
-from gateway.azkaban.models import OF_RUN, answer, error, flow_job, flow_of, job_parts, session_error
+from gateway.azkaban.models import answer, error, flow_job, job_parts, session_error
 from gateway.azkaban.sessions import dispatch, principal_of
 from gateway.azkaban.zips import FlowSpec, flows_of, read_zip
 from gateway.contract.jobs import JobSpec, Permission
 from gateway.contract.projects import ProjectSpec
 from gateway.errors import BadRequest, Conflict, GatewayError, NotFound
 from gateway.instance.spool import bounded, read_chunks, write_chunks
-from gateway.jobs.numbers import Kind
-from gateway.keys import JOBS, NUMBERS, PROJECTS, SETTINGS
+from gateway.keys import AZKABAN_VIEWS, JOB_VIEWS, PROJECT_VIEWS, PROJECTS, SETTINGS
 from gateway.security.auth import Principal
 
 log = structlog.get_logger("gateway.azkaban")
 
-MAX_FLOWS = 1000
 MAX_PAGE = 1000
 
 
@@ -42,12 +40,6 @@ async def _project_name(values: dict[str, str], key: str = "project") -> str:
     if not name:
         raise BadRequest(f"Missing parameter {key}")
     return name
-
-
-async def _flows(request: web.Request, who: Principal, project: str) -> dict[str, Any]:
-    """The project's flows: {flow name: its job record}."""
-    _, jobs = await request.app[JOBS].list_jobs(who, None, project, 0, MAX_FLOWS)
-    return {name: job for job in jobs if job.project == project and (name := flow_of(project, job.name))}
 
 
 # --- projects ------------------------------------------------------------------------------------
@@ -74,8 +66,8 @@ async def delete(request: web.Request, who: Principal, values: dict[str, str]) -
     """The project and its flows' jobs (refused while one of them runs)."""
     name = await _project_name(values)
     await request.app[PROJECTS].get(who, name)
-    jobs = request.app[JOBS]
-    for job in (await _flows(request, who, name)).values():
+    jobs = request.app[JOB_VIEWS]
+    for job in (await request.app[AZKABAN_VIEWS].flows(who, name)).values():
         await jobs.delete(who, job.name)
     await request.app[PROJECTS].delete(who, name)
     return answer({"status": "success", "message": f"Project '{name}' was successfully deleted"})
@@ -83,9 +75,9 @@ async def delete(request: web.Request, who: Principal, values: dict[str, str]) -
 
 async def get_permissions(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     name = await _project_name(values)
-    record = await request.app[PROJECTS].get(who, name)
-    permissions = [{"username": record.owner, "permission": ["ADMIN"]}] + [
-        {"username": user, "permission": roles} for user, roles in sorted(record.members.items())]
+    project = await request.app[PROJECT_VIEWS].get(who, name)
+    permissions = [{"username": project.owner, "permission": ["ADMIN"]}] + [
+        {"username": user, "permission": roles} for user, roles in sorted(project.members.items())]
     return answer({"project": name, "projectId": await project_id(request, who, name), "permissions": permissions})
 
 
@@ -110,7 +102,7 @@ def _detail(detail: Any) -> str | None:
 async def fetch_project_flows(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     name = await _project_name(values)
     pid = await project_id(request, who, name)
-    flows = await _flows(request, who, name)
+    flows = await request.app[AZKABAN_VIEWS].flows(who, name)
     return answer({"project": name, "projectId": pid, "flows": [{"flowId": f} for f in sorted(flows)]})
 
 
@@ -137,13 +129,11 @@ async def fetch_flow_executions(request: web.Request, who: Principal, values: di
     job = await flow(request, who, name, values.get("flow", ""), Permission.READ)
     start = _int(values, "start", 0)
     length = _int(values, "length", 10)
-    total, runs = await request.app[JOBS].list_runs(who, job.name, [], None, start, min(length, MAX_PAGE))
-    numbers = await request.app[NUMBERS].numbers(Kind.RUN, [str(r.id) for r in runs])
     pid = await project_id(request, who, name)
+    total, executions = await request.app[AZKABAN_VIEWS].executions(who, job.name, values["flow"], pid, start,
+                                                                    min(length, MAX_PAGE))
     return answer({
-        "executions": [{"startTime": r.start_time or -1, "submitUser": r.submit_user, "status": OF_RUN[r.state].value,
-                        "submitTime": r.create_time, "execId": numbers[str(r.id)], "projectId": pid,
-                        "endTime": r.end_time or -1, "flowId": values["flow"]} for r in runs],
+        "executions": executions,
         "total": total, "project": name, "length": length, "from": start, "flow": values["flow"], "projectId": pid,
     })
 
@@ -186,15 +176,15 @@ async def upload(request: web.Request) -> web.Response:
             return answer({"error": f"Installation Failed.\nProject '{name}' doesn't exist."})
         files, jobs = await asyncio.to_thread(read_zip, zip_path)
         flows_of(jobs, files, 0)  # a zip that cannot make flows is refused before anything is stored
-        record = await projects.upload(who, name, read_chunks(zip_path))
-    flows = flows_of(jobs, files, record.version)
+        artifact = await request.app[PROJECT_VIEWS].upload(who, name, read_chunks(zip_path))
+    flows = flows_of(jobs, files, artifact.version)
     try:
         await _save_flows(request, who, name, flows)
     except GatewayError as exc:
         return answer({"error": f"Installation Failed.\n{exc.message}",
-                       "projectId": str(await project_id(request, who, name)), "version": str(record.version)})
-    log.info("azkaban.uploaded", project=name, version=record.version, flows=[f.name for f in flows], user=who.name)
-    return answer({"projectId": str(await project_id(request, who, name)), "version": str(record.version)})
+                       "projectId": str(await project_id(request, who, name)), "version": str(artifact.version)})
+    log.info("azkaban.uploaded", project=name, version=artifact.version, flows=[f.name for f in flows], user=who.name)
+    return answer({"projectId": str(await project_id(request, who, name)), "version": str(artifact.version)})
 
 
 async def _read_upload(request: web.Request, target: Path, limit: int) -> dict[str, str]:
@@ -218,8 +208,8 @@ async def _read_upload(request: web.Request, target: Path, limit: int) -> dict[s
 
 async def _save_flows(request: web.Request, who: Principal, project: str, flows: list[FlowSpec]) -> None:
     """Each flow becomes (or updates) its job; a flow the new zip no longer has is deleted, as Azkaban does."""
-    jobs = request.app[JOBS]
-    existing = await _flows(request, who, project)
+    jobs = request.app[JOB_VIEWS]
+    existing = await request.app[AZKABAN_VIEWS].flows(who, project)
     for spec in flows:
         try:
             job = JobSpec.model_validate({

@@ -23,7 +23,7 @@ from gateway.contract.jobs import Permission
 from gateway.contract.schedules import ScheduleSpec, SlaSpec
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs.numbers import Kind, parse_named_key
-from gateway.keys import JOBS, NUMBERS, SCHEDULES, SLAS
+from gateway.keys import AZKABAN_VIEWS, NUMBERS, SCHEDULES, SLAS
 from gateway.schedules.timing import TimingError, parse_zone
 from gateway.security.auth import Principal
 
@@ -206,16 +206,16 @@ async def remove_sched(request: web.Request, who: Principal, values: dict[str, s
 
 
 async def _flow_name(request: web.Request, job: str) -> str:
-    record = await request.app[JOBS].find(job)
-    return (flow_of(record.project, job) if record is not None and record.project else None) or job
+    found = await request.app[AZKABAN_VIEWS].find(job)
+    return (flow_of(found.project, job) if found is not None and found.project else None) or job
 
 
 async def set_sla(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     """`settings[i]` = `job,SUCCESS|FINISH,hh:mm,emailAction,killAction` (an empty job: the whole flow),
     `slaEmails` separated by `;` or `,`. They replace the schedule's SLAs, as on Azkaban."""
     s = await _schedule(request, who, values, "SCHEDULE")
-    job = await request.app[JOBS].job(who, s.job, "SCHEDULE")
-    parts = job_parts([n["id"] for n in job.definition.get("nodes", [])])
+    job = await request.app[AZKABAN_VIEWS].job(who, s.job, Permission.SCHEDULE)
+    parts = job_parts([n.id for n in job.nodes])
     emails = [e.strip() for e in re.split(r"[;,]", values.get("slaEmails", "")) if e.strip()]
     specs = []
     keys = sorted((k for k in values if re.fullmatch(r"settings\[\d+\]", k)), key=lambda k: int(k[9:-1]))
@@ -253,8 +253,8 @@ async def set_sla(request: web.Request, who: Principal, values: dict[str, str]) 
 
 async def sla_info(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     s = await _schedule(request, who, values, "READ")
-    job = await request.app[JOBS].job(who, s.job, "READ")
-    parts = job_parts([n["id"] for n in job.definition.get("nodes", [])])
+    job = await request.app[AZKABAN_VIEWS].job(who, s.job, Permission.READ)
+    parts = job_parts([n.id for n in job.nodes])
     owner = {node: name for name, nodes in parts.items() for node in nodes}
     _, found = await request.app[SLAS].list_slas(who, None, str(s.id), None, 0, MAX_SLAS)
     slas = sorted(found, key=lambda sla: (sla.description or "", sla.created_at))  # in the order set

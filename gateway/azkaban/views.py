@@ -1,14 +1,17 @@
 """AzkabanViews: the jobs and runs behind Azkaban's flows and executions, from the job service
 (docs/azkaban.md). It turns an `execid` into a run through app[NUMBERS] (Kind.RUN, keyed by the run's
 UUID), asks the JobService (which checks permissions: a run's are its job's) and returns the contract's
-`Job` and `Run` (gateway/jobs/views.py), execution ids, or the text of a log window, so that the
-executor and the logs see no store record. gateway/azkaban/models.py writes them in Azkaban's shapes."""
+`Job` and `Run` (gateway/jobs/views.py), execution ids, a page of executions or the text of a log window,
+so that the handlers (manager, executor, schedule, logs) see no job or run record. gateway/azkaban/models.py
+writes them in Azkaban's shapes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from gateway.azkaban.models import OF_RUN, flow_of
 from gateway.contract.jobs import Job, Permission, Run, RunState
 from gateway.errors import NotFound
 from gateway.jobs.numbers import Kind, Numbers
@@ -18,6 +21,7 @@ from gateway.security.auth import Principal
 
 ACTIVE = [RunState.PREPARING.value, RunState.RUNNING.value, RunState.PAUSED.value]
 MAX_RUNNING = 1000
+MAX_FLOWS = 1000
 
 
 class AzkabanViews:
@@ -33,6 +37,21 @@ class AzkabanViews:
         """The job, whoever asks (to name a run's flow and its jobs' types, once the run was allowed)."""
         record = await self._jobs.find(name)
         return job_view(record) if record is not None else None
+
+    async def flows(self, who: Principal, project: str) -> dict[str, Job]:
+        """The project's flows: {flow name: its job}."""
+        _, jobs = await self._jobs.list_jobs(who, None, project, 0, MAX_FLOWS)
+        return {name: job_view(job) for job in jobs if job.project == project and (name := flow_of(project, job.name))}
+
+    async def executions(self, who: Principal, job: str, flow: str, project_id: int, start: int,
+                         length: int) -> tuple[int, list[dict[str, Any]]]:
+        """fetchFlowExecutions' page of the flow's runs, newest first, and how many there are."""
+        total, runs = await self._jobs.list_runs(who, job, [], None, start, length)
+        numbers = await self._numbers.numbers(Kind.RUN, [str(r.id) for r in runs])
+        return total, [{"startTime": r.start_time or -1, "submitUser": r.submit_user,
+                        "status": OF_RUN[r.state].value, "submitTime": r.create_time,
+                        "execId": numbers[str(r.id)], "projectId": project_id, "endTime": r.end_time or -1,
+                        "flowId": flow} for r in runs]
 
     async def execution(self, who: Principal, execid: int, permission: Permission = Permission.READ) -> Run:
         """The run an `execid` names, with its nodes, if the caller holds the permission on it."""
@@ -69,7 +88,7 @@ class AzkabanViews:
 
 @contextmanager
 def _unknown(execid: int) -> Iterator[None]:
-    """An execution not found, or one the caller may not see, as Azkaban names it."""
+    """An execution not found (no such number, or no such run), as Azkaban names it."""
     try:
         yield
     except NotFound:
