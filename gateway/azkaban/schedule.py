@@ -20,10 +20,10 @@ from gateway.azkaban.executor import FAILURE_ACTIONS, flow
 from gateway.azkaban.models import answer, flow_of, job_parts
 from gateway.azkaban.sessions import dispatch
 from gateway.contract.jobs import Permission
-from gateway.contract.schedules import ScheduleSpec, SlaSpec
+from gateway.contract.schedules import Schedule, ScheduleSpec, SlaSpec
 from gateway.errors import BadRequest, GatewayError, NotFound
 from gateway.jobs.numbers import Kind, parse_named_key
-from gateway.keys import AZKABAN_VIEWS, NUMBERS, SCHEDULES, SLAS
+from gateway.keys import AZKABAN_VIEWS, NUMBERS, SCHEDULE_VIEWS, SLA_VIEWS
 from gateway.schedules.timing import TimingError, parse_zone
 from gateway.security.auth import Principal
 
@@ -76,10 +76,10 @@ def _spec(values: dict[str, str], job: str, **timing: Any) -> ScheduleSpec:
 
 async def _save(request: web.Request, who: Principal, job: str, spec: ScheduleSpec) -> int:
     """Create the flow's schedule, or change the one it has; its number."""
-    schedules = request.app[SCHEDULES]
-    _, current = await schedules.list_schedules(who, job, 0, 1)
-    saved = await schedules.update(who, str(current[0].id), spec) if current else await schedules.create(who, spec)
-    return await request.app[NUMBERS].number(Kind.SCHEDULE, str(saved.id))
+    schedules = request.app[SCHEDULE_VIEWS]
+    current = (await schedules.list_schedules(who, job, 0, 1)).schedules
+    saved = await schedules.update(who, current[0].id, spec) if current else await schedules.create(who, spec)
+    return await request.app[NUMBERS].number(Kind.SCHEDULE, saved.id)
 
 
 async def schedule_cron_flow(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
@@ -157,14 +157,13 @@ async def fetch_schedule(request: web.Request, who: Principal, values: dict[str,
         return answer({"error": f"Project {raw} not found"})
     project, _ = parse_named_key(key)
     job = await flow(request, who, project, values.get("flowId", ""), Permission.READ)
-    schedules = request.app[SCHEDULES]
-    _, found = await schedules.list_schedules(who, job.name, 0, 1)
+    found = (await request.app[SCHEDULE_VIEWS].list_schedules(who, job.name, 0, 1)).schedules
     if not found:
         return answer({})
     s = found[0]
-    number = await request.app[NUMBERS].number(Kind.SCHEDULE, str(s.id))
+    number = await request.app[NUMBERS].number(Kind.SCHEDULE, s.id)
     tz = ZoneInfo(zone(s.timezone))
-    next_times = schedules.next_fire_times(s, 1)
+    next_times = s.next_fire_times
 
     def shown(ms: int | None) -> str | None:
         return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M:%S") if ms else None
@@ -180,17 +179,17 @@ async def fetch_schedule(request: web.Request, who: Principal, values: dict[str,
             "failureAction": "FINISH_CURRENTLY_RUNNING", "failureEmailsOverridden": False,
             "successEmailsOverridden": False, "pipelineExecutionId": None, "disabledJobs": [],
         },
-        "scheduleId": str(number), "firstSchedTime": shown(s.start_at or s.created_at),
+        "scheduleId": str(number), "firstSchedTime": shown(s.start_at or s.create_time),
     }})
 
 
-async def _schedule(request: web.Request, who: Principal, values: dict[str, str], permission: str) -> Any:
+async def _schedule(request: web.Request, who: Principal, values: dict[str, str], permission: str) -> Schedule:
     raw = values.get("scheduleId", "")
     key = await request.app[NUMBERS].key(Kind.SCHEDULE, int(raw)) if raw.isdigit() and len(raw) < 19 else None
     if key is None:
         raise NotFound(f"Schedule with ID {raw} does not exist")
     try:
-        return await request.app[SCHEDULES].get(who, key, permission)
+        return await request.app[SCHEDULE_VIEWS].get(who, key, permission)
     except NotFound:
         raise NotFound(f"Schedule with ID {raw} does not exist") from None
 
@@ -198,7 +197,7 @@ async def _schedule(request: web.Request, who: Principal, values: dict[str, str]
 async def remove_sched(request: web.Request, who: Principal, values: dict[str, str]) -> web.Response:
     try:
         s = await _schedule(request, who, values, "SCHEDULE")
-        await request.app[SCHEDULES].delete(who, str(s.id))
+        await request.app[SCHEDULE_VIEWS].delete(who, s.id)
     except GatewayError as exc:
         return failed(exc.message)
     return answer({"message": f"flow {await _flow_name(request, s.job)} removed from Schedules.",
@@ -236,16 +235,15 @@ async def set_sla(request: web.Request, who: Principal, values: dict[str, str]) 
         actions = (["ALERT"] if email == "true" else []) + (["KILL"] if kill == "true" else [])
         try:
             specs.append(SlaSpec.model_validate({
-                "schedule": str(s.id), "node": parts[name][-1] if name else None, "rule": RULES[rule],
+                "schedule": s.id, "node": parts[name][-1] if name else None, "rule": RULES[rule],
                 "duration": f"{minutes}m", "actions": actions or ["ALERT"],
                 "emails": emails if "ALERT" in actions else [],
                 "description": f"{SLA_MARK}{index:04d}: {values[key]}"}))
         except ValidationError as exc:
             raise BadRequest(f"{key}: {exc.errors()[0]['msg']}") from None
-    slas = request.app[SLAS]
-    _, current = await slas.list_slas(who, None, str(s.id), None, 0, MAX_SLAS)
-    for old in current:
-        await slas.delete(who, str(old.id))
+    slas = request.app[SLA_VIEWS]
+    for old in (await slas.list_slas(who, None, s.id, None, 0, MAX_SLAS)).slas:
+        await slas.delete(who, old.id)
     for spec in specs:
         await slas.create(who, spec)
     return answer({})
@@ -256,8 +254,8 @@ async def sla_info(request: web.Request, who: Principal, values: dict[str, str])
     job = await request.app[AZKABAN_VIEWS].job(who, s.job, Permission.READ)
     parts = job_parts([n.id for n in job.nodes])
     owner = {node: name for name, nodes in parts.items() for node in nodes}
-    _, found = await request.app[SLAS].list_slas(who, None, str(s.id), None, 0, MAX_SLAS)
-    slas = sorted(found, key=lambda sla: (sla.description or "", sla.created_at))  # in the order set
+    found = (await request.app[SLA_VIEWS].list_slas(who, None, s.id, None, 0, MAX_SLAS)).slas
+    slas = sorted(found, key=lambda sla: (sla.description or "", sla.create_time))  # in the order set
     settings = [{"duration": f"{sla.duration_ms // 60_000}m", "rule": RULE_NAMES.get(sla.rule, sla.rule),
                  "id": owner.get(sla.node, sla.node) if sla.node else "",
                  "actions": [{"ALERT": "EMAIL"}.get(a, a) for a in sla.actions

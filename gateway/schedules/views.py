@@ -64,8 +64,9 @@ class ScheduleViews:
     async def update(self, who: Principal, schedule_id: str, spec: ScheduleSpec) -> Schedule:
         return await self._view(await self._schedules.update(who, schedule_id, spec))
 
-    async def get(self, who: Principal, schedule_id: str) -> Schedule:
-        return await self._view(await self._schedules.get(who, schedule_id))
+    async def get(self, who: Principal, schedule_id: str, permission: str = "READ") -> Schedule:
+        """The schedule, if the caller holds `permission` on it (READ to see it, SCHEDULE to change it)."""
+        return await self._view(await self._schedules.get(who, schedule_id, permission))
 
     async def delete(self, who: Principal, schedule_id: str) -> None:
         await self._schedules.delete(who, schedule_id)
